@@ -1,0 +1,1 @@
+//! Gradients through ODE solves and discrete adjoints of sparse constraints.

@@ -1,0 +1,1 @@
+//! Tensor-level reverse-mode automatic differentiation on a reusable tape.

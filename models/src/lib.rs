@@ -1,0 +1,1 @@
+//! Neural ODE models and the `neuralode` command-line program.

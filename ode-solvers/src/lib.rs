@@ -1,0 +1,1 @@
+//! Generic-float ODE integrators (explicit Runge–Kutta tableaux, Adams–Bashforth–Moulton).

@@ -1,0 +1,1 @@
+//! The adjoint method on PDE-constrained problems: the heated rod and plate.
