@@ -1,0 +1,704 @@
+//! The one generic explicit Runge–Kutta driver.
+
+use core::ops::Range;
+
+use crate::dense::DenseStep;
+use crate::error::SolveError;
+use crate::options::{ErrorNorm, Options, PiController, Stats};
+use crate::real::{Real, c};
+use crate::stepper::{StepInfo, Stepper};
+use crate::system::OdeSystem;
+use crate::tableau::{DenseKind, Tableau};
+
+/// `y += a x`.
+#[inline(always)]
+pub(crate) fn axpy<T: Real>(a: T, x: &[T], y: &mut [T]) {
+    for (yi, &xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// Index of the first non-finite entry, if any (fast path: one pass, no branches).
+#[inline]
+pub(crate) fn first_non_finite<T: Real>(v: &[T]) -> Option<usize> {
+    let probe = v.iter().fold(T::zero(), |acc, &x| acc + x * T::zero());
+    if probe.is_finite() {
+        None
+    } else {
+        v.iter().position(|x| !x.is_finite())
+    }
+}
+
+/// Hairer's `HINIT`: `h0 = 0.01 ‖y‖/‖f‖`, one explicit Euler step to estimate `‖y''‖`,
+/// then `h = min(100 h0, (0.01 / max(‖f‖, ‖y''‖))^{1/p}, max_step)` (sums of squares of the
+/// scaled components as in the Fortran code). Costs one evaluation.
+pub(crate) fn hinit<T: Real, S: OdeSystem<T> + ?Sized>(
+    sys: &mut S,
+    t: T,
+    y: &[T],
+    f0: &[T],
+    dir: T,
+    max_step: T,
+    rtol: &[T],
+    atol: &[T],
+    range: Range<usize>,
+    order: u32,
+    ytmp: &mut [T],
+    f1: &mut [T],
+    stats: &mut Stats,
+) -> T {
+    let mut dnf = T::zero();
+    let mut dny = T::zero();
+    for i in range.clone() {
+        let sk = atol[i] + rtol[i] * y[i].abs();
+        let a = f0[i] / sk;
+        let b = y[i] / sk;
+        dnf += a * a;
+        dny += b * b;
+    }
+    let tiny: T = c(1e-10);
+    let mut h = if dnf <= tiny || dny <= tiny {
+        c(1e-6)
+    } else {
+        (dny / dnf).sqrt() * c(0.01)
+    };
+    h = h.min(max_step) * dir;
+    for i in 0..y.len() {
+        ytmp[i] = y[i] + h * f0[i];
+    }
+    sys.rhs(t + h, ytmp, f1);
+    stats.nfe += 1;
+    let mut der2 = T::zero();
+    for i in range {
+        let sk = atol[i] + rtol[i] * y[i].abs();
+        let a = (f1[i] - f0[i]) / sk;
+        der2 += a * a;
+    }
+    let der2 = der2.sqrt() / h.abs();
+    let der12 = der2.max(dnf.sqrt());
+    let h1 = if !(der12 > c(1e-15)) {
+        (h.abs() * c(1e-3)).max(c(1e-6))
+    } else {
+        (c::<T>(0.01) / der12).powf(T::one() / c(f64::from(order.max(1))))
+    };
+    let mut hh = (h.abs() * c(100.0)).min(h1).min(max_step);
+    if !(hh.is_finite() && hh > T::zero()) {
+        hh = h.abs();
+    }
+    hh * dir
+}
+
+/// Non-zero weights as `(j * n, w_j)`: offsets into the flat stage buffer.
+fn nonzeros_off<T: Real>(w: &[f64], n: usize) -> Vec<(usize, T)> {
+    w.iter()
+        .enumerate()
+        .filter(|(_, x)| **x != 0.0)
+        .map(|(j, &x)| (j * n, c(x)))
+        .collect()
+}
+
+/// Below this state length the stage sums run component by component (all stages at once,
+/// Hairer's `y + h (Σ a_ij k_j)` order); above it they run as one `axpy` per stage, which
+/// vectorises over the state.
+const SMALL_N: usize = 32;
+
+/// `out = base + h Σ_j w_j k_j` over a flat stage buffer, `row` holding `(offset, w_j)`.
+#[inline(always)]
+fn combine<T: Real>(out: &mut [T], base: &[T], h: T, row: &[(usize, T)], k: &[T]) {
+    let n = out.len();
+    if n < SMALL_N {
+        for m in 0..n {
+            let mut acc = T::zero();
+            for &(off, w) in row {
+                acc += w * k[off + m];
+            }
+            out[m] = base[m] + h * acc;
+        }
+    } else {
+        out.copy_from_slice(base);
+        for &(off, w) in row {
+            axpy(h * w, &k[off..off + n], out);
+        }
+    }
+}
+
+fn nonzeros<T: Real>(w: &[f64]) -> Vec<(usize, T)> {
+    w.iter()
+        .enumerate()
+        .filter(|(_, x)| **x != 0.0)
+        .map(|(j, &x)| (j, c(x)))
+        .collect()
+}
+
+/// An explicit Runge–Kutta integrator for any [`Tableau`], holding its whole workspace.
+///
+/// All buffers (stages, states, tolerances, dense-output coefficients) are allocated in
+/// [`RkStepper::new`]; [`Stepper::step`], [`Stepper::step_fixed`] and interpolation never
+/// allocate. Integration runs forwards or backwards (`t_end < t0`).
+///
+/// Cost per accepted step is `s` evaluations for every method (FSAL methods reuse their last
+/// stage; the others evaluate `f(t + h, y_1)` once the step is accepted, as Hairer's DOP853
+/// does); a rejected attempt costs `s − 1`. DOP853's dense output costs three more, only on
+/// steps where it is asked for.
+#[derive(Debug, Clone)]
+pub struct RkStepper<T: Real> {
+    tab: &'static Tableau,
+    n: usize,
+    s: usize,
+    /// Rows of `a` as `(j * n, a_ij)` offsets into `k`.
+    a_rows: Vec<Vec<(usize, T)>>,
+    cs: Vec<T>,
+    b_nz: Vec<(usize, T)>,
+    e_nz: Vec<(usize, T)>,
+    e2_nz: Vec<(usize, T)>,
+    dense_d: Vec<Vec<(usize, T)>>,
+    extra_a: Vec<Vec<(usize, T)>>,
+    extra_c: Vec<T>,
+    /// Flat stage buffer: stage `j` is `k[j n .. (j + 1) n]` (+3 extra stages for DOP853).
+    /// Stage 0 holds `f(t, y)` between steps.
+    k: Vec<T>,
+    y: Vec<T>,
+    y_prev: Vec<T>,
+    y_new: Vec<T>,
+    ytmp: Vec<T>,
+    f_prev: Vec<T>,
+    fnew: Vec<T>,
+    rtol: Vec<T>,
+    atol: Vec<T>,
+    err_range: Range<usize>,
+    norm: ErrorNorm,
+    ctrl: PiController<T>,
+    alpha: T,
+    facold: T,
+    reject: bool,
+    t: T,
+    t_prev: T,
+    t_end: T,
+    dir: T,
+    h: T,
+    h_last: T,
+    max_step: T,
+    min_step: T,
+    max_steps: usize,
+    attempts: usize,
+    stats: Stats,
+    dense: DenseStep<T>,
+    dense_valid: bool,
+    has_step: bool,
+}
+
+impl<T: Real> RkStepper<T> {
+    /// Sets up a solve of `y' = f(t, y)`, `y(t0) = y0` towards `t_end` with method `tab`.
+    ///
+    /// Evaluates `f(t0, y0)` once and, for adaptive runs without `first_step`, once more for
+    /// Hairer's initial-step heuristic. Validates all options and inputs.
+    pub fn new<S: OdeSystem<T> + ?Sized>(
+        tab: &'static Tableau,
+        sys: &mut S,
+        t0: T,
+        y0: &[T],
+        t_end: T,
+        opts: &Options<T>,
+    ) -> Result<Self, SolveError> {
+        let n = y0.len();
+        opts.validate(n)?;
+        for (i, t) in [t0, t_end].into_iter().enumerate() {
+            if !t.is_finite() {
+                return Err(SolveError::NonMonotoneTimes {
+                    index: i,
+                    value: t.to_f64_lossy(),
+                });
+            }
+        }
+        if let Some(i) = first_non_finite(y0) {
+            return Err(SolveError::NonFiniteState {
+                t: t0.to_f64_lossy(),
+                index: i,
+            });
+        }
+        let s = tab.stages;
+        let ctrl = opts
+            .controller
+            .unwrap_or_else(|| PiController::for_tableau(tab));
+        let q: T = c(f64::from(tab.controller_order.max(1)));
+        let alpha = ctrl
+            .alpha
+            .unwrap_or_else(|| T::one() / q - c::<T>(0.75) * ctrl.beta);
+        let (dense_d, extra_a, extra_c, n_extra, max_m) = match tab.dense {
+            DenseKind::Hermite => (Vec::new(), Vec::new(), Vec::new(), 0, 4),
+            DenseKind::Dopri5 { d } => (vec![nonzeros(d)], Vec::new(), Vec::new(), 0, 5),
+            DenseKind::Dop853(dd) => (
+                dd.d.iter().map(|r| nonzeros(r)).collect(),
+                dd.a.iter().map(|r| nonzeros(r)).collect(),
+                dd.c.iter().map(|&x| c(x)).collect(),
+                3,
+                8,
+            ),
+        };
+        let z = || vec![T::zero(); n];
+        let dir = if t_end >= t0 { T::one() } else { -T::one() };
+        let span = (t_end - t0).abs();
+        let max_step = opts.max_step.unwrap_or(if span > T::zero() {
+            span
+        } else {
+            T::max_value()
+        });
+        let mut st = RkStepper {
+            tab,
+            n,
+            s,
+            a_rows: tab.a.iter().map(|r| nonzeros_off(r, n)).collect(),
+            cs: tab.c.iter().map(|&x| c(x)).collect(),
+            b_nz: nonzeros_off(tab.b, n),
+            e_nz: tab.b_err.map(|w| nonzeros_off(w, n)).unwrap_or_default(),
+            e2_nz: tab.b_err2.map(|w| nonzeros_off(w, n)).unwrap_or_default(),
+            dense_d,
+            extra_a,
+            extra_c,
+            k: vec![T::zero(); (s + n_extra) * n],
+            y: y0.to_vec(),
+            y_prev: y0.to_vec(),
+            y_new: z(),
+            ytmp: z(),
+            f_prev: z(),
+            fnew: z(),
+            rtol: (0..n).map(|i| opts.rtol.get(i)).collect(),
+            atol: (0..n).map(|i| opts.atol.get(i)).collect(),
+            err_range: opts.error_range(n),
+            norm: opts.norm,
+            ctrl,
+            alpha,
+            facold: c(1e-4),
+            reject: false,
+            t: t0,
+            t_prev: t0,
+            t_end,
+            dir,
+            h: T::zero(),
+            h_last: T::zero(),
+            max_step,
+            min_step: opts.min_step,
+            max_steps: opts.max_steps,
+            attempts: 0,
+            stats: Stats::default(),
+            dense: DenseStep::with_capacity(n, max_m),
+            dense_valid: false,
+            has_step: false,
+        };
+        sys.rhs(t0, &st.y, &mut st.k[..n]);
+        st.stats.nfe += 1;
+        if let Some(i) = first_non_finite(&st.k[..n]) {
+            return Err(SolveError::NonFiniteDerivative {
+                t: t0.to_f64_lossy(),
+                index: i,
+            });
+        }
+        if tab.is_adaptive() && span > T::zero() {
+            st.h = match opts.first_step {
+                Some(h) => dir * h.min(max_step),
+                None => st.hinit(sys),
+            };
+        }
+        Ok(st)
+    }
+
+    /// The tableau in use.
+    pub fn tableau(&self) -> &'static Tableau {
+        self.tab
+    }
+
+    /// The step size the controller proposes next.
+    pub fn next_h(&self) -> T {
+        self.h
+    }
+
+    /// The last accepted step, if any.
+    pub fn last_step(&self) -> Option<StepInfo<T>> {
+        self.has_step.then_some(StepInfo {
+            t_prev: self.t_prev,
+            t_new: self.t,
+            h: self.h_last,
+        })
+    }
+
+    /// State at the start of the last accepted step.
+    pub fn y_prev(&self) -> &[T] {
+        &self.y_prev
+    }
+
+    /// `f(t, y)` at the current point (the first stage of the next step).
+    pub fn f(&self) -> &[T] {
+        &self.k[..self.n]
+    }
+
+    fn hinit<S: OdeSystem<T> + ?Sized>(&mut self, sys: &mut S) -> T {
+        hinit(
+            sys,
+            self.t,
+            &self.y,
+            &self.k[..self.n],
+            self.dir,
+            self.max_step,
+            &self.rtol,
+            &self.atol,
+            self.err_range.clone(),
+            self.tab.order,
+            &mut self.ytmp,
+            &mut self.fnew,
+            &mut self.stats,
+        )
+    }
+
+    /// Computes stages 1.., `y_new` and (if asked) the error norm for step `h`.
+    fn attempt<S: OdeSystem<T> + ?Sized>(
+        &mut self,
+        sys: &mut S,
+        h: T,
+        with_err: bool,
+    ) -> Result<T, SolveError> {
+        let s = self.s;
+        let n = self.n;
+        let fsal = self.tab.fsal;
+        for i in 1..s {
+            let (done, rest) = self.k.split_at_mut(i * n);
+            let target = if fsal && i == s - 1 {
+                &mut self.y_new
+            } else {
+                &mut self.ytmp
+            };
+            combine(target, &self.y, h, &self.a_rows[i], done);
+            sys.rhs(self.t + self.cs[i] * h, target, &mut rest[..n]);
+        }
+        self.stats.nfe += s - 1;
+        if !fsal {
+            combine(&mut self.y_new, &self.y, h, &self.b_nz, &self.k);
+        }
+        if !with_err {
+            return Ok(T::zero());
+        }
+        let err = self.error_norm(h);
+        if err.is_finite() {
+            return Ok(err);
+        }
+        match self.diagnose(h) {
+            Some(e) => Err(e),
+            None => Ok(T::infinity()),
+        }
+    }
+
+    fn error_norm(&self, h: T) -> T {
+        let mut acc = T::zero();
+        let mut acc2 = T::zero();
+        let two = !self.e2_nz.is_empty();
+        let max = self.norm == ErrorNorm::Max;
+        for m in self.err_range.clone() {
+            let sk = self.atol[m] + self.rtol[m] * self.y[m].abs().max(self.y_new[m].abs());
+            let mut e = T::zero();
+            for &(off, w) in &self.e_nz {
+                e += w * self.k[off + m];
+            }
+            let r = e / sk;
+            let r2 = r * r;
+            if max {
+                acc = acc.max(r2);
+            } else {
+                acc += r2;
+            }
+            if two {
+                let mut e2 = T::zero();
+                for &(off, w) in &self.e2_nz {
+                    e2 += w * self.k[off + m];
+                }
+                let q = e2 / sk;
+                if max {
+                    acc2 = acc2.max(q * q);
+                } else {
+                    acc2 += q * q;
+                }
+            }
+        }
+        let len: T = if max {
+            T::one()
+        } else {
+            c(self.err_range.len() as f64)
+        };
+        if two {
+            let mut deno = acc + c::<T>(0.01) * acc2;
+            if !(deno > T::zero()) {
+                deno = T::one();
+            }
+            h.abs() * acc * (T::one() / (len * deno)).sqrt()
+        } else {
+            h.abs() * (acc / len).sqrt()
+        }
+    }
+
+    /// Finds which stage derivative (or the new state) is non-finite.
+    fn diagnose(&self, h: T) -> Option<SolveError> {
+        let n = self.n;
+        for j in 0..self.s {
+            if let Some(i) = first_non_finite(&self.k[j * n..(j + 1) * n]) {
+                return Some(SolveError::NonFiniteDerivative {
+                    t: (self.t + self.cs[j] * h).to_f64_lossy(),
+                    index: i,
+                });
+            }
+        }
+        first_non_finite(&self.y_new).map(|i| SolveError::NonFiniteState {
+            t: (self.t + h).to_f64_lossy(),
+            index: i,
+        })
+    }
+
+    fn accept<S: OdeSystem<T> + ?Sized>(
+        &mut self,
+        sys: &mut S,
+        h: T,
+        t_new: T,
+    ) -> Result<StepInfo<T>, SolveError> {
+        if first_non_finite(&self.y_new).is_some() {
+            return Err(self.diagnose(h).unwrap_or(SolveError::NonFiniteState {
+                t: t_new.to_f64_lossy(),
+                index: 0,
+            }));
+        }
+        let s = self.s;
+        let n = self.n;
+        if !self.tab.fsal {
+            sys.rhs(t_new, &self.y_new, &mut self.fnew);
+            self.stats.nfe += 1;
+            if let Some(i) = first_non_finite(&self.fnew) {
+                return Err(SolveError::NonFiniteDerivative {
+                    t: t_new.to_f64_lossy(),
+                    index: i,
+                });
+            }
+        }
+        core::mem::swap(&mut self.y_prev, &mut self.y);
+        core::mem::swap(&mut self.y, &mut self.y_new);
+        // Keep the old first stage for dense output; the new one is f(t_new, y_new)
+        // (the FSAL stage stays in its slot too, so every old stage remains readable).
+        self.f_prev.copy_from_slice(&self.k[..n]);
+        if self.tab.fsal {
+            self.k.copy_within((s - 1) * n..s * n, 0);
+        } else {
+            self.k[..n].copy_from_slice(&self.fnew);
+        }
+        self.t_prev = self.t;
+        self.t = t_new;
+        self.h_last = h;
+        self.stats.accepted += 1;
+        self.dense_valid = false;
+        self.has_step = true;
+        Ok(StepInfo {
+            t_prev: self.t_prev,
+            t_new,
+            h,
+        })
+    }
+
+    /// One step without error control landing exactly on `t_target` (which must lie
+    /// between `t` and `t_end`).
+    pub fn step_to<S: OdeSystem<T> + ?Sized>(
+        &mut self,
+        sys: &mut S,
+        t_target: T,
+    ) -> Result<StepInfo<T>, SolveError> {
+        if self.t == self.t_end {
+            return Err(SolveError::EndReached {
+                t: self.t_end.to_f64_lossy(),
+            });
+        }
+        let t_target = if (t_target - self.t_end) * self.dir > T::zero() {
+            self.t_end
+        } else {
+            t_target
+        };
+        let h = t_target - self.t;
+        if !(h * self.dir > T::zero()) {
+            return Err(SolveError::InvalidOption {
+                name: "h",
+                value: h.to_f64_lossy(),
+                reason: "a fixed step must be finite, non-zero and point towards t_end",
+            });
+        }
+        if self.attempts >= self.max_steps {
+            return Err(SolveError::TooManySteps {
+                t: self.t.to_f64_lossy(),
+                max_steps: self.max_steps,
+            });
+        }
+        self.attempts += 1;
+        self.attempt(sys, h, false)?;
+        self.accept(sys, h, t_target)
+    }
+
+    fn compute_dense<S: OdeSystem<T> + ?Sized>(&mut self, sys: &mut S) {
+        let n = self.n;
+        let s = self.s;
+        let h = self.h_last;
+        let t0 = self.t_prev;
+        // Slot in `k` of stage `j >= 1` of the last step after `accept` (stage 0 is in
+        // `f_prev`): stage `s` (DOP853's f(t + h, y_1)) is the new first stage, slot 0, and
+        // the extra stages follow in slots `s..`.
+        let slot = |j: usize| -> core::ops::Range<usize> {
+            let sl = if j < s {
+                j
+            } else if j == s {
+                0
+            } else {
+                j - 1
+            };
+            sl * n..(sl + 1) * n
+        };
+        // DOP853's three extra stages.
+        for e in 0..self.extra_a.len() {
+            let (lo, hi) = self.k.split_at_mut((s + e) * n);
+            self.ytmp.copy_from_slice(&self.y_prev);
+            for &(j, a) in &self.extra_a[e] {
+                let src = if j == 0 {
+                    &self.f_prev[..]
+                } else {
+                    &lo[slot(j)]
+                };
+                axpy(h * a, src, &mut self.ytmp);
+            }
+            sys.rhs(t0 + self.extra_c[e] * h, &self.ytmp, &mut hi[..n]);
+            self.stats.nfe += 1;
+        }
+        self.dense
+            .set_hermite(t0, h, &self.y_prev, &self.y, &self.f_prev, &self.k[..n]);
+        for (r, row) in self.dense_d.iter().enumerate() {
+            let out = &mut self.dense.coeffs[(4 + r) * n..(5 + r) * n];
+            out.fill(T::zero());
+            for &(j, d) in row {
+                let src = if j == 0 {
+                    &self.f_prev[..]
+                } else {
+                    &self.k[slot(j)]
+                };
+                axpy(h * d, src, out);
+            }
+        }
+        self.dense.m = 4 + self.dense_d.len();
+        self.dense_valid = true;
+    }
+}
+
+impl<T: Real> Stepper<T> for RkStepper<T> {
+    fn t(&self) -> T {
+        self.t
+    }
+
+    fn y(&self) -> &[T] {
+        &self.y
+    }
+
+    fn t_end(&self) -> T {
+        self.t_end
+    }
+
+    fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    fn step<S: OdeSystem<T> + ?Sized>(&mut self, sys: &mut S) -> Result<StepInfo<T>, SolveError> {
+        if self.t == self.t_end {
+            return Err(SolveError::EndReached {
+                t: self.t_end.to_f64_lossy(),
+            });
+        }
+        if !self.tab.is_adaptive() {
+            return Err(SolveError::Unsupported {
+                method: self.tab.name,
+                what: "take error-controlled steps (no embedded error estimate): use step_fixed or Options::fixed_step",
+            });
+        }
+        let one = T::one();
+        let inv_min = one / self.ctrl.min_factor;
+        let inv_max = one / self.ctrl.max_factor;
+        loop {
+            if self.attempts >= self.max_steps {
+                return Err(SolveError::TooManySteps {
+                    t: self.t.to_f64_lossy(),
+                    max_steps: self.max_steps,
+                });
+            }
+            let mut h = self.h;
+            if !(c::<T>(0.1) * h.abs() > self.t.abs() * T::epsilon()) {
+                return Err(SolveError::StepSizeUnderflow {
+                    t: self.t.to_f64_lossy(),
+                    h: h.to_f64_lossy(),
+                });
+            }
+            let mut last = false;
+            if (self.t + c::<T>(1.01) * h - self.t_end) * self.dir > T::zero() {
+                h = self.t_end - self.t;
+                last = true;
+            }
+            if h.abs() < self.min_step && !last {
+                return Err(SolveError::StepSizeUnderflow {
+                    t: self.t.to_f64_lossy(),
+                    h: h.to_f64_lossy(),
+                });
+            }
+            self.attempts += 1;
+            let err = self.attempt(sys, h, true)?;
+            let fac11 = err.powf(self.alpha);
+            let mut fac = fac11 / self.facold.powf(self.ctrl.beta);
+            fac = inv_max.max(inv_min.min(fac / self.ctrl.safety));
+            let mut hnew = h / fac;
+            if err <= one {
+                self.facold = err.max(c(1e-4));
+                let t_new = if last { self.t_end } else { self.t + h };
+                let info = self.accept(sys, h, t_new)?;
+                if hnew.abs() > self.max_step {
+                    hnew = self.dir * self.max_step;
+                }
+                if self.reject {
+                    hnew = self.dir * hnew.abs().min(h.abs());
+                }
+                self.reject = false;
+                self.h = hnew;
+                return Ok(info);
+            }
+            hnew = h / inv_min.min(fac11 / self.ctrl.safety);
+            self.reject = true;
+            self.stats.rejected += 1;
+            self.h = hnew;
+        }
+    }
+
+    fn step_fixed<S: OdeSystem<T> + ?Sized>(
+        &mut self,
+        sys: &mut S,
+        h: T,
+    ) -> Result<StepInfo<T>, SolveError> {
+        if !(h.is_finite() && h * self.dir > T::zero()) {
+            return Err(SolveError::InvalidOption {
+                name: "h",
+                value: h.to_f64_lossy(),
+                reason: "a fixed step must be finite, non-zero and point towards t_end",
+            });
+        }
+        let target = self.t + h;
+        self.step_to(sys, target)
+    }
+
+    fn dense_output<S: OdeSystem<T> + ?Sized>(
+        &mut self,
+        sys: &mut S,
+    ) -> Result<&DenseStep<T>, SolveError> {
+        if !self.has_step {
+            return Err(SolveError::OutsideStep {
+                t: self.t.to_f64_lossy(),
+                t_prev: self.t.to_f64_lossy(),
+                t_new: self.t.to_f64_lossy(),
+            });
+        }
+        if !self.dense_valid {
+            self.compute_dense(sys);
+        }
+        Ok(&self.dense)
+    }
+}

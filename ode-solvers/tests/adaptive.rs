@@ -1,0 +1,189 @@
+//! Adaptive methods: the global error at the final time is within a small factor of the
+//! tolerance and falls in proportion to it (tolerance proportionality), for tolerances
+//! 1e-3 … 1e-10 in f64 and 1e-3 … 1e-5 in f32.
+
+use ode_solvers::problems::{Harmonic, LinearSystem, TestProblem};
+use ode_solvers::{Method, Options, Real, odeint};
+
+const ADAPTIVE: [Method; 5] = [
+    Method::Bosh3,
+    Method::Dopri5,
+    Method::Tsit5,
+    Method::Dop853,
+    Method::Adams,
+];
+
+/// Global errors `max_i |y_i(T) − exact_i|` for each tolerance `rtol = atol = tol`.
+fn errors<T: Real, P: TestProblem<T> + Clone>(p: &P, method: Method, tols: &[f64]) -> Vec<f64> {
+    let (t0, t1) = p.t_span();
+    let exact = p.exact(t1).expect("closed form");
+    tols.iter()
+        .map(|&tol| {
+            let tol = T::from_f64_const(tol);
+            let o = Options {
+                max_steps: 1_000_000,
+                ..Options::with_tol(tol, tol)
+            };
+            let sol = odeint(&mut p.clone(), &p.y0(), &[t0, t1], method, &o).expect("solve");
+            sol.y_last()
+                .iter()
+                .zip(&exact)
+                .map(|(a, b)| (*a - *b).abs().to_f64_lossy())
+                .fold(0.0, f64::max)
+        })
+        .collect()
+}
+
+fn slope(xs: &[f64], ys: &[f64]) -> f64 {
+    let n = xs.len() as f64;
+    let mx = xs.iter().sum::<f64>() / n;
+    let my = ys.iter().sum::<f64>() / n;
+    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    sxy / sxx
+}
+
+fn check_proportionality<T: Real, P: TestProblem<T> + Clone>(p: &P, tols: &[f64], factor: f64) {
+    for method in ADAPTIVE {
+        let errs = errors::<T, P>(p, method, tols);
+        for (tol, err) in tols.iter().zip(&errs) {
+            assert!(
+                *err <= factor * tol,
+                "{} {}: error {err:e} > {factor} × tol {tol:e} ({errs:?})",
+                p.name(),
+                method.name()
+            );
+        }
+        // Proportionality: log err against log tol has slope ≈ 1.
+        let lx: Vec<f64> = tols.iter().map(|t| t.log10()).collect();
+        let ly: Vec<f64> = errs.iter().map(|e| e.log10()).collect();
+        let s = slope(&lx, &ly);
+        assert!(
+            (0.75..=1.35).contains(&s),
+            "{} {}: d log err / d log tol = {s} ({errs:?})",
+            p.name(),
+            method.name()
+        );
+        assert!(
+            errs[errs.len() - 1] < 10.0 * errs[0] * tols[tols.len() - 1] / tols[0],
+            "{} {}: error does not fall with the tolerance ({errs:?})",
+            p.name(),
+            method.name()
+        );
+    }
+}
+
+fn damped_oscillator() -> LinearSystem {
+    LinearSystem {
+        a: vec![-0.1, 1.0, 0.0, -1.0, -0.1, 0.5, 0.0, -0.5, -0.2],
+        y0: vec![1.0, 0.5, 0.2],
+        t_end: 10.0,
+    }
+}
+
+const TOLS_F64: [f64; 8] = [1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10];
+
+#[test]
+fn tolerance_proportionality_f64_harmonic() {
+    check_proportionality::<f64, _>(&Harmonic { omega: 1.0 }, &TOLS_F64, 30.0);
+}
+
+#[test]
+fn tolerance_proportionality_f64_linear() {
+    check_proportionality::<f64, _>(&damped_oscillator(), &TOLS_F64, 30.0);
+}
+
+#[test]
+fn tolerance_proportionality_f32_harmonic() {
+    check_proportionality::<f32, _>(&Harmonic { omega: 1.0 }, &[1e-3, 3e-4, 1e-4, 3e-5], 30.0);
+}
+
+#[test]
+fn tolerance_proportionality_f32_linear() {
+    check_proportionality::<f32, _>(&damped_oscillator(), &[1e-3, 3e-4, 1e-4, 3e-5], 30.0);
+}
+
+#[test]
+fn per_component_tolerances_and_max_norm() {
+    let p = Harmonic { omega: 1.0 };
+    let (t0, t1) = TestProblem::<f64>::t_span(&p);
+    let exact = TestProblem::<f64>::exact(&p, t1).unwrap();
+    // Loose on the velocity, tight on the position: the position error must follow its tol.
+    let o = Options {
+        rtol: vec![1e-9, 1e-3].into(),
+        atol: vec![1e-9, 1e-3].into(),
+        norm: ode_solvers::ErrorNorm::Max,
+        ..Options::default()
+    };
+    let sol = odeint(&mut p.clone(), &[1.0, 0.0], &[t0, t1], Method::Dopri5, &o).unwrap();
+    let loose = odeint(
+        &mut p.clone(),
+        &[1.0, 0.0],
+        &[t0, t1],
+        Method::Dopri5,
+        &Options::with_tol(1e-3, 1e-3),
+    )
+    .unwrap();
+    assert!((sol.y_last()[0] - exact[0]).abs() < 1e-6);
+    assert!(sol.stats.nfe > 3 * loose.stats.nfe);
+}
+
+#[test]
+fn seminorm_ignores_uncontrolled_components() {
+    // z' = -z is controlled; w' = 50 cos(50 t) oscillates fast and is left out of the norm.
+    let mut f = |t: f64, y: &[f64], dy: &mut [f64]| {
+        dy[0] = -y[0];
+        dy[1] = 50.0 * (50.0 * t).cos();
+    };
+    let ts = [0.0, 5.0];
+    let full = odeint(
+        &mut f,
+        &[1.0, 0.0],
+        &ts,
+        Method::Dopri5,
+        &Options::default(),
+    )
+    .unwrap();
+    let semi_opts = Options {
+        error_components: Some(0..1),
+        ..Options::default()
+    };
+    let semi = odeint(&mut f, &[1.0, 0.0], &ts, Method::Dopri5, &semi_opts).unwrap();
+    assert!(
+        semi.stats.nfe * 3 < full.stats.nfe,
+        "seminorm nfe {} vs full {}",
+        semi.stats.nfe,
+        full.stats.nfe
+    );
+    assert!((semi.y_last()[0] - (-5.0f64).exp()).abs() < 1e-7);
+}
+
+#[test]
+fn fixed_step_option_runs_adaptive_methods_without_control() {
+    let p = Harmonic { omega: 1.0 };
+    let (t0, t1) = TestProblem::<f64>::t_span(&p);
+    for m in [Method::Dopri5, Method::Dop853, Method::Tsit5, Method::Bosh3] {
+        let o = Options {
+            fixed_step: Some(t1 / 64.0),
+            ..Options::default()
+        };
+        let sol = odeint(&mut p.clone(), &[1.0, 0.0], &[t0, t1], m, &o).unwrap();
+        assert_eq!(sol.stats.accepted, 64, "{m:?}");
+        assert_eq!(sol.stats.rejected, 0, "{m:?}");
+        let tol = if m == Method::Bosh3 { 1e-2 } else { 1e-5 };
+        assert!((sol.y_last()[0] - 1.0).abs() < tol, "{m:?}");
+    }
+}
+
+#[test]
+fn stats_are_pinned_for_dopri5_and_dop853() {
+    // Hairer's codes need exactly these counts (see tests/hairer_reference.rs).
+    let p = ode_solvers::problems::Arenstorf;
+    let (t0, t1) = TestProblem::<f64>::t_span(&p);
+    let y0 = TestProblem::<f64>::y0(&p);
+    let o = Options::with_tol(1e-6, 1e-6);
+    let s5 = odeint(&mut p.clone(), &y0, &[t0, t1], Method::Dopri5, &o).unwrap();
+    let s8 = odeint(&mut p.clone(), &y0, &[t0, t1], Method::Dop853, &o).unwrap();
+    assert_eq!(s5.stats.nfe, 986);
+    assert_eq!(s8.stats.nfe, 1035);
+}
