@@ -1,0 +1,97 @@
+//! The crate's error type.
+
+use crate::Shape;
+
+/// Everything that can go wrong when building or differentiating a computation.
+///
+/// Operations on [`Var`](crate::Var) cannot return a `Result` (they are written with
+/// operators), so the first error of a recording is kept by the tape ("sticky") and
+/// returned by the next reading call (`value_into`, `backward`, `grad_into`, ...).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// Two operands have shapes that cannot be combined (broadcast or product).
+    #[error("{op}: incompatible shapes {lhs} and {rhs}")]
+    ShapeMismatch {
+        /// Operation name.
+        op: &'static str,
+        /// Shape of the first operand.
+        lhs: Shape,
+        /// Shape of the second operand.
+        rhs: Shape,
+    },
+    /// A caller slice has the wrong length.
+    #[error("{what}: expected a slice of length {expected}, found {found}")]
+    LengthMismatch {
+        /// What the slice was for.
+        what: &'static str,
+        /// Required length.
+        expected: usize,
+        /// Length given.
+        found: usize,
+    },
+    /// A shape or an operation argument is invalid.
+    #[error("{op}: invalid argument for shape {shape}: {reason}")]
+    InvalidArgument {
+        /// Operation name.
+        op: &'static str,
+        /// Shape of the operand concerned.
+        shape: Shape,
+        /// What was wrong, and what to change.
+        reason: &'static str,
+    },
+    /// More than four dimensions were requested.
+    #[error("shapes have at most 4 dimensions, got {rank}")]
+    RankTooLarge {
+        /// Requested rank.
+        rank: usize,
+    },
+    /// A class label is not smaller than the number of classes.
+    #[error("label {label} at row {row} is out of range for {classes} classes")]
+    LabelOutOfRange {
+        /// Row of the offending label.
+        row: usize,
+        /// The label.
+        label: usize,
+        /// Number of classes.
+        classes: usize,
+    },
+    /// NaN/Inf detection is on and an operation produced a non-finite value.
+    #[error("{0}")]
+    NonFinite(Box<NonFiniteInfo>),
+    /// The operation has no (higher-order) backward.
+    #[error("{op}: backward not supported{detail}")]
+    BackwardNotSupported {
+        /// Operation name.
+        op: &'static str,
+        /// Extra detail (e.g. " with create_graph").
+        detail: &'static str,
+    },
+    /// `backward` was called on a value computed while recording was off.
+    #[error(
+        "backward called on a value that was not recorded: call `Tape::set_recording(true)` before the forward pass"
+    )]
+    NotRecording,
+    /// A `Var` from another tape was combined with this tape's variables.
+    #[error("a variable from another tape was used")]
+    ForeignVar,
+}
+
+/// Where a non-finite value was first produced (see [`Error::NonFinite`]).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "{op} produced a non-finite value at flat index {index} of its {output} output (inputs {input0}, {input1}){phase}"
+)]
+pub struct NonFiniteInfo {
+    /// Operation name.
+    pub op: &'static str,
+    /// Shape of the first input (empty shape if none).
+    pub input0: Shape,
+    /// Shape of the second input (empty shape if none).
+    pub input1: Shape,
+    /// Shape of the output.
+    pub output: Shape,
+    /// Flat index of the first non-finite element.
+    pub index: usize,
+    /// `""` in the forward pass, `" in the backward pass"` otherwise.
+    pub phase: &'static str,
+}

@@ -1,0 +1,205 @@
+//! Elementwise unary operations: neg, tanh, relu, softplus, sigmoid, elu, exp, log,
+//! sqrt, square, sin, cos, and the (non-differentiable) step `x > 0`.
+//!
+//! | op | `y` | `∂y/∂x` |
+//! |---|---|---|
+//! | tanh | `tanh x` | `1 − y²` |
+//! | sigmoid | `1/(1+e^{−x})` | `y(1−y)` |
+//! | softplus | `log(1+eˣ)` | `sigmoid x` |
+//! | relu | `max(x,0)` | `[x>0]` |
+//! | elu(α) | `x` if `x>0` else `α(eˣ−1)` | `1` or `y+α` |
+//! | exp, log, sqrt, square, sin, cos | | `y`, `1/x`, `1/(2y)`, `2x`, `cos x`, `−sin x` |
+
+use super::Op;
+use crate::tape::{Id, Inner};
+use crate::{Float, vmath};
+
+/// Unary elementwise functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UnOp {
+    Neg,
+    Tanh,
+    Relu,
+    Softplus,
+    Sigmoid,
+    Exp,
+    Log,
+    Sqrt,
+    Square,
+    Sin,
+    Cos,
+    Step,
+}
+
+impl UnOp {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            UnOp::Neg => "neg",
+            UnOp::Tanh => "tanh",
+            UnOp::Relu => "relu",
+            UnOp::Softplus => "softplus",
+            UnOp::Sigmoid => "sigmoid",
+            UnOp::Exp => "exp",
+            UnOp::Log => "log",
+            UnOp::Sqrt => "sqrt",
+            UnOp::Square => "square",
+            UnOp::Sin => "sin",
+            UnOp::Cos => "cos",
+            UnOp::Step => "step",
+        }
+    }
+}
+
+fn map<T: Float>(s: &[T], d: &mut [T], f: impl Fn(T) -> T) {
+    d.iter_mut().zip(s).for_each(|(d, &x)| *d = f(x));
+}
+
+impl<T: Float> Inner<T> {
+    pub(crate) fn unary(&mut self, u: UnOp, x: Id) -> Id {
+        let n = self.node(x);
+        let len = n.shape.len();
+        let off = self.alloc(len);
+        let (src, dst) = self.vals.split_at_mut(off);
+        let (s, d) = (&src[n.off..n.off + len], &mut dst[..len]);
+        let z = T::zero();
+        match u {
+            UnOp::Neg => map(s, d, |x| -x),
+            UnOp::Tanh => vmath::tanh(s, d),
+            UnOp::Relu => map(s, d, |x| if x > z { x } else { z }),
+            UnOp::Softplus => vmath::softplus(s, d),
+            UnOp::Sigmoid => vmath::sigmoid(s, d),
+            UnOp::Exp => vmath::exp(s, d),
+            UnOp::Log => map(s, d, |x| x.ln()),
+            UnOp::Sqrt => map(s, d, |x| x.sqrt()),
+            UnOp::Square => map(s, d, |x| x * x),
+            UnOp::Sin => map(s, d, |x| x.sin()),
+            UnOp::Cos => map(s, d, |x| x.cos()),
+            UnOp::Step => map(s, d, |x| if x > z { T::one() } else { z }),
+        }
+        let id = self.push(Op::Unary(u), n.shape, off, &[x]);
+        if u == UnOp::Step {
+            self.nodes[id as usize].rg = false;
+        }
+        id
+    }
+
+    pub(crate) fn elu(&mut self, x: Id, alpha: T) -> Id {
+        let n = self.node(x);
+        let len = n.shape.len();
+        let off = self.alloc(len);
+        let (src, dst) = self.vals.split_at_mut(off);
+        map(&src[n.off..n.off + len], &mut dst[..len], |x| {
+            if x > T::zero() { x } else { alpha * x.exp_m1() }
+        });
+        self.push(Op::Elu(alpha), n.shape, off, &[x])
+    }
+}
+
+/// Fast VJP: `gx += g · f'(x)`.
+pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
+    let n = t.nodes[i];
+    let xn = t.nodes[n.inputs[0] as usize];
+    if !xn.rg {
+        return;
+    }
+    let len = n.shape.len();
+    let (lo, hi) = t.grads.split_at_mut(n.off);
+    let g = &hi[..len];
+    let gx = &mut lo[xn.off..xn.off + len];
+    let x = &t.vals[xn.off..xn.off + len];
+    let y = &t.vals[n.off..n.off + len];
+    let one = T::one();
+    let two = one + one;
+    let z = T::zero();
+    macro_rules! go {
+        ($f:expr) => {{
+            let f = $f;
+            for k in 0..len {
+                gx[k] += g[k] * f(x[k], y[k]);
+            }
+        }};
+    }
+    match n.op {
+        Op::Unary(u) => match u {
+            UnOp::Neg => gx.iter_mut().zip(g).for_each(|(d, &g)| *d -= g),
+            UnOp::Tanh => go!(|_, y: T| one - y * y),
+            UnOp::Relu => go!(|x: T, _| if x > z { one } else { z }),
+            UnOp::Softplus => go!(|x: T, _| one / (one + (-x).exp())),
+            UnOp::Sigmoid => go!(|_, y: T| y * (one - y)),
+            UnOp::Exp => go!(|_, y: T| y),
+            UnOp::Log => go!(|x: T, _| one / x),
+            UnOp::Sqrt => go!(|_, y: T| one / (two * y)),
+            UnOp::Square => go!(|x: T, _| two * x),
+            UnOp::Sin => go!(|x: T, _| x.cos()),
+            UnOp::Cos => go!(|x: T, _| -x.sin()),
+            UnOp::Step => {}
+        },
+        Op::Elu(a) => go!(|x: T, y: T| if x > z { one } else { y + a }),
+        _ => {}
+    }
+}
+
+/// VJP as tape operations.
+pub(crate) fn backward_graph<T: Float>(t: &mut Inner<T>, i: usize, g: Id) {
+    let n = t.nodes[i];
+    let x = n.inputs[0];
+    let y = i as Id;
+    let one = T::one();
+    let v = match n.op {
+        Op::Unary(u) => match u {
+            UnOp::Neg => t.scalar_op(g, -one, false),
+            UnOp::Tanh => {
+                let yy = t.unary(UnOp::Square, y);
+                let d = t.scalar_op(yy, -one, false);
+                let d = t.scalar_op(d, one, true);
+                t.mul(g, d)
+            }
+            UnOp::Relu => {
+                let m = t.unary(UnOp::Step, x);
+                t.mul(g, m)
+            }
+            UnOp::Softplus => {
+                let s = t.unary(UnOp::Sigmoid, x);
+                t.mul(g, s)
+            }
+            UnOp::Sigmoid => {
+                let d = t.scalar_op(y, -one, false);
+                let d = t.scalar_op(d, one, true);
+                let d = t.mul(y, d);
+                t.mul(g, d)
+            }
+            UnOp::Exp => t.mul(g, y),
+            UnOp::Log => t.div(g, x),
+            UnOp::Sqrt => {
+                let q = t.div(g, y);
+                t.scalar_op(q, T::of(0.5), false)
+            }
+            UnOp::Square => {
+                let q = t.mul(g, x);
+                t.scalar_op(q, one + one, false)
+            }
+            UnOp::Sin => {
+                let c = t.unary(UnOp::Cos, x);
+                t.mul(g, c)
+            }
+            UnOp::Cos => {
+                let s = t.unary(UnOp::Sin, x);
+                let q = t.mul(g, s);
+                t.scalar_op(q, -one, false)
+            }
+            UnOp::Step => return,
+        },
+        Op::Elu(a) => {
+            // d = step(x) + (1 − step(x)) (y + α)
+            let s = t.unary(UnOp::Step, x);
+            let ya = t.scalar_op(y, a, true);
+            let ns = t.scalar_op(s, -one, false);
+            let ns = t.scalar_op(ns, one, true);
+            let q = t.mul(ns, ya);
+            let d = t.add(s, q);
+            t.mul(g, d)
+        }
+        _ => return,
+    };
+    t.acc_gvar(x, v);
+}

@@ -1,0 +1,551 @@
+//! The tape (an arena of nodes, values and gradients) and the `Var` handle.
+
+use crate::error::NonFiniteInfo;
+use crate::ops::{CustomOp, Op};
+use crate::{Error, Float, Shape};
+use std::cell::RefCell;
+use std::sync::Arc;
+
+/// Index of a node on its tape.
+pub(crate) type Id = u32;
+/// Marker for "no gradient variable yet".
+pub(crate) const NONE: Id = u32::MAX;
+
+/// One recorded operation: what produced it, its shape, where its value lives.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Node<T> {
+    pub op: Op<T>,
+    pub shape: Shape,
+    /// Offset of the value (and of the gradient) in the arenas.
+    pub off: usize,
+    pub inputs: [Id; 3],
+    pub n_in: u8,
+    /// True if a gradient must flow through this node.
+    pub rg: bool,
+}
+
+/// The arena behind a [`Tape`].
+pub(crate) struct Inner<T: Float> {
+    pub nodes: Vec<Node<T>>,
+    pub vals: Vec<T>,
+    pub grads: Vec<T>,
+    /// Saved statistics and integer labels of some ops.
+    pub aux: Vec<T>,
+    /// Variable-length input lists (concat, custom ops).
+    pub list: Vec<Id>,
+    pub scratch: Vec<T>,
+    pub scratch2: Vec<T>,
+    /// Gradient variable of each node during a recorded backward pass.
+    pub gvars: Vec<Id>,
+    pub customs: Vec<Arc<dyn CustomOp<T>>>,
+    pub recording: bool,
+    pub check_finite: bool,
+    pub error: Option<Error>,
+}
+
+/// A reusable recording of a computation: the arena of nodes, values and gradients.
+///
+/// Values and gradients of all nodes live in two big `Vec<T>` addressed by offsets, the
+/// nodes in a `Vec` of small `Copy` records: [`reset`](Tape::reset) clears them and keeps
+/// their capacity, so evaluating and differentiating the same function again allocates
+/// nothing. Recording is off by default (then no gradient information is kept and every
+/// op is just its arithmetic); turn it on with [`set_recording`](Tape::set_recording).
+pub struct Tape<T: Float> {
+    pub(crate) inner: RefCell<Inner<T>>,
+}
+
+impl<T: Float> Default for Tape<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Float> std::fmt::Debug for Tape<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = self.inner.borrow();
+        f.debug_struct("Tape")
+            .field("nodes", &i.nodes.len())
+            .field("values", &i.vals.len())
+            .field("recording", &i.recording)
+            .finish()
+    }
+}
+
+/// A handle to a node (a tensor value) on a [`Tape`]. `Copy`, 16 bytes; borrowing the
+/// tape guarantees it cannot outlive a [`Tape::reset`].
+#[derive(Clone, Copy)]
+pub struct Var<'t, T: Float> {
+    pub(crate) tape: &'t Tape<T>,
+    pub(crate) id: Id,
+}
+
+impl<T: Float> std::fmt::Debug for Var<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Var({}, {})", self.id, self.shape())
+    }
+}
+
+impl<T: Float> Tape<T> {
+    /// An empty tape, recording off, NaN detection off.
+    pub fn new() -> Self {
+        Self {
+            inner: RefCell::new(Inner {
+                nodes: Vec::new(),
+                vals: Vec::new(),
+                grads: Vec::new(),
+                aux: Vec::new(),
+                list: Vec::new(),
+                scratch: Vec::new(),
+                scratch2: Vec::new(),
+                gvars: Vec::new(),
+                customs: Vec::new(),
+                recording: false,
+                check_finite: false,
+                error: None,
+            }),
+        }
+    }
+
+    /// Clears all nodes, values, gradients and the sticky error; keeps every buffer's
+    /// capacity and the recording / NaN-detection settings.
+    pub fn reset(&mut self) {
+        let i = self.inner.get_mut();
+        i.nodes.clear();
+        i.vals.clear();
+        i.grads.clear();
+        i.aux.clear();
+        i.list.clear();
+        i.gvars.clear();
+        i.customs.clear();
+        i.error = None;
+    }
+
+    /// Turns recording on or off for the operations that follow. When off, ops compute
+    /// their values only and nothing can be differentiated through them.
+    pub fn set_recording(&self, on: bool) {
+        self.inner.borrow_mut().recording = on;
+    }
+
+    /// Whether operations are being recorded.
+    pub fn is_recording(&self) -> bool {
+        self.inner.borrow().recording
+    }
+
+    /// Turns NaN/Inf detection on or off: when on, the first operation whose output (or,
+    /// in `backward`, whose input gradient) holds a non-finite value becomes the tape's
+    /// [`Error::NonFinite`], naming the op and its shapes.
+    pub fn set_check_finite(&self, on: bool) {
+        self.inner.borrow_mut().check_finite = on;
+    }
+
+    /// The first error recorded since the last reset, if any.
+    pub fn error(&self) -> Option<Error> {
+        self.inner.borrow().error.clone()
+    }
+
+    /// Number of nodes on the tape.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().nodes.len()
+    }
+
+    /// True if nothing was recorded since the last reset.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A differentiable input copied from `data`, with shape `dims`.
+    pub fn leaf(&self, data: &[T], dims: &[usize]) -> Result<Var<'_, T>, Error> {
+        self.input(data, dims, true)
+    }
+
+    /// An input that never receives a gradient (data, labels, noise).
+    pub fn constant(&self, data: &[T], dims: &[usize]) -> Result<Var<'_, T>, Error> {
+        self.input(data, dims, false)
+    }
+
+    /// A scalar (rank-0) differentiable leaf.
+    pub fn scalar(&self, x: T) -> Var<'_, T> {
+        let mut i = self.inner.borrow_mut();
+        let off = i.alloc(1);
+        i.vals[off] = x;
+        let rg = i.recording;
+        let id = i.push_raw(Op::Leaf, Shape::scalar(), off, [NONE; 3], 0, rg);
+        Var { tape: self, id }
+    }
+
+    /// A constant filled with `value`.
+    pub fn full(&self, value: T, dims: &[usize]) -> Result<Var<'_, T>, Error> {
+        let shape = Shape::new(dims)?;
+        let mut i = self.inner.borrow_mut();
+        let off = i.alloc(shape.len());
+        i.vals[off..off + shape.len()].fill(value);
+        let id = i.push_raw(Op::Leaf, shape, off, [NONE; 3], 0, false);
+        Ok(Var { tape: self, id })
+    }
+
+    fn input(&self, data: &[T], dims: &[usize], rg: bool) -> Result<Var<'_, T>, Error> {
+        let shape = Shape::new(dims)?;
+        if data.len() != shape.len() {
+            return Err(Error::LengthMismatch {
+                what: "tape input",
+                expected: shape.len(),
+                found: data.len(),
+            });
+        }
+        let mut i = self.inner.borrow_mut();
+        let off = i.vals.len();
+        i.vals.extend_from_slice(data);
+        let rg = rg && i.recording;
+        let id = i.push_raw(Op::Leaf, shape, off, [NONE; 3], 0, rg);
+        Ok(Var { tape: self, id })
+    }
+
+    /// Reverse pass from `y` with seed `seed` (the vector `a` of `aᵀ ∂y/∂x`, same length
+    /// as `y`): afterwards every recorded input `x` holds `aᵀ ∂y/∂x`, read with
+    /// [`Var::grad_into`] / [`Var::grad_acc`]. Gradients of views of a leaf land in the
+    /// matching range of the leaf's gradient. May be called several times on the same
+    /// recording (each call starts from zero gradients); allocation-free after warm-up.
+    pub fn backward(&self, y: Var<'_, T>, seed: &[T]) -> Result<(), Error> {
+        self.check(y)?;
+        self.inner.borrow_mut().backward(y.id, seed)
+    }
+
+    /// [`backward`](Tape::backward) with seed 1 for a scalar `y` (a loss).
+    pub fn backward_scalar(&self, y: Var<'_, T>) -> Result<(), Error> {
+        self.backward(y, &[T::one()])
+    }
+
+    /// Recorded reverse pass (PyTorch's `create_graph`): computes `seedᵀ ∂y/∂x` for every
+    /// node as new variables on this tape, so they can be differentiated again. Read them
+    /// with [`gradient`](Tape::gradient). `seed` has `y`'s shape; it may itself depend on
+    /// differentiable inputs. Recording must be on.
+    pub fn backward_graph<'t>(&'t self, y: Var<'t, T>, seed: Var<'t, T>) -> Result<(), Error> {
+        self.check(y)?;
+        self.check(seed)?;
+        self.inner.borrow_mut().backward_graph(y.id, seed.id)
+    }
+
+    /// The gradient variable of `x` from the last [`backward_graph`](Tape::backward_graph)
+    /// (a zero tensor if `y` does not depend on `x`).
+    pub fn gradient<'t>(&'t self, x: Var<'t, T>) -> Result<Var<'t, T>, Error> {
+        self.check(x)?;
+        let mut i = self.inner.borrow_mut();
+        let g = i.gvars.get(x.id as usize).copied().unwrap_or(NONE);
+        let id = if g == NONE {
+            let shape = i.nodes[x.id as usize].shape;
+            let off = i.alloc(shape.len());
+            i.push_raw(Op::Leaf, shape, off, [NONE; 3], 0, false)
+        } else {
+            g
+        };
+        Ok(Var { tape: self, id })
+    }
+
+    pub(crate) fn check(&self, v: Var<'_, T>) -> Result<(), Error> {
+        if !std::ptr::eq(self, v.tape) {
+            return Err(Error::ForeignVar);
+        }
+        match &self.inner.borrow().error {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// The tape this variable lives on.
+    pub fn tape(&self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// The shape of the value.
+    pub fn shape(&self) -> Shape {
+        self.tape.inner.borrow().nodes[self.id as usize].shape
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape().len()
+    }
+
+    /// True if the tensor has no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies the value into `out` (length must match).
+    pub fn value_into(&self, out: &mut [T]) -> Result<(), Error> {
+        self.tape.check(*self)?;
+        let i = self.tape.inner.borrow();
+        let n = &i.nodes[self.id as usize];
+        let len = n.shape.len();
+        if out.len() != len {
+            return Err(Error::LengthMismatch {
+                what: "value_into",
+                expected: len,
+                found: out.len(),
+            });
+        }
+        out.copy_from_slice(&i.vals[n.off..n.off + len]);
+        Ok(())
+    }
+
+    /// The value as a new `Vec` (allocates; use [`value_into`](Var::value_into) in hot loops).
+    pub fn value(&self) -> Result<Vec<T>, Error> {
+        let mut v = vec![T::zero(); self.len()];
+        self.value_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// The value of a one-element tensor.
+    pub fn item(&self) -> Result<T, Error> {
+        let mut v = [T::zero()];
+        self.value_into(&mut v)?;
+        Ok(v[0])
+    }
+
+    fn grad_op(&self, out: &mut [T], acc: bool) -> Result<(), Error> {
+        self.tape.check(*self)?;
+        let i = self.tape.inner.borrow();
+        let n = &i.nodes[self.id as usize];
+        let len = n.shape.len();
+        if out.len() != len {
+            return Err(Error::LengthMismatch {
+                what: "grad_into",
+                expected: len,
+                found: out.len(),
+            });
+        }
+        if n.off + len > i.grads.len() {
+            out.iter_mut().for_each(|o| {
+                if !acc {
+                    *o = T::zero()
+                }
+            });
+            return Ok(());
+        }
+        let g = &i.grads[n.off..n.off + len];
+        if acc {
+            out.iter_mut().zip(g).for_each(|(o, &g)| *o += g);
+        } else {
+            out.copy_from_slice(g);
+        }
+        Ok(())
+    }
+
+    /// Copies the gradient from the last [`Tape::backward`] into `out` (zeros if none).
+    pub fn grad_into(&self, out: &mut [T]) -> Result<(), Error> {
+        self.grad_op(out, false)
+    }
+
+    /// Adds the gradient from the last [`Tape::backward`] into `out` (`+=`).
+    pub fn grad_acc(&self, out: &mut [T]) -> Result<(), Error> {
+        self.grad_op(out, true)
+    }
+
+    /// The gradient as a new `Vec` (allocates).
+    pub fn grad(&self) -> Result<Vec<T>, Error> {
+        let mut v = vec![T::zero(); self.len()];
+        self.grad_into(&mut v)?;
+        Ok(v)
+    }
+
+    /// Applies a binary tape op after checking both operands live on the same tape.
+    #[inline]
+    pub(crate) fn bin(self, o: Var<'t, T>, f: impl FnOnce(&mut Inner<T>, Id, Id) -> Id) -> Self {
+        let mut i = self.tape.inner.borrow_mut();
+        let id = if std::ptr::eq(self.tape, o.tape) {
+            f(&mut i, self.id, o.id)
+        } else {
+            i.fail(Error::ForeignVar)
+        };
+        Var {
+            tape: self.tape,
+            id,
+        }
+    }
+
+    /// Applies a unary tape op.
+    #[inline]
+    pub(crate) fn un(self, f: impl FnOnce(&mut Inner<T>, Id) -> Id) -> Self {
+        let id = f(&mut self.tape.inner.borrow_mut(), self.id);
+        Var {
+            tape: self.tape,
+            id,
+        }
+    }
+}
+
+impl<T: Float> Inner<T> {
+    /// Reserves `len` zeroed values at the end of the value arena.
+    #[inline]
+    pub(crate) fn alloc(&mut self, len: usize) -> usize {
+        let off = self.vals.len();
+        self.vals.resize(off + len, T::zero());
+        off
+    }
+
+    #[inline]
+    pub(crate) fn node(&self, id: Id) -> Node<T> {
+        self.nodes[id as usize]
+    }
+
+    #[inline]
+    pub(crate) fn push_raw(
+        &mut self,
+        op: Op<T>,
+        shape: Shape,
+        off: usize,
+        inputs: [Id; 3],
+        n_in: u8,
+        rg: bool,
+    ) -> Id {
+        let id = self.nodes.len() as Id;
+        self.nodes.push(Node {
+            op,
+            shape,
+            off,
+            inputs,
+            n_in,
+            rg,
+        });
+        id
+    }
+
+    /// Records a computed node; `rg` from the inputs; runs the NaN check if enabled.
+    #[inline]
+    pub(crate) fn push(&mut self, op: Op<T>, shape: Shape, off: usize, inputs: &[Id]) -> Id {
+        let mut ins = [NONE; 3];
+        let mut rg = false;
+        for (k, &x) in inputs.iter().enumerate().take(3) {
+            ins[k] = x;
+            rg |= self.nodes[x as usize].rg;
+        }
+        let rg = rg && self.recording;
+        if self.check_finite && self.error.is_none() {
+            let len = shape.len();
+            if let Some(idx) = self.vals[off..off + len]
+                .iter()
+                .position(|v| !v.is_finite())
+            {
+                let s = |k: usize| {
+                    inputs
+                        .get(k)
+                        .map(|&x| self.nodes[x as usize].shape)
+                        .unwrap_or_default()
+                };
+                self.error = Some(Error::NonFinite(Box::new(NonFiniteInfo {
+                    op: op.name(),
+                    input0: s(0),
+                    input1: s(1),
+                    output: shape,
+                    index: idx,
+                    phase: "",
+                })));
+            }
+        }
+        self.push_raw(op, shape, off, ins, inputs.len().min(3) as u8, rg)
+    }
+
+    /// Records the first error and returns a dummy scalar node.
+    #[cold]
+    pub(crate) fn fail(&mut self, e: Error) -> Id {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+        let off = self.alloc(1);
+        self.push_raw(Op::Leaf, Shape::scalar(), off, [NONE; 3], 0, false)
+    }
+
+    /// Fast reverse pass into the gradient arena.
+    pub(crate) fn backward(&mut self, y: Id, seed: &[T]) -> Result<(), Error> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        let yn = self.node(y);
+        let len = yn.shape.len();
+        if seed.len() != len {
+            return Err(Error::LengthMismatch {
+                what: "backward seed",
+                expected: len,
+                found: seed.len(),
+            });
+        }
+        if !yn.rg && !self.recording {
+            return Err(Error::NotRecording);
+        }
+        self.grads.clear();
+        self.grads.resize(self.vals.len(), T::zero());
+        self.grads[yn.off..yn.off + len].copy_from_slice(seed);
+        for i in (0..=y as usize).rev() {
+            let n = self.nodes[i];
+            if !n.rg || n.n_in == 0 {
+                continue;
+            }
+            crate::ops::backward_node(self, i)?;
+            if self.check_finite {
+                for k in 0..n.n_in as usize {
+                    let x = self.nodes[n.inputs[k] as usize];
+                    let g = &self.grads[x.off..x.off + x.shape.len()];
+                    if let Some(idx) = g.iter().position(|v| !v.is_finite()) {
+                        let e = Error::NonFinite(Box::new(NonFiniteInfo {
+                            op: n.op.name(),
+                            input0: x.shape,
+                            input1: Shape::scalar(),
+                            output: n.shape,
+                            index: idx,
+                            phase: " in the backward pass",
+                        }));
+                        self.error = Some(e.clone());
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `contrib` to the gradient variable of node `x`.
+    pub(crate) fn acc_gvar(&mut self, x: Id, contrib: Id) {
+        if !self.nodes[x as usize].rg {
+            return;
+        }
+        let old = self.gvars[x as usize];
+        self.gvars[x as usize] = if old == NONE {
+            contrib
+        } else {
+            self.add(old, contrib)
+        };
+    }
+
+    /// Recorded reverse pass: gradient variables as new nodes.
+    pub(crate) fn backward_graph(&mut self, y: Id, seed: Id) -> Result<(), Error> {
+        if !self.recording {
+            return Err(Error::NotRecording);
+        }
+        let (ys, ss) = (self.node(y).shape, self.node(seed).shape);
+        if ys != ss {
+            return Err(Error::ShapeMismatch {
+                op: "backward_graph seed",
+                lhs: ys,
+                rhs: ss,
+            });
+        }
+        let n0 = self.nodes.len();
+        self.gvars.clear();
+        self.gvars.resize(n0, NONE);
+        self.gvars[y as usize] = seed;
+        for i in (0..=y as usize).rev() {
+            let n = self.nodes[i];
+            let g = self.gvars[i];
+            if !n.rg || n.n_in == 0 || g == NONE {
+                continue;
+            }
+            crate::ops::backward_graph_node(self, i, g)?;
+            if let Some(e) = &self.error {
+                return Err(e.clone());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,362 @@
+//! Every op: tape VJP vs central differences (gradcheck), recorded backward vs fast
+//! backward, and second derivatives (grad-of-grad) vs differences of gradients, on random
+//! shapes and values, for f32 and f64 from one generic body.
+
+use autodiff::{Float, Tape, Var, default_gradcheck_tolerance, gradcheck};
+use proptest::prelude::*;
+
+/// Deterministic values in `[lo, hi)` (splitmix64).
+fn values<T: Float>(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<T> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            T::of(lo + (hi - lo) * (z >> 11) as f64 / (1u64 << 53) as f64)
+        })
+        .collect()
+}
+
+/// Pins a closure to the higher-ranked signature the API expects.
+fn hr<T: Float, G: for<'t> Fn(Var<'t, T>) -> Var<'t, T>>(g: G) -> G {
+    g
+}
+
+type F<T> = for<'t> fn(Var<'t, T>) -> Var<'t, T>;
+
+struct Case<T: Float> {
+    name: &'static str,
+    /// Input dims from two random sizes `b ∈ 1..4`, `n ∈ 1..5`.
+    dims: fn(usize, usize) -> Vec<usize>,
+    f: F<T>,
+    /// Has a recorded (create_graph) backward.
+    graph: bool,
+}
+
+fn c<T: Float>(
+    name: &'static str,
+    dims: fn(usize, usize) -> Vec<usize>,
+    f: F<T>,
+    graph: bool,
+) -> Case<T> {
+    Case {
+        name,
+        dims,
+        f,
+        graph,
+    }
+}
+
+fn bn(b: usize, n: usize) -> Vec<usize> {
+    vec![b, n]
+}
+fn bn1(b: usize, n: usize) -> Vec<usize> {
+    vec![b + 1, n]
+}
+fn img(b: usize, n: usize) -> Vec<usize> {
+    // image [b, 2, n+2, n+1] followed by weights [3, 2, 2, 2] (flat)
+    vec![b * 2 * (n + 2) * (n + 1) + 24]
+}
+fn img4(b: usize, n: usize) -> Vec<usize> {
+    vec![b, 4, n + 1, 3]
+}
+
+fn conv_split<'t, T: Float>(x: Var<'t, T>) -> (Var<'t, T>, Var<'t, T>) {
+    let len = x.len() - 24;
+    // recover n from len = b·2·(n+2)(n+1): try n = 1..5 and b = 1..4
+    let mut dims = (1, 1);
+    for n in 1..6 {
+        for b in 1..5 {
+            if b * 2 * (n + 2) * (n + 1) == len {
+                dims = (b, n);
+            }
+        }
+    }
+    let (b, n) = dims;
+    (x.view(0, &[b, 2, n + 2, n + 1]), x.view(len, &[3, 2, 2, 2]))
+}
+
+fn cases<T: Float>() -> Vec<Case<T>> {
+    let h = |v: f64| T::of(v);
+    let _ = h;
+    vec![
+        c(
+            "add_bcast",
+            bn1,
+            |x| {
+                let n = x.shape().dim(1);
+                x.add(x.view(0, &[n])).square()
+            },
+            true,
+        ),
+        c(
+            "sub_bcast",
+            bn1,
+            |x| {
+                let n = x.shape().dim(1);
+                x.view(0, &[n]).sub(x).square()
+            },
+            true,
+        ),
+        c(
+            "mul_bcast",
+            bn1,
+            |x| {
+                let n = x.shape().dim(1);
+                x.mul(x.view(0, &[n]))
+            },
+            true,
+        ),
+        c(
+            "div_bcast",
+            bn1,
+            |x| {
+                let n = x.shape().dim(1);
+                x.div(x.view(0, &[n]).square().add_scalar(T::one()))
+            },
+            true,
+        ),
+        c(
+            "div_scalar_var",
+            bn,
+            |x| x.div(x.sum().square().add_scalar(T::one())),
+            true,
+        ),
+        c(
+            "scalar_ops",
+            bn,
+            |x| (x * T::of(1.5) + T::of(0.25) - T::of(0.5)) / T::of(2.0),
+            true,
+        ),
+        c("neg", bn, |x| (-x).square(), true),
+        c("tanh", bn, |x| x.tanh(), true),
+        c("relu", bn, |x| x.relu().square(), true),
+        c("softplus", bn, |x| x.softplus(), true),
+        c("sigmoid", bn, |x| x.sigmoid(), true),
+        c("elu", bn, |x| x.elu(T::of(0.7)).square(), true),
+        c("exp", bn, |x| x.exp(), true),
+        c("log", bn, |x| x.square().add_scalar(T::of(0.5)).log(), true),
+        c(
+            "sqrt",
+            bn,
+            |x| x.square().add_scalar(T::of(0.5)).sqrt(),
+            true,
+        ),
+        c("sin", bn, |x| x.sin(), true),
+        c("cos", bn, |x| x.cos(), true),
+        c("matmul", bn, |x| x.matmul(x.transpose()).tanh(), true),
+        c("matmul_tn", bn, |x| x.matmul_t(x, true, false), true),
+        c(
+            "matmul_nt_tt",
+            bn,
+            |x| {
+                let a = x.matmul_t(x, false, true);
+                a.matmul_t(a, true, true)
+            },
+            true,
+        ),
+        c("sum", bn, |x| x.sum().square(), true),
+        c("mean", bn, |x| x.mean().square(), true),
+        c("sum_axis0", bn, |x| x.sum_axis(0).square(), true),
+        c("mean_axis1", bn, |x| x.mean_axis(1).square(), true),
+        c(
+            "expand_sum_to",
+            bn,
+            |x| {
+                let (b, n) = (x.shape().dim(0), x.shape().dim(1));
+                x.reshape(&[b, 1, n])
+                    .expand(&[b, 2, n])
+                    .square()
+                    .sum_to(&[b, 1, n])
+            },
+            true,
+        ),
+        c(
+            "concat_narrow",
+            bn,
+            |x| {
+                let t = x.tape();
+                let n = x.shape().dim(1);
+                let y = t.concat(&[x, x.square(), x.sin()], 1);
+                y.narrow(1, 1, 2 * n).square()
+            },
+            true,
+        ),
+        c(
+            "split_at",
+            bn1,
+            |x| {
+                let (a, b) = x.split_at(0, 1);
+                b.mul(a).sin()
+            },
+            true,
+        ),
+        c("log_softmax", bn, |x| x.log_softmax(), true),
+        c(
+            "cross_entropy",
+            bn,
+            |x| {
+                let (b, n) = (x.shape().dim(0), x.shape().dim(1));
+                let labels: Vec<usize> = (0..b).map(|i| (i * 7 + 3) % n).collect();
+                x.cross_entropy(&labels)
+            },
+            true,
+        ),
+        c(
+            "gaussian_ll",
+            bn1,
+            |x| {
+                let n = x.shape().dim(1);
+                let mean = x.view(0, &[n]).sin();
+                x.gaussian_log_likelihood(mean, x.cos())
+            },
+            true,
+        ),
+        c(
+            "kl",
+            bn,
+            |x| x.kl_diag_gaussian(x.sin(), x.cos(), x.square().mul_scalar(T::of(0.3))),
+            true,
+        ),
+        c(
+            "global_avg_pool",
+            img4,
+            |x| x.global_avg_pool2d().square(),
+            true,
+        ),
+        c(
+            "group_norm",
+            img4,
+            |x| x.group_norm(2, T::of(1e-3)).mul(x),
+            true,
+        ),
+        c(
+            "conv2d",
+            img,
+            |x| {
+                let (im, w) = conv_split(x);
+                im.conv2d(w, 1, 1).tanh()
+            },
+            false,
+        ),
+        c(
+            "conv2d_stride2",
+            img,
+            |x| {
+                let (im, w) = conv_split(x);
+                im.conv2d(w, 2, 0).square()
+            },
+            false,
+        ),
+        c("avg_pool", img4, |x| x.avg_pool2d(2, 1).square(), false),
+    ]
+}
+
+/// Inputs in ±[0.05, 1.55]: at least 10 finite-difference steps away from the kinks of
+/// relu and elu at 0 (a difference across a kink is not a derivative).
+fn inputs<T: Float>(seed: u64, n: usize) -> Vec<T> {
+    values::<T>(seed, n, -1.5, 1.5)
+        .into_iter()
+        .map(|v| {
+            let a = v.to_f64_();
+            T::of(a.signum() * (0.05 + a.abs()))
+        })
+        .collect()
+}
+
+fn gradcheck_all<T: Float>(b: usize, n: usize, seed: u64) {
+    let tol = default_gradcheck_tolerance::<T>();
+    for case in cases::<T>() {
+        let dims = (case.dims)(b, n);
+        let len: usize = dims.iter().product();
+        let x = inputs::<T>(seed, len);
+        // Output length, then a random seed vector.
+        let tape = Tape::<T>::new();
+        let m = (case.f)(tape.constant(&x, &dims).unwrap()).len();
+        let v = values::<T>(seed ^ 0xABCD, m, -1.0, 1.0);
+        let rep = gradcheck(case.f, &x, &dims, &v).unwrap();
+        assert!(
+            rep.passes(tol),
+            "{} ({}) dims {:?}: {:?} > {tol}",
+            case.name,
+            std::any::type_name::<T>(),
+            dims,
+            rep
+        );
+    }
+}
+
+/// Recorded backward equals the fast one, and its gradient passes gradcheck (second
+/// derivatives against differences of first derivatives).
+fn graph_all<T: Float>(b: usize, n: usize, seed: u64) {
+    let tol = default_gradcheck_tolerance::<T>();
+    for case in cases::<T>().into_iter().filter(|c| c.graph) {
+        let dims = (case.dims)(b, n);
+        let len: usize = dims.iter().product();
+        let x = inputs::<T>(seed, len);
+        let tape = Tape::<T>::new();
+        tape.set_recording(true);
+        let xv = tape.leaf(&x, &dims).unwrap();
+        let y = (case.f)(xv);
+        let v = values::<T>(seed ^ 0xABCD, y.len(), -1.0, 1.0);
+        let vs = tape.constant(&v, y.shape().dims()).unwrap();
+        tape.backward_graph(y, vs).unwrap();
+        let g_graph = tape.gradient(xv).unwrap().value().unwrap();
+        tape.backward(y, &v).unwrap();
+        let g_fast = xv.grad().unwrap();
+        for (k, (a, f)) in g_graph.iter().zip(&g_fast).enumerate() {
+            let (a, f) = (a.to_f64_(), f.to_f64_());
+            let e = (a - f).abs() / 1f64.max(f.abs());
+            assert!(
+                e < 100.0 * T::epsilon().to_f64_(),
+                "{} graph/fast differ at {k}: {a} vs {f}",
+                case.name
+            );
+        }
+        // x ↦ vᵀ ∂f/∂x as a function, gradchecked with a second random seed.
+        let f = case.f;
+        let w = values::<T>(seed ^ 0x1234, len, -1.0, 1.0);
+        let v2 = v.clone();
+        let gfun = hr(move |x: Var<'_, T>| {
+            let t = x.tape();
+            let y = f(x);
+            let vs = t.constant(&v2, y.shape().dims()).unwrap();
+            if t.backward_graph(y, vs).is_err() {
+                return y;
+            }
+            t.gradient(x).unwrap()
+        });
+        let rep = autodiff::gradcheck(&gfun, &x, &dims, &w).unwrap();
+        assert!(
+            rep.passes(tol),
+            "grad-of-grad {} ({}) dims {:?}: {:?} > {tol}",
+            case.name,
+            std::any::type_name::<T>(),
+            dims,
+            rep
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn gradcheck_every_op_f64(b in 1usize..4, n in 1usize..5, seed in any::<u64>()) {
+        gradcheck_all::<f64>(b, n, seed);
+    }
+    #[test]
+    fn gradcheck_every_op_f32(b in 1usize..4, n in 1usize..5, seed in any::<u64>()) {
+        gradcheck_all::<f32>(b, n, seed);
+    }
+    #[test]
+    fn grad_of_grad_every_op_f64(b in 1usize..4, n in 1usize..5, seed in any::<u64>()) {
+        graph_all::<f64>(b, n, seed);
+    }
+    #[test]
+    fn grad_of_grad_every_op_f32(b in 1usize..4, n in 1usize..5, seed in any::<u64>()) {
+        graph_all::<f32>(b, n, seed);
+    }
+}
