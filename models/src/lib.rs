@@ -1,1 +1,11 @@
 //! Neural ODE models and the `neuralode` command-line program.
+//!
+//! This crate holds the models (ODENet, CNF, latent ODE, function encoders and the
+//! extensions, as they are built) and the pieces the program needs to report results:
+//! atomic file output ([`output`]) and PNG/SVG plots ([`plot`]).
+
+pub mod error;
+pub mod output;
+pub mod plot;
+
+pub use error::ModelsError;

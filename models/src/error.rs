@@ -1,0 +1,38 @@
+//! The error type of the `models` crate and the `neuralode` program.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `models` and the `neuralode` program.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelsError {
+    /// Reading or writing a file failed.
+    #[error("cannot write or read {path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A value could not be serialised as JSON.
+    #[error("cannot serialise {path} as JSON: {source}")]
+    Json {
+        /// The file that was being written.
+        path: PathBuf,
+        /// The serialiser's reason.
+        source: serde_json::Error,
+    },
+    /// Drawing a plot failed.
+    #[error("cannot draw the plot {path}: {reason}")]
+    Plot {
+        /// The image that was being drawn.
+        path: PathBuf,
+        /// What the plotting backend reported.
+        reason: String,
+    },
+    /// A plot was asked for with nothing to draw or with no finite point.
+    #[error("the plot {name} has no finite point to draw")]
+    EmptyPlot {
+        /// The plot's file stem.
+        name: String,
+    },
+}
