@@ -35,4 +35,30 @@ pub enum ModelsError {
         /// The plot's file stem.
         name: String,
     },
+    /// A data file is malformed; names the line and column (both 1-based).
+    #[error("{path}:{line}:{column}: {reason}")]
+    Data {
+        /// The file read.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// 1-based column number (the field, counting from 1).
+        column: usize,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// A command-line value or option combination is invalid.
+    #[error("invalid {name}: {reason}")]
+    InvalidArgument {
+        /// The option concerned.
+        name: &'static str,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// An ODE solve failed.
+    #[error(transparent)]
+    Solve(#[from] ode_solvers::SolveError),
+    /// The heated rod or plate failed.
+    #[error(transparent)]
+    Pde(#[from] pde_adjoint::PdeError),
 }

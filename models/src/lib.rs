@@ -4,7 +4,9 @@
 //! extensions, as they are built) and the pieces the program needs to report results:
 //! atomic file output ([`output`]) and PNG/SVG plots ([`plot`]).
 
+pub mod data;
 pub mod error;
+pub mod jobs;
 pub mod output;
 pub mod plot;
 

@@ -197,8 +197,10 @@ impl Figure {
             .map_err(err)?;
         let tick = |log: bool| {
             move |v: &f64| {
-                if log {
-                    format!("1e{v:.1}")
+                if log && (v - v.round()).abs() < 1e-9 {
+                    format!("1e{}", v.round() as i64)
+                } else if log {
+                    format!("{:.1e}", 10f64.powf(*v))
                 } else {
                     format!("{v:.3}")
                 }
