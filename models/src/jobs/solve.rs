@@ -56,26 +56,26 @@ pub struct SolveArgs {
     #[arg(long, value_enum, default_value_t = MethodArg::Dopri5)]
     pub method: MethodArg,
     /// Relative tolerance (adaptive methods).
-    #[arg(long, default_value_t = 1e-8)]
+    #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true)]
     pub rtol: f64,
     /// Absolute tolerance (adaptive methods).
-    #[arg(long, default_value_t = 1e-8)]
+    #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true)]
     pub atol: f64,
     /// Fixed step size: runs any Runge–Kutta method without error control
     /// (required by euler, midpoint, heun and rk4 unless the output grid is the step).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub fixed_step: Option<f64>,
     /// End time (default: the problem's own interval).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub t_end: Option<f64>,
     /// Number of output times, evenly spaced, both ends included.
     #[arg(long, default_value_t = 1000)]
     pub samples: usize,
     /// Initial state, comma-separated (default: the problem's own).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub y0: Option<String>,
     /// The matrix A of the linear problem, rows separated by ';', entries by ','.
-    #[arg(long, default_value = "-0.1, 2; -2, -0.1")]
+    #[arg(long, default_value = "-0.1, 2; -2, -0.1", allow_hyphen_values = true)]
     pub matrix: String,
     /// Maximum number of step attempts.
     #[arg(long, default_value_t = 1_000_000)]

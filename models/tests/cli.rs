@@ -1,0 +1,147 @@
+//! End-to-end runs of the `neuralode` binary on small settings: exit status, the files
+//! written, and that they parse.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn neuralode(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_neuralode"))
+        .args(args)
+        .output()
+        .expect("the neuralode binary runs")
+}
+
+/// A fresh output directory under the target's temporary directory.
+fn out_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn assert_images(dir: &Path, stem: &str) {
+    let png = std::fs::read(dir.join(format!("{stem}.png"))).expect("png written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{stem}.png is a PNG");
+    let svg = std::fs::read_to_string(dir.join(format!("{stem}.svg"))).expect("svg written");
+    assert!(svg.contains("<svg"), "{stem}.svg is an SVG");
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "neuralode failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn solve_writes_trajectory_plots_and_stats() {
+    let dir = out_dir("solve");
+    let d = dir.to_str().unwrap();
+    ok(&neuralode(&[
+        "solve",
+        "--problem",
+        "linear",
+        "--method",
+        "dop853",
+        "--rtol",
+        "1e-10",
+        "--atol",
+        "1e-10",
+        "--samples",
+        "50",
+        "--out",
+        d,
+    ]));
+    let report = json(&dir.join("solve.json"));
+    let error = report["report"]["error_end"].as_f64().unwrap();
+    assert!(error < 1e-7, "linear system end error {error}");
+    assert!(report["report"]["nfe"].as_u64().unwrap() > 0);
+    let csv = std::fs::read_to_string(dir.join("trajectory.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 51);
+    assert_images(&dir, "trajectory");
+    assert_images(&dir, "phase");
+}
+
+#[test]
+fn solve_work_precision_falls_with_tolerance() {
+    let dir = out_dir("work_precision");
+    ok(&neuralode(&[
+        "solve",
+        "--problem",
+        "arenstorf",
+        "--work-precision",
+        "--samples",
+        "10",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    let rows = json(&dir.join("work_precision.json"));
+    let rows = rows.as_array().unwrap();
+    let error = |m: &str, tol: f64| {
+        rows.iter()
+            .find(|r| r["method"] == m && (r["tol"].as_f64().unwrap() / tol - 1.0).abs() < 1e-9)
+            .map(|r| r["error_end"].as_f64().unwrap())
+            .unwrap()
+    };
+    for m in ["dopri5", "dop853", "tsit5"] {
+        assert!(error(m, 1e-10) < 1e-3 * error(m, 1e-4), "{m}");
+    }
+    assert_images(&dir, "work_precision");
+}
+
+#[test]
+fn rod_design_recovers_the_heater() {
+    let dir = out_dir("rod");
+    ok(&neuralode(&[
+        "rod",
+        "design",
+        "--n",
+        "100",
+        "--plate",
+        "12",
+        "--iters",
+        "300",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    let report = json(&dir.join("rod_design.json"));
+    let rod = &report["runs"][0];
+    let j0 = rod["initial_objective"].as_f64().unwrap();
+    let j = rod["final_misfit"].as_f64().unwrap();
+    assert!(j < 1e-6 * j0, "misfit {j} from {j0}");
+    assert!(rod["relative_error_to_s_true"].as_f64().unwrap() < 0.05);
+    assert_eq!(report["runs"].as_array().unwrap().len(), 2);
+    assert_images(&dir, "rod_design");
+    assert_images(&dir, "rod_design_history");
+}
+
+#[test]
+fn bad_flags_and_values_are_reported() {
+    let out = neuralode(&["solve", "--method", "rk5"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rk5"));
+    let out = neuralode(&[
+        "solve",
+        "--rtol",
+        "-1",
+        "--out",
+        out_dir("bad").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rtol"));
+    let out = neuralode(&["rod", "design", "--n", "0"]);
+    assert!(!out.status.success());
+    for cmd in [
+        &["--help"][..],
+        &["solve", "--help"],
+        &["rod", "design", "--help"],
+    ] {
+        ok(&neuralode(cmd));
+    }
+}
