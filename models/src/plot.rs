@@ -30,6 +30,8 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// How to draw them.
     pub kind: SeriesKind,
+    /// Line width in pixels.
+    pub width: u32,
 }
 
 impl Series {
@@ -39,6 +41,7 @@ impl Series {
             label: label.into(),
             points,
             kind: SeriesKind::Line,
+            width: 2,
         }
     }
 
@@ -48,6 +51,7 @@ impl Series {
             label: label.into(),
             points,
             kind: SeriesKind::Markers,
+            width: 2,
         }
     }
 
@@ -57,7 +61,15 @@ impl Series {
             label: label.into(),
             points,
             kind: SeriesKind::LineMarkers,
+            width: 2,
         }
+    }
+
+    /// The same series drawn `width` pixels wide (a wide pale line under a thin one
+    /// shows where two series coincide).
+    pub fn width(mut self, width: u32) -> Self {
+        self.width = width;
+        self
     }
 }
 
@@ -158,6 +170,7 @@ impl Figure {
             .map(|s| Series {
                 label: s.label.clone(),
                 kind: s.kind,
+                width: s.width,
                 points: s
                     .points
                     .iter()
@@ -217,14 +230,15 @@ impl Figure {
             .map_err(err)?;
         for (i, s) in series.iter().enumerate() {
             let colour = Palette99::pick(i).to_rgba();
-            let style = colour.stroke_width(2);
+            let width = s.width;
+            let style = colour.stroke_width(width);
             if matches!(s.kind, SeriesKind::Line | SeriesKind::LineMarkers) {
                 chart
                     .draw_series(LineSeries::new(s.points.iter().copied(), style))
                     .map_err(err)?
                     .label(&s.label)
                     .legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(width))
                     });
             }
             if matches!(s.kind, SeriesKind::Markers | SeriesKind::LineMarkers) {

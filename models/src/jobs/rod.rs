@@ -158,18 +158,15 @@ fn design(a: &DesignArgs) -> Result<(), ModelsError> {
     let scale = 50.0;
     Figure::new(
         format!(
-            "Heated rod, n = {}: recovered heater (alpha = {:.1e})",
+            "Heated rod, n = {}: recovered heater (alpha = {})",
             a.n, a.alpha
         ),
         "x",
         format!("s(x);  {scale} u(x)"),
     )
-    .with(Series::line("s* (true heater)", zip(&rec.s_true, 1.0)))
+    .with(Series::line("s* (true heater)", zip(&rec.s_true, 1.0)).width(7))
     .with(Series::line("s (recovered)", zip(&rec.result.s, 1.0)))
-    .with(Series::line(
-        format!("{scale} u_target"),
-        zip(&rec.target, scale),
-    ))
+    .with(Series::line(format!("{scale} u_target"), zip(&rec.target, scale)).width(7))
     .with(Series::line(
         format!("{scale} u (recovered)"),
         zip(&rec.result.u, scale),
