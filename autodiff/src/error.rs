@@ -74,6 +74,27 @@ pub enum Error {
     /// A `Var` from another tape was combined with this tape's variables.
     #[error("a variable from another tape was used")]
     ForeignVar,
+    /// Reading or writing a parameter checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::io::CheckpointError),
+    /// An optimizer / schedule / layer hyper-parameter is out of range.
+    #[error("{op}: {name} = {value} is invalid: {reason}")]
+    InvalidHyperparameter {
+        /// Optimizer, schedule or layer concerned.
+        op: &'static str,
+        /// Name of the hyper-parameter.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// What is wrong and what to change.
+        reason: &'static str,
+    },
+    /// Two parameters were registered under the same name in one `nn::ParamStore`.
+    #[error("parameter `{name}` is already registered; give each layer a distinct name")]
+    DuplicateParameter {
+        /// The repeated name.
+        name: String,
+    },
 }
 
 /// Where a non-finite value was first produced (see [`Error::NonFinite`]).

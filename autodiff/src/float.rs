@@ -44,48 +44,53 @@ pub trait Float:
         accumulate: bool,
     );
 
-    /// `y = tanh(x)` over slices (vectorised branch-free kernel).
+    /// `y = tanh(x)` over slices (vectorised branch-free kernel, AVX2+FMA when the CPU
+    /// has it; a few ulp from libm).
     fn tanh_slice(x: &[Self], y: &mut [Self]);
     /// `y = exp(x)` over slices (vectorised branch-free kernel).
     fn exp_slice(x: &[Self], y: &mut [Self]);
+    /// `y = 1 / (1 + exp(−x))` over slices (vectorised).
+    fn sigmoid_slice(x: &[Self], y: &mut [Self]);
+    /// `y = log(x)` over slices (vectorised; `−inf` at 0, NaN below).
+    fn log_slice(x: &[Self], y: &mut [Self]);
+    /// `y = log(1 + exp(x))` over slices (vectorised, stable for large `|x|`).
+    fn softplus_slice(x: &[Self], y: &mut [Self]);
+    /// `y = sin(x)` over slices (vectorised for `|x| ≤ 10⁵`, libm beyond).
+    fn sin_slice(x: &[Self], y: &mut [Self]);
+    /// `y = cos(x)` over slices (vectorised for `|x| ≤ 10⁵`, libm beyond).
+    fn cos_slice(x: &[Self], y: &mut [Self]);
 }
 
 macro_rules! impl_float {
-    ($t:ty, $tanh:path, $exp:path) => {
+    ($t:ty, $m:ident) => {
         impl Float for $t {
+            #[inline]
             fn tanh_slice(x: &[Self], y: &mut [Self]) {
-                #[cfg(target_arch = "x86_64")]
-                if crate::vmath::has_avx2_fma() {
-                    #[target_feature(enable = "avx2,fma")]
-                    fn wide(x: &[$t], y: &mut [$t]) {
-                        for (y, &x) in y.iter_mut().zip(x) {
-                            *y = $tanh(x);
-                        }
-                    }
-                    // SAFETY: AVX2 and FMA were detected at run time just above.
-                    unsafe { wide(x, y) };
-                    return;
-                }
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = $tanh(x);
-                }
+                $m::tanh(x, y)
             }
+            #[inline]
             fn exp_slice(x: &[Self], y: &mut [Self]) {
-                #[cfg(target_arch = "x86_64")]
-                if crate::vmath::has_avx2_fma() {
-                    #[target_feature(enable = "avx2,fma")]
-                    fn wide(x: &[$t], y: &mut [$t]) {
-                        for (y, &x) in y.iter_mut().zip(x) {
-                            *y = $exp(x);
-                        }
-                    }
-                    // SAFETY: AVX2 and FMA were detected at run time just above.
-                    unsafe { wide(x, y) };
-                    return;
-                }
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = $exp(x);
-                }
+                $m::exp(x, y)
+            }
+            #[inline]
+            fn sigmoid_slice(x: &[Self], y: &mut [Self]) {
+                $m::sigmoid(x, y)
+            }
+            #[inline]
+            fn log_slice(x: &[Self], y: &mut [Self]) {
+                $m::log(x, y)
+            }
+            #[inline]
+            fn softplus_slice(x: &[Self], y: &mut [Self]) {
+                $m::softplus(x, y)
+            }
+            #[inline]
+            fn sin_slice(x: &[Self], y: &mut [Self]) {
+                $m::sin(x, y)
+            }
+            #[inline]
+            fn cos_slice(x: &[Self], y: &mut [Self]) {
+                $m::cos(x, y)
             }
             #[inline(always)]
             fn of(x: f64) -> Self {
@@ -139,5 +144,19 @@ macro_rules! impl_float {
     };
 }
 
-impl_float!(f32, crate::vmath::tanh_f32, crate::vmath::exp_f32);
-impl_float!(f64, crate::vmath::tanh_f64, crate::vmath::exp_f64);
+mod k32 {
+    pub(super) use crate::vmath::{
+        cos_slice_f32 as cos, exp_slice_f32 as exp, log_slice_f32 as log,
+        sigmoid_slice_f32 as sigmoid, sin_slice_f32 as sin, softplus_slice_f32 as softplus,
+        tanh_slice_f32 as tanh,
+    };
+}
+mod k64 {
+    pub(super) use crate::vmath::{
+        cos_slice_f64 as cos, exp_slice_f64 as exp, log_slice_f64 as log,
+        sigmoid_slice_f64 as sigmoid, sin_slice_f64 as sin, softplus_slice_f64 as softplus,
+        tanh_slice_f64 as tanh,
+    };
+}
+impl_float!(f32, k32);
+impl_float!(f64, k64);

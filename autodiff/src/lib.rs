@@ -93,30 +93,48 @@
 //! ops (views, concat, narrow/split), the convolution family (conv2d by im2col + one
 //! GEMM per chunk of samples, average pooling, global average pooling, group norm) and
 //! the losses (log-softmax, cross-entropy, Gaussian log-likelihood, diagonal-Gaussian
-//! KL). [`CustomOp`] plugs in user kernels. The recorded backward is not implemented for
-//! `conv2d`, `avg_pool2d` and custom ops (they return [`Error::BackwardNotSupported`]).
+//! KL). [`CustomOp`] plugs in user kernels.
+//!
+//! Every built-in op has a recorded backward, so derivatives of any order exist (the
+//! tests check second and third derivatives of every op against finite differences). The
+//! convolution family is closed under differentiation: the VJPs of `conv2d` are a
+//! transposed convolution and a weight correlation, recorded as ops whose own VJPs are
+//! again convolutions of the three kinds; average pooling and its transpose are each
+//! other's VJP. A [`CustomOp`] takes part in [`Tape::backward_graph`] when it implements
+//! [`CustomOp::backward_graph`] (its VJP written with `Var` operations); otherwise
+//! `backward_graph` returns [`Error::BackwardNotSupported`] naming the op, never a wrong
+//! answer.
 //!
 //! # Speed
 //!
-//! `tanh` and `exp` run as branch-free slice kernels ([`vmath`]: Cephes' rational `tanh`
-//! below 0.625, `2ⁿ·p(r)` exp, ≤ 4 ulp against libm, tested), dispatched at run time to
-//! an AVX2+FMA build of the same code when the CPU has it; `vzeroupper` follows every
-//! faer call (the AVX→SSE transition penalty measured in CRATES.md). Measured with
-//! `cargo bench -p benches --bench autodiff` on this machine (one core): a 2→64→64→2
-//! tanh MLP, value + VJP costs 1.8–2.5× the value (f64 and f32, batch 16 to 4096);
-//! a 64-channel two-conv + group-norm block at batch 128 on 7×7 maps 2.9×.
+//! The elementwise transcendentals (`tanh`, `exp`, `sigmoid`, `log`, `softplus`, `sin`,
+//! `cos`) run as branch-free slice kernels ([`vmath`], 1–3 ulp from libm, tested on
+//! dense grids and special values), and the elementwise loops of the binary and unary
+//! ops and of their VJPs are dispatched at run time to copies compiled for AVX-512 or
+//! AVX2+FMA (the crate itself stays baseline x86-64; no `RUSTFLAGS` needed). Outputs
+//! that an op overwrites entirely reuse the arena's stale values instead of zeroing
+//! them first (tested: a recording poisoned with NaN and inf changes nothing);
+//! `vzeroupper` follows every faer call (the AVX→SSE transition penalty measured in
+//! CRATES.md). Figures from `cargo bench -p benches --bench autodiff` are in the API
+//! note (`notes/autodiff-api.md`); on this machine (AMD EPYC with AVX-512, one core) a
+//! 2→64→64→2 tanh MLP evaluates 1.6–2.6× faster than with scalar libm kernels, and the
+//! arithmetic (faer's GEMM and the `tanh` kernel) dominates from batch 16 upwards.
 //!
 //! # Requirements and references
 //!
 //! Shapes are at most 4-D, row-major; `matmul` is 2-D (fold batch dimensions with
 //! `reshape`). References: Griewank & Walther, *Evaluating Derivatives* (2008), for
 //! reverse mode and the double-VJP forward product; Chen et al. (2018) and Grathwohl et
-//! al. (2019, FFJORD) for the uses; Cephes (Moshier) for the `tanh` approximation.
+//! al. (2019, FFJORD) for the uses; Cephes (Moshier) for the `tanh`, `exp`-Padé and
+//! `sin`/`cos` approximations; musl (after fdlibm) for `log`.
 
 mod api;
 mod error;
 mod float;
+pub mod io;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 mod shape;
 mod tape;
 mod var;

@@ -1,6 +1,7 @@
 //! The tape (an arena of nodes, values and gradients) and the `Var` handle.
 
 use crate::error::NonFiniteInfo;
+use crate::ops::custom::MAX_CUSTOM_INPUTS;
 use crate::ops::{CustomOp, Op};
 use crate::{Error, Float, Shape};
 use std::cell::RefCell;
@@ -35,6 +36,16 @@ pub(crate) struct Inner<T: Float> {
     pub list: Vec<Id>,
     pub scratch: Vec<T>,
     pub scratch2: Vec<T>,
+    /// Length up to which `vals`' buffer holds initialised values (the largest length
+    /// it has had): [`Inner::alloc_uninit`] may extend `vals` up to it without writing.
+    pub vals_init: usize,
+    /// As `vals_init`, for `grads`.
+    pub grads_init: usize,
+    /// Per node, during `backward`: number of consumers and the last one.
+    pub consumers: Vec<(u32, Id)>,
+    /// Per node, during `backward`: its gradient is written (`=`), not accumulated, by
+    /// its only consumer, so its range of the gradient arena is not zeroed first.
+    pub assign: Vec<bool>,
     /// Gradient variable of each node during a recorded backward pass.
     pub gvars: Vec<Id>,
     pub customs: Vec<Arc<dyn CustomOp<T>>>,
@@ -97,6 +108,10 @@ impl<T: Float> Tape<T> {
                 list: Vec::new(),
                 scratch: Vec::new(),
                 scratch2: Vec::new(),
+                vals_init: 0,
+                grads_init: 0,
+                consumers: Vec::new(),
+                assign: Vec::new(),
                 gvars: Vec::new(),
                 customs: Vec::new(),
                 recording: false,
@@ -222,7 +237,75 @@ impl<T: Float> Tape<T> {
     pub fn backward_graph<'t>(&'t self, y: Var<'t, T>, seed: Var<'t, T>) -> Result<(), Error> {
         self.check(y)?;
         self.check(seed)?;
-        self.inner.borrow_mut().backward_graph(y.id, seed.id)
+        self.inner
+            .borrow_mut()
+            .backward_graph_start(y.id, seed.id)?;
+        for i in (0..=y.id as usize).rev() {
+            // Built-in ops record their VJP while the arena is borrowed; a custom op's
+            // recorded VJP is user code working on `Var`s, so it runs unborrowed.
+            let custom = {
+                let mut inner = self.inner.borrow_mut();
+                let n = inner.nodes[i];
+                let g = inner.gvars[i];
+                if !n.rg || n.n_in == 0 || g == NONE {
+                    continue;
+                }
+                match n.op {
+                    Op::Custom { id, first, count } => {
+                        let mut ids = [NONE; MAX_CUSTOM_INPUTS];
+                        ids[..count].copy_from_slice(&inner.list[first..first + count]);
+                        Some((inner.customs[id].clone(), ids, count, g))
+                    }
+                    _ => {
+                        crate::ops::backward_graph_node(&mut inner, i, g)?;
+                        if let Some(e) = &inner.error {
+                            return Err(e.clone());
+                        }
+                        None
+                    }
+                }
+            };
+            if let Some((op, ids, count, g)) = custom {
+                self.custom_backward_graph(&*op, i as Id, &ids[..count], g)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the VJP of custom node `i` through [`CustomOp::backward_graph`].
+    fn custom_backward_graph(
+        &self,
+        op: &dyn CustomOp<T>,
+        i: Id,
+        ids: &[Id],
+        g: Id,
+    ) -> Result<(), Error> {
+        let var = |id| Var { tape: self, id };
+        let mut inputs = [var(i); MAX_CUSTOM_INPUTS];
+        for (v, &id) in inputs.iter_mut().zip(ids) {
+            *v = var(id);
+        }
+        let inputs = &inputs[..ids.len()];
+        for (k, &x) in ids.iter().enumerate() {
+            let (rg, sx) = {
+                let n = self.inner.borrow().nodes[x as usize];
+                (n.rg, n.shape)
+            };
+            if !rg {
+                continue;
+            }
+            let v = op.backward_graph(k, inputs, var(i), var(g))?;
+            self.check(v)?;
+            if v.shape() != sx {
+                return Err(Error::ShapeMismatch {
+                    op: op.name(),
+                    lhs: sx,
+                    rhs: v.shape(),
+                });
+            }
+            self.inner.borrow_mut().acc_gvar(x, v.id);
+        }
+        Ok(())
     }
 
     /// The gradient variable of `x` from the last [`backward_graph`](Tape::backward_graph)
@@ -385,6 +468,28 @@ impl<T: Float> Inner<T> {
         off
     }
 
+    /// Reserves `len` values at the end of the value arena **without zeroing them** when
+    /// the buffer already held values there (stale values of an earlier recording): for
+    /// ops that overwrite every element of their output. Saves the memset of a fresh
+    /// output, which costs as much as a cheap elementwise op on large tensors.
+    #[inline]
+    pub(crate) fn alloc_uninit(&mut self, len: usize) -> usize {
+        let off = self.vals.len();
+        self.vals_init = self.vals_init.max(off);
+        let end = off + len;
+        if end <= self.vals_init {
+            // SAFETY: `end <= vals_init`, the largest length `vals` has had, which is at
+            // most its capacity (a `Vec` never shrinks its buffer on `clear`/`truncate`),
+            // and every element below it was written (f32/f64 values, `Copy`, never
+            // de-initialised by `clear`).
+            unsafe { self.vals.set_len(end) };
+        } else {
+            self.vals.resize(end, T::zero());
+            self.vals_init = end;
+        }
+        off
+    }
+
     #[inline]
     pub(crate) fn node(&self, id: Id) -> Node<T> {
         self.nodes[id as usize]
@@ -474,8 +579,7 @@ impl<T: Float> Inner<T> {
         if !yn.rg && !self.recording {
             return Err(Error::NotRecording);
         }
-        self.grads.clear();
-        self.grads.resize(self.vals.len(), T::zero());
+        self.prepare_grads(y);
         self.grads[yn.off..yn.off + len].copy_from_slice(seed);
         for i in (0..=y as usize).rev() {
             let n = self.nodes[i];
@@ -505,6 +609,67 @@ impl<T: Float> Inner<T> {
         Ok(())
     }
 
+    /// Sizes the gradient arena like the value arena and zeroes it, except the ranges of
+    /// the nodes whose only consumer writes their gradient with `=` (see
+    /// [`Inner::assign`]): a node read by one elementwise op, bias add or matrix product
+    /// gets its gradient written once, so zeroing it first and adding would only move
+    /// memory (the memset and the reads cost as much as the elementwise VJPs).
+    fn prepare_grads(&mut self, y: Id) {
+        let nn = self.nodes.len();
+        self.consumers.clear();
+        self.consumers.resize(nn, (0, NONE));
+        for c in 0..nn {
+            let n = self.nodes[c];
+            let (list, k) = match n.op {
+                Op::Concat { first, count, .. } | Op::Custom { first, count, .. } => {
+                    (true, (first, count))
+                }
+                _ => (false, (0, n.n_in as usize)),
+            };
+            for j in 0..k.1 {
+                let x = if list {
+                    self.list[k.0 + j]
+                } else {
+                    n.inputs[j]
+                } as usize;
+                let e = &mut self.consumers[x];
+                *e = (e.0 + 1, c as Id);
+            }
+        }
+        self.assign.clear();
+        self.assign.resize(nn, false);
+        for x in 0..nn {
+            let (count, c) = self.consumers[x];
+            let xn = self.nodes[x];
+            if count != 1 || c > y || !xn.rg || xn.n_in == 0 || matches!(xn.op, Op::View { .. }) {
+                continue;
+            }
+            let cn = self.nodes[c as usize];
+            self.assign[x] = cn.rg && crate::ops::writes_input_grad(self, cn, x as Id);
+        }
+        // Zero everything but the assigned ranges (non-view nodes own disjoint ranges,
+        // in increasing order of id and offset).
+        let total = self.vals.len();
+        self.grads_init = self.grads_init.max(self.grads.len());
+        if total <= self.grads_init {
+            // SAFETY: as in `alloc_uninit`: below `grads_init` (the largest length
+            // `grads` has had, at most its capacity) every element was written.
+            unsafe { self.grads.set_len(total) };
+        } else {
+            self.grads.resize(total, T::zero());
+            self.grads_init = total;
+        }
+        let mut pos = 0;
+        for x in 0..nn {
+            if self.assign[x] {
+                let n = self.nodes[x];
+                self.grads[pos..n.off].fill(T::zero());
+                pos = n.off + n.shape.len();
+            }
+        }
+        self.grads[pos..total].fill(T::zero());
+    }
+
     /// Adds `contrib` to the gradient variable of node `x`.
     pub(crate) fn acc_gvar(&mut self, x: Id, contrib: Id) {
         if !self.nodes[x as usize].rg {
@@ -518,8 +683,9 @@ impl<T: Float> Inner<T> {
         };
     }
 
-    /// Recorded reverse pass: gradient variables as new nodes.
-    pub(crate) fn backward_graph(&mut self, y: Id, seed: Id) -> Result<(), Error> {
+    /// Checks and clears the state for a recorded reverse pass from `y` seeded by `seed`
+    /// (the loop runs in [`Tape::backward_graph`]).
+    pub(crate) fn backward_graph_start(&mut self, y: Id, seed: Id) -> Result<(), Error> {
         if !self.recording {
             return Err(Error::NotRecording);
         }
@@ -535,17 +701,6 @@ impl<T: Float> Inner<T> {
         self.gvars.clear();
         self.gvars.resize(n0, NONE);
         self.gvars[y as usize] = seed;
-        for i in (0..=y as usize).rev() {
-            let n = self.nodes[i];
-            let g = self.gvars[i];
-            if !n.rg || n.n_in == 0 || g == NONE {
-                continue;
-            }
-            crate::ops::backward_graph_node(self, i, g)?;
-            if let Some(e) = &self.error {
-                return Err(e.clone());
-            }
-        }
         Ok(())
     }
 }

@@ -222,7 +222,7 @@ impl<T: Float> Tape<T> {
     }
 
     /// Applies a custom operation to up to
-    /// [`MAX_CUSTOM_INPUTS`](crate::ops::custom::MAX_CUSTOM_INPUTS) inputs.
+    /// [`MAX_CUSTOM_INPUTS`](crate::ops::MAX_CUSTOM_INPUTS) inputs.
     pub fn custom<'t>(&'t self, op: &Arc<dyn CustomOp<T>>, xs: &[Var<'t, T>]) -> Var<'t, T> {
         let mut t = self.inner.borrow_mut();
         let mut ids = [0u32; crate::ops::custom::MAX_CUSTOM_INPUTS];

@@ -105,39 +105,12 @@ impl<T: Float> Inner<T> {
             });
         };
         let len = shape.len();
-        let off = self.alloc(len);
+        let off = self.alloc_uninit(len);
         let (src, dst) = self.vals.split_at_mut(off);
         let dst = &mut dst[..len];
         let x = &src[na.off..na.off + na.shape.len()];
         let y = &src[nb.off..nb.off + nb.shape.len()];
-        macro_rules! run {
-            ($f:expr) => {{
-                let f = $f;
-                if na.shape == shape && nb.shape == shape {
-                    for ((d, &p), &q) in dst.iter_mut().zip(x).zip(y) {
-                        *d = f(p, q);
-                    }
-                } else if na.shape == shape && is_row(nb.shape, shape) {
-                    let lb = y.len();
-                    for (dc, xc) in dst.chunks_exact_mut(lb).zip(x.chunks_exact(lb)) {
-                        for ((d, &p), &q) in dc.iter_mut().zip(xc).zip(y) {
-                            *d = f(p, q);
-                        }
-                    }
-                } else if nb.shape.len() == 1 {
-                    let q = y[0];
-                    each(&bc, |o, ia, _| dst[o] = f(x[ia], q));
-                } else {
-                    each(&bc, |o, ia, ib| dst[o] = f(x[ia], y[ib]));
-                }
-            }};
-        }
-        match kind {
-            Bin::Add => run!(|p: T, q: T| p + q),
-            Bin::Sub => run!(|p: T, q: T| p - q),
-            Bin::Mul => run!(|p: T, q: T| p * q),
-            Bin::Div => run!(|p: T, q: T| p / q),
-        }
+        binary_fwd(kind, x, y, dst, (na.shape, nb.shape, shape), &bc);
         self.push(op, shape, off, &[a, b])
     }
 
@@ -158,7 +131,7 @@ impl<T: Float> Inner<T> {
     pub(crate) fn scalar_op(&mut self, x: Id, c: T, add: bool) -> Id {
         let n = self.node(x);
         let len = n.shape.len();
-        let off = self.alloc(len);
+        let off = self.alloc_uninit(len);
         let (src, dst) = self.vals.split_at_mut(off);
         let s = &src[n.off..n.off + len];
         if add {
@@ -183,7 +156,7 @@ impl<T: Float> Inner<T> {
         match broadcast(shape, n.shape) {
             Some((s, bc)) if s == shape => {
                 let len = shape.len();
-                let off = self.alloc(len);
+                let off = self.alloc_uninit(len);
                 let (src, dst) = self.vals.split_at_mut(off);
                 let xs = &src[n.off..n.off + n.shape.len()];
                 each(&bc, |o, _, ib| dst[o] = xs[ib]);
@@ -220,29 +193,84 @@ impl<T: Float> Inner<T> {
     }
 }
 
+fn binary_fwd<T: Float>(
+    kind: Bin,
+    x: &[T],
+    y: &[T],
+    dst: &mut [T],
+    s: (Shape, Shape, Shape),
+    bc: &Bc,
+) {
+    crate::vmath::simd_dispatch!(
+        binary_fwd_k::<T>(kind: Bin, x: &[T], y: &[T], dst: &mut [T], s: (Shape, Shape, Shape), bc: &Bc) -> ()
+    )
+}
+
+#[inline(always)]
+fn binary_fwd_k<T: Float>(
+    kind: Bin,
+    x: &[T],
+    y: &[T],
+    dst: &mut [T],
+    s: (Shape, Shape, Shape),
+    bc: &Bc,
+) {
+    let (sa, sb, shape) = s;
+    macro_rules! run {
+        ($f:expr) => {{
+            let f = $f;
+            if sa == shape && sb == shape {
+                for ((d, &p), &q) in dst.iter_mut().zip(x).zip(y) {
+                    *d = f(p, q);
+                }
+            } else if sa == shape && is_row(sb, shape) {
+                let lb = y.len();
+                for (dc, xc) in dst.chunks_exact_mut(lb).zip(x.chunks_exact(lb)) {
+                    for ((d, &p), &q) in dc.iter_mut().zip(xc).zip(y) {
+                        *d = f(p, q);
+                    }
+                }
+            } else if sb.len() == 1 {
+                let q = y[0];
+                each(bc, |o, ia, _| dst[o] = f(x[ia], q));
+            } else {
+                each(bc, |o, ia, ib| dst[o] = f(x[ia], y[ib]));
+            }
+        }};
+    }
+    match kind {
+        Bin::Add => run!(|p: T, q: T| p + q),
+        Bin::Sub => run!(|p: T, q: T| p - q),
+        Bin::Mul => run!(|p: T, q: T| p * q),
+        Bin::Div => run!(|p: T, q: T| p / q),
+    }
+}
+
 /// Fast VJP of the binary ops, `expand`, `sum_to` and the scalar ops.
 pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
+    crate::vmath::simd_dispatch!(backward_kernel::<T>(t: &mut Inner<T>, i: usize) -> ())
+}
+
+#[inline(always)]
+fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
     let n = t.nodes[i];
     let (g_all, rest) = (&mut t.grads, &t.vals);
     let (lo, hi) = g_all.split_at_mut(n.off);
     let g = &hi[..n.shape.len()];
     match n.op {
-        Op::AddScalar(_) => {
+        Op::AddScalar(_) | Op::MulScalar(_) => {
             let x = t.nodes[n.inputs[0] as usize];
+            let c = match n.op {
+                Op::MulScalar(c) => c,
+                _ => T::one(),
+            };
             if x.rg {
-                lo[x.off..x.off + g.len()]
-                    .iter_mut()
-                    .zip(g)
-                    .for_each(|(d, &g)| *d += g);
-            }
-        }
-        Op::MulScalar(c) => {
-            let x = t.nodes[n.inputs[0] as usize];
-            if x.rg {
-                lo[x.off..x.off + g.len()]
-                    .iter_mut()
-                    .zip(g)
-                    .for_each(|(d, &g)| *d += g * c);
+                let d = lo[x.off..x.off + g.len()].iter_mut().zip(g);
+                if t.assign[n.inputs[0] as usize] {
+                    d.for_each(|(d, &g)| *d = g * c);
+                } else {
+                    d.for_each(|(d, &g)| *d += g * c);
+                }
             }
         }
         Op::Expand => {
@@ -268,8 +296,37 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
             let va = &rest[na.off..na.off + na.shape.len()];
             let vb = &rest[nb.off..nb.off + nb.shape.len()];
             let vy = &rest[n.off..n.off + n.shape.len()];
+            // A bias add `a [.., h] + b [h]` with both sides differentiable: one pass over
+            // the output gradient feeds both (`ga += g` row by row, `gb += Σ_rows g`).
+            let (la, lb) = (na.shape.len(), nb.shape.len());
+            if matches!(n.op, Op::Add)
+                && na.rg
+                && nb.rg
+                && na.shape == n.shape
+                && nb.shape != n.shape
+                && is_row(nb.shape, n.shape)
+                && lb > 0
+                && (na.off + la <= nb.off || nb.off + lb <= na.off)
+            {
+                let (ga, gb) = if na.off < nb.off {
+                    let (p, q) = lo.split_at_mut(nb.off);
+                    (&mut p[na.off..na.off + la], &mut q[..lb])
+                } else {
+                    let (p, q) = lo.split_at_mut(na.off);
+                    (&mut q[..la], &mut p[nb.off..nb.off + lb])
+                };
+                let assign = t.assign[n.inputs[0] as usize];
+                for (gac, gc) in ga.chunks_exact_mut(lb).zip(g.chunks_exact(lb)) {
+                    for ((a, b), &g) in gac.iter_mut().zip(gb.iter_mut()).zip(gc) {
+                        *a = if assign { g } else { *a + g };
+                        *b += g;
+                    }
+                }
+                return;
+            }
             for side in 0..2 {
                 let (nx, is_a) = if side == 0 { (na, true) } else { (nb, false) };
+                let assign = t.assign[n.inputs[side] as usize];
                 if !nx.rg {
                     continue;
                 }
@@ -280,6 +337,40 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
                     None => continue,
                 };
                 let row_b = !is_a && na.shape == n.shape && is_row(nb.shape, n.shape);
+                // Fast paths (vectorised): `a` of the output's shape and `b` of the same
+                // shape or a repeated row (a bias), for add, sub and mul.
+                let lb = vb.len();
+                if na.shape == n.shape
+                    && (nb.shape == n.shape || is_row(nb.shape, n.shape))
+                    && matches!(n.op, Op::Add | Op::Sub | Op::Mul)
+                    && lb > 0
+                {
+                    let neg = matches!(n.op, Op::Sub) && !is_a;
+                    for (r, (gc, ac)) in g.chunks_exact(lb).zip(va.chunks_exact(lb)).enumerate() {
+                        let d = if is_a {
+                            &mut gx[r * lb..(r + 1) * lb]
+                        } else {
+                            &mut gx[..]
+                        };
+                        // `=` when this is the input's only use (see `Inner::assign`).
+                        let put = |d: &mut T, v: T| *d = if assign { v } else { *d + v };
+                        match (n.op, is_a) {
+                            (Op::Mul, true) => d
+                                .iter_mut()
+                                .zip(gc)
+                                .zip(vb)
+                                .for_each(|((d, &g), &b)| put(d, g * b)),
+                            (Op::Mul, false) => d
+                                .iter_mut()
+                                .zip(gc)
+                                .zip(ac)
+                                .for_each(|((d, &g), &a)| put(d, g * a)),
+                            _ if neg => d.iter_mut().zip(gc).for_each(|(d, &g)| put(d, -g)),
+                            _ => d.iter_mut().zip(gc).for_each(|(d, &g)| put(d, g)),
+                        }
+                    }
+                    continue;
+                }
                 macro_rules! go {
                     ($d:expr) => {{
                         let d = $d;

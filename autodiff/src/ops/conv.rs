@@ -97,6 +97,196 @@ fn chunk(g: &Geo) -> usize {
     (4096 / (g.ho * g.wo).max(1)).clamp(1, g.n.max(1))
 }
 
+/// `dst.copy_from_slice(src)` for the short runs of im2col (a row of a small feature
+/// map): runs of up to 16 elements are copied with a constant length, inlined as moves,
+/// instead of a `memcpy` call per run (which dominated im2col on 7×7 maps).
+#[inline(always)]
+fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match src.len() {
+                $($n => dst[..$n].copy_from_slice(&src[..$n]),)*
+                _ => dst.copy_from_slice(src),
+            }
+        };
+    }
+    fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
+}
+
+/// Copies the columns of samples `s0..s0 + m` of `x` into `col` (`[ckk, m·hw]`).
+fn im2col<T: Float>(g: &Geo, x: &[T], s0: usize, m: usize, col: &mut [T]) {
+    let (hw, chw) = (g.ho * g.wo, g.c * g.h * g.w);
+    let ld = m * hw;
+    col.fill(T::zero());
+    for s in s0..s0 + m {
+        let xs = &x[s * chw..(s + 1) * chw];
+        im2col_walk(g, ld, (s - s0) * hw, |ci, xi, l| {
+            copy_run(&mut col[ci..ci + l], &xs[xi..xi + l])
+        });
+    }
+}
+
+/// Gathers `G' [O, m·hw]` from the output-shaped `gy [n, O, hw]`, samples `s0..s0 + m`.
+fn gather<T: Float>(g: &Geo, gy: &[T], s0: usize, m: usize, gp: &mut [T]) {
+    let hw = g.ho * g.wo;
+    let ld = m * hw;
+    for s in 0..m {
+        for o in 0..g.o {
+            let at = ((s0 + s) * g.o + o) * hw;
+            gp[o * ld + s * hw..o * ld + (s + 1) * hw].copy_from_slice(&gy[at..at + hw]);
+        }
+    }
+}
+
+/// `y (+)= conv(x, w)`: im2col + one GEMM per chunk of samples.
+fn conv_fwd<T: Float>(
+    g: &Geo,
+    x: &[T],
+    w: &[T],
+    y: &mut [T],
+    acc: bool,
+    col: &mut Vec<T>,
+    tmp: &mut Vec<T>,
+) {
+    let (ckk, hw) = (g.c * g.kh * g.kw, g.ho * g.wo);
+    let nb = chunk(g);
+    col.resize(ckk * nb * hw, T::zero());
+    tmp.resize(g.o * nb * hw, T::zero());
+    let mut s0 = 0;
+    while s0 < g.n {
+        let m = nb.min(g.n - s0);
+        let ld = m * hw;
+        let col = &mut col[..ckk * ld];
+        im2col(g, x, s0, m, col);
+        // Y' [O, m·hw] = W [O, ckk] · col [ckk, m·hw], then Y[s, o, :] = Y'[o, s·hw..].
+        let yp = &mut tmp[..g.o * ld];
+        T::gemm(yp, g.o, ld, ckk, w, false, col, false, false);
+        for s in 0..m {
+            for o in 0..g.o {
+                let at = ((s0 + s) * g.o + o) * hw;
+                let src = &yp[o * ld + s * hw..o * ld + (s + 1) * hw];
+                let dst = &mut y[at..at + hw];
+                if acc {
+                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+                } else {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+        s0 += m;
+    }
+}
+
+/// The two VJPs of `y = conv(x, w)` for an output-shaped `gy`, accumulated into `out`:
+/// `∂W += G · col(X)ᵀ` at `out[gw_off..]` and `∂X += col⁻¹(Wᵀ G)` at `out[gx_off..]`
+/// (either may be skipped; the ranges may be anywhere in `out`).
+#[allow(clippy::too_many_arguments)]
+fn conv_back<T: Float>(
+    g: &Geo,
+    x: &[T],
+    w: &[T],
+    gy: &[T],
+    out: &mut [T],
+    gx_off: Option<usize>,
+    gw_off: Option<usize>,
+    col: &mut Vec<T>,
+    tmp: &mut Vec<T>,
+) {
+    let (ckk, hw, chw) = (g.c * g.kh * g.kw, g.ho * g.wo, g.c * g.h * g.w);
+    let wlen = g.o * ckk;
+    let nb = chunk(g);
+    col.resize(ckk * nb * hw, T::zero());
+    tmp.resize(g.o * nb * hw, T::zero());
+    let mut s0 = 0;
+    while s0 < g.n {
+        let m = nb.min(g.n - s0);
+        let ld = m * hw;
+        let gp = &mut tmp[..g.o * ld];
+        gather(g, gy, s0, m, gp);
+        let col = &mut col[..ckk * ld];
+        if let Some(wo) = gw_off {
+            im2col(g, x, s0, m, col);
+            T::gemm(
+                &mut out[wo..wo + wlen],
+                g.o,
+                ckk,
+                ld,
+                gp,
+                false,
+                col,
+                true,
+                true,
+            );
+        }
+        if let Some(xo) = gx_off {
+            // dcol [ckk, m·hw] = Wᵀ · G', scattered back by col2im.
+            T::gemm(col, ckk, ld, g.o, w, true, gp, false, false);
+            for s in s0..s0 + m {
+                let gx = &mut out[xo + s * chw..xo + (s + 1) * chw];
+                im2col_walk(g, ld, (s - s0) * hw, |ci, xi, l| {
+                    gx[xi..xi + l]
+                        .iter_mut()
+                        .zip(&col[ci..ci + l])
+                        .for_each(|(a, &b)| *a += b)
+                });
+            }
+        }
+        s0 += m;
+    }
+}
+
+/// Geometry of an average pooling (no padding).
+#[derive(Clone, Copy)]
+struct Pool {
+    planes: usize,
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+    k: usize,
+    stride: usize,
+}
+
+/// `y = avg_pool(x)`.
+fn pool_fwd<T: Float>(g: &Pool, x: &[T], y: &mut [T]) {
+    let inv = T::one() / T::of((g.k * g.k) as f64);
+    for p in 0..g.planes {
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let mut acc = T::zero();
+                for a in 0..g.k {
+                    let r = (p * g.h + oy * g.stride + a) * g.w + ox * g.stride;
+                    for &v in &x[r..r + g.k] {
+                        acc += v;
+                    }
+                }
+                y[(p * g.ho + oy) * g.wo + ox] = acc * inv;
+            }
+        }
+    }
+}
+
+/// `x += avg_poolᵀ(y)` (the VJP of pooling; accumulates).
+fn pool_t<T: Float>(g: &Pool, y: &[T], x: &mut [T]) {
+    let inv = T::one() / T::of((g.k * g.k) as f64);
+    for p in 0..g.planes {
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
+                let v = y[(p * g.ho + oy) * g.wo + ox] * inv;
+                for a in 0..g.k {
+                    let r = (p * g.h + oy * g.stride + a) * g.w + ox * g.stride;
+                    x[r..r + g.k].iter_mut().for_each(|d| *d += v);
+                }
+            }
+        }
+    }
+}
+
+fn dims4(s: Shape) -> [usize; 4] {
+    let d = s.padded();
+    [d[0], d[1], d[2], d[3]]
+}
+
 impl<T: Float> Inner<T> {
     pub(crate) fn conv2d(&mut self, x: Id, w: Id, stride: usize, pad: usize) -> Id {
         let (nx, nw) = (self.node(x), self.node(w));
@@ -108,39 +298,103 @@ impl<T: Float> Inner<T> {
             });
         };
         let shape = Shape::new(&[g.n, g.o, g.ho, g.wo]).unwrap_or_default();
-        let ckk = g.c * g.kh * g.kw;
-        let hw = g.ho * g.wo;
-        let chw = g.c * g.h * g.w;
-        let off = self.alloc(shape.len());
-        let nb = chunk(&g);
-        self.scratch.resize(ckk * nb * hw, T::zero());
-        self.scratch2.resize(g.o * nb * hw, T::zero());
+        let off = self.alloc_uninit(shape.len());
         let (src, dst) = self.vals.split_at_mut(off);
-        let wv = &src[nw.off..nw.off + nw.shape.len()];
-        let mut s0 = 0;
-        while s0 < g.n {
-            let m = nb.min(g.n - s0);
-            let ld = m * hw;
-            let col = &mut self.scratch[..ckk * ld];
-            col.fill(T::zero());
-            for s in s0..s0 + m {
-                let xs = &src[nx.off + s * chw..nx.off + (s + 1) * chw];
-                im2col_walk(&g, ld, (s - s0) * hw, |ci, xi, l| {
-                    col[ci..ci + l].copy_from_slice(&xs[xi..xi + l])
+        conv_fwd(
+            &g,
+            &src[nx.off..nx.off + nx.shape.len()],
+            &src[nw.off..nw.off + nw.shape.len()],
+            &mut dst[..shape.len()],
+            false,
+            &mut self.scratch,
+            &mut self.scratch2,
+        );
+        self.push(Op::Conv2d { stride, pad }, shape, off, &[x, w])
+    }
+
+    /// `∂x` of a convolution as an operation of `(gy, w)`: the transposed convolution
+    /// `col⁻¹(Wᵀ G)` onto an `[n, c, h, w]` map (`h`, `w` given: stride makes them
+    /// ambiguous). Linear in each input; used by the recorded backward of `conv2d`.
+    pub(crate) fn conv2d_grad_input(
+        &mut self,
+        gy: Id,
+        w: Id,
+        stride: usize,
+        pad: usize,
+        hw: (usize, usize),
+    ) -> Id {
+        let (ng, nw) = (self.node(gy), self.node(w));
+        let [n, o, ho, wo] = dims4(ng.shape);
+        let xs = Shape::new(&[n, nw.shape.dim(1), hw.0, hw.1]).unwrap_or_default();
+        let g = match geo(xs, nw.shape, stride, pad) {
+            Some(g) if ng.shape.rank() == 4 && g.o == o && g.ho == ho && g.wo == wo => g,
+            _ => {
+                return self.fail(Error::ShapeMismatch {
+                    op: "conv2d_grad_input",
+                    lhs: ng.shape,
+                    rhs: nw.shape,
                 });
             }
-            // Y' [O, m·hw] = W [O, ckk] · col [ckk, m·hw], then Y[s, o, :] = Y'[o, s·hw..].
-            let yp = &mut self.scratch2[..g.o * ld];
-            T::gemm(yp, g.o, ld, ckk, wv, false, col, false, false);
-            for s in 0..m {
-                for o in 0..g.o {
-                    let at = ((s0 + s) * g.o + o) * hw;
-                    dst[at..at + hw].copy_from_slice(&yp[o * ld + s * hw..o * ld + (s + 1) * hw]);
-                }
+        };
+        let off = self.alloc(xs.len());
+        let (src, dst) = self.vals.split_at_mut(off);
+        conv_back(
+            &g,
+            &[],
+            &src[nw.off..nw.off + nw.shape.len()],
+            &src[ng.off..ng.off + ng.shape.len()],
+            &mut dst[..xs.len()],
+            Some(0),
+            None,
+            &mut self.scratch,
+            &mut self.scratch2,
+        );
+        let op = Op::Conv2dGradInput { stride, pad };
+        self.push(op, xs, off, &[gy, w])
+    }
+
+    /// `∂w` of a convolution as an operation of `(x, gy)`: `G · col(X)ᵀ` as an
+    /// `[o, c, kh, kw]` tensor. Linear in each input; used by the recorded backward.
+    pub(crate) fn conv2d_grad_weight(
+        &mut self,
+        x: Id,
+        gy: Id,
+        stride: usize,
+        pad: usize,
+        k: (usize, usize),
+    ) -> Id {
+        let (nx, ng) = (self.node(x), self.node(gy));
+        let [_, o, ho, wo] = dims4(ng.shape);
+        let ws = Shape::new(&[o, nx.shape.dim(1), k.0, k.1]).unwrap_or_default();
+        let g = match geo(nx.shape, ws, stride, pad) {
+            Some(g)
+                if ng.shape.rank() == 4 && ng.shape.dim(0) == g.n && g.ho == ho && g.wo == wo =>
+            {
+                g
             }
-            s0 += m;
-        }
-        self.push(Op::Conv2d { stride, pad }, shape, off, &[x, w])
+            _ => {
+                return self.fail(Error::ShapeMismatch {
+                    op: "conv2d_grad_weight",
+                    lhs: nx.shape,
+                    rhs: ng.shape,
+                });
+            }
+        };
+        let off = self.alloc(ws.len());
+        let (src, dst) = self.vals.split_at_mut(off);
+        conv_back(
+            &g,
+            &src[nx.off..nx.off + nx.shape.len()],
+            &[],
+            &src[ng.off..ng.off + ng.shape.len()],
+            &mut dst[..ws.len()],
+            None,
+            Some(0),
+            &mut self.scratch,
+            &mut self.scratch2,
+        );
+        let op = Op::Conv2dGradWeight { stride, pad };
+        self.push(op, ws, off, &[x, gy])
     }
 
     /// Average pooling with a `k × k` window and stride `stride` (no padding).
@@ -157,25 +411,56 @@ impl<T: Float> Inner<T> {
         let (h, w) = (s.dim(2), s.dim(3));
         let (ho, wo) = ((h - k) / stride + 1, (w - k) / stride + 1);
         let shape = Shape::new(&[s.dim(0), s.dim(1), ho, wo]).unwrap_or_default();
+        let off = self.alloc_uninit(shape.len());
+        let (src, dst) = self.vals.split_at_mut(off);
+        let pg = Pool {
+            planes: s.dim(0) * s.dim(1),
+            h,
+            w,
+            ho,
+            wo,
+            k,
+            stride,
+        };
+        pool_fwd(&pg, &src[n.off..n.off + s.len()], &mut dst[..shape.len()]);
+        self.push(Op::AvgPool { k, stride }, shape, off, &[x])
+    }
+
+    /// Transpose of average pooling (its VJP as an operation): spreads each entry of
+    /// `g [n, c, ho, wo]` with weight `1/k²` over its window of an `[n, c, h, w]` map.
+    pub(crate) fn avg_pool_t(&mut self, g: Id, k: usize, stride: usize, hw: (usize, usize)) -> Id {
+        let n = self.node(g);
+        let s = n.shape;
+        let (h, w) = hw;
+        let ok = s.rank() == 4
+            && k >= 1
+            && stride >= 1
+            && h >= k
+            && w >= k
+            && (h - k) / stride + 1 == s.dim(2)
+            && (w - k) / stride + 1 == s.dim(3);
+        if !ok {
+            return self.fail(Error::InvalidArgument {
+                op: "avg_pool2d_grad",
+                shape: s,
+                reason: "window, stride and map size do not match the pooled shape",
+            });
+        }
+        let shape = Shape::new(&[s.dim(0), s.dim(1), h, w]).unwrap_or_default();
         let off = self.alloc(shape.len());
         let (src, dst) = self.vals.split_at_mut(off);
-        let xs = &src[n.off..n.off + s.len()];
-        let inv = T::one() / T::of((k * k) as f64);
-        for p in 0..s.dim(0) * s.dim(1) {
-            for oy in 0..ho {
-                for ox in 0..wo {
-                    let mut acc = T::zero();
-                    for a in 0..k {
-                        let r = p * h * w + (oy * stride + a) * w + ox * stride;
-                        for b in 0..k {
-                            acc += xs[r + b];
-                        }
-                    }
-                    dst[(p * ho + oy) * wo + ox] = acc * inv;
-                }
-            }
-        }
-        self.push(Op::AvgPool { k, stride }, shape, off, &[x])
+        let pg = Pool {
+            planes: s.dim(0) * s.dim(1),
+            h,
+            w,
+            ho: s.dim(2),
+            wo: s.dim(3),
+            k,
+            stride,
+        };
+        pool_t(&pg, &src[n.off..n.off + s.len()], &mut dst[..shape.len()]);
+        let op = Op::AvgPoolGrad { k, stride };
+        self.push(op, shape, off, &[g])
     }
 
     /// Mean over the spatial dimensions: `[n, c, h, w] → [n, c]`.
@@ -191,7 +476,7 @@ impl<T: Float> Inner<T> {
         }
         let hw = s.dim(2) * s.dim(3);
         let shape = Shape::new(&[s.dim(0), s.dim(1)]).unwrap_or_default();
-        let off = self.alloc(shape.len());
+        let off = self.alloc_uninit(shape.len());
         let (src, dst) = self.vals.split_at_mut(off);
         let inv = T::one() / T::of(hw.max(1) as f64);
         for p in 0..s.dim(0) * s.dim(1) {
@@ -219,7 +504,7 @@ impl<T: Float> Inner<T> {
         let m = s.len() / (batch * groups);
         let aux = self.aux.len();
         self.aux.resize(aux + 2 * batch * groups, T::zero());
-        let off = self.alloc(s.len());
+        let off = self.alloc_uninit(s.len());
         let (src, dst) = self.vals.split_at_mut(off);
         let inv_m = T::one() / T::of(m as f64);
         for q in 0..batch * groups {
@@ -241,76 +526,101 @@ impl<T: Float> Inner<T> {
 pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
     let n = t.nodes[i];
     let xn = t.nodes[n.inputs[0] as usize];
-    let (lo, hi) = t.grads.split_at_mut(n.off);
+    let Inner {
+        grads,
+        vals,
+        scratch,
+        scratch2,
+        aux: t_aux,
+        nodes,
+        ..
+    } = t;
+    let (lo, hi) = grads.split_at_mut(n.off);
     let gy = &hi[..n.shape.len()];
+    let val = |m: &crate::tape::Node<T>| &vals[m.off..m.off + m.shape.len()];
     match n.op {
         Op::Conv2d { stride, pad } => {
-            let wn = t.nodes[n.inputs[1] as usize];
+            let wn = nodes[n.inputs[1] as usize];
             let Some(g) = geo(xn.shape, wn.shape, stride, pad) else {
                 return;
             };
-            let (ckk, hw, chw) = (g.c * g.kh * g.kw, g.ho * g.wo, g.c * g.h * g.w);
-            let nb = chunk(&g);
-            t.scratch.resize(ckk * nb * hw, T::zero());
-            t.scratch2.resize(g.o * nb * hw, T::zero());
-            let wv = &t.vals[wn.off..wn.off + wn.shape.len()];
-            let mut s0 = 0;
-            while s0 < g.n {
-                let m = nb.min(g.n - s0);
-                let ld = m * hw;
-                // G' [O, m·hw] gathered from G [m, O, hw].
-                let gp = &mut t.scratch2[..g.o * ld];
-                for s in 0..m {
-                    for o in 0..g.o {
-                        let at = ((s0 + s) * g.o + o) * hw;
-                        gp[o * ld + s * hw..o * ld + (s + 1) * hw]
-                            .copy_from_slice(&gy[at..at + hw]);
-                    }
-                }
-                let col = &mut t.scratch[..ckk * ld];
-                if wn.rg {
-                    col.fill(T::zero());
-                    for s in s0..s0 + m {
-                        let xs = &t.vals[xn.off + s * chw..xn.off + (s + 1) * chw];
-                        im2col_walk(&g, ld, (s - s0) * hw, |ci, xi, l| {
-                            col[ci..ci + l].copy_from_slice(&xs[xi..xi + l])
-                        });
-                    }
-                    let gw = &mut lo[wn.off..wn.off + wn.shape.len()];
-                    T::gemm(gw, g.o, ckk, ld, gp, false, col, true, true);
-                }
-                if xn.rg {
-                    // dcol [ckk, m·hw] = Wᵀ · G', scattered back by col2im.
-                    T::gemm(col, ckk, ld, g.o, wv, true, gp, false, false);
-                    for s in s0..s0 + m {
-                        let gx = &mut lo[xn.off + s * chw..xn.off + (s + 1) * chw];
-                        im2col_walk(&g, ld, (s - s0) * hw, |ci, xi, l| {
-                            gx[xi..xi + l]
-                                .iter_mut()
-                                .zip(&col[ci..ci + l])
-                                .for_each(|(a, &b)| *a += b)
-                        });
-                    }
-                }
-                s0 += m;
+            let (gx, gw) = (xn.rg.then_some(xn.off), wn.rg.then_some(wn.off));
+            conv_back(&g, val(&xn), val(&wn), gy, lo, gx, gw, scratch, scratch2);
+        }
+        Op::Conv2dGradInput { stride, pad } => {
+            // out = convᵀ(G, W) for inputs (G, W); cotangent U (x-shaped):
+            // ∂G += conv(U, W), ∂W += G · col(U)ᵀ.
+            let (gn, wn) = (xn, nodes[n.inputs[1] as usize]);
+            let Some(g) = geo(n.shape, wn.shape, stride, pad) else {
+                return;
+            };
+            if gn.rg {
+                let d = &mut lo[gn.off..gn.off + gn.shape.len()];
+                conv_fwd(&g, gy, val(&wn), d, true, scratch, scratch2);
+            }
+            if wn.rg {
+                let woff = Some(wn.off);
+                conv_back(&g, gy, &[], val(&gn), lo, None, woff, scratch, scratch2);
+            }
+        }
+        Op::Conv2dGradWeight { stride, pad } => {
+            // out = G · col(X)ᵀ for inputs (X, G); cotangent U (w-shaped):
+            // ∂X += convᵀ(G, U), ∂G += conv(X, U).
+            let gn = nodes[n.inputs[1] as usize];
+            let Some(g) = geo(xn.shape, n.shape, stride, pad) else {
+                return;
+            };
+            if xn.rg {
+                let xoff = Some(xn.off);
+                conv_back(&g, &[], gy, val(&gn), lo, xoff, None, scratch, scratch2);
+            }
+            if gn.rg {
+                let d = &mut lo[gn.off..gn.off + gn.shape.len()];
+                conv_fwd(&g, val(&xn), gy, d, true, scratch, scratch2);
             }
         }
         Op::AvgPool { k, stride } => {
             if !xn.rg {
                 return;
             }
-            let (h, w) = (xn.shape.dim(2), xn.shape.dim(3));
-            let (ho, wo) = (n.shape.dim(2), n.shape.dim(3));
-            let inv = T::one() / T::of((k * k) as f64);
-            let gx = &mut lo[xn.off..xn.off + xn.shape.len()];
-            for p in 0..xn.shape.dim(0) * xn.shape.dim(1) {
-                for oy in 0..ho {
-                    for ox in 0..wo {
-                        let v = gy[(p * ho + oy) * wo + ox] * inv;
-                        for a in 0..k {
-                            let r = p * h * w + (oy * stride + a) * w + ox * stride;
-                            gx[r..r + k].iter_mut().for_each(|d| *d += v);
+            let pg = Pool {
+                planes: xn.shape.dim(0) * xn.shape.dim(1),
+                h: xn.shape.dim(2),
+                w: xn.shape.dim(3),
+                ho: n.shape.dim(2),
+                wo: n.shape.dim(3),
+                k,
+                stride,
+            };
+            pool_t(&pg, gy, &mut lo[xn.off..xn.off + xn.shape.len()]);
+        }
+        Op::AvgPoolGrad { k, stride } => {
+            if !xn.rg {
+                return;
+            }
+            // out = poolᵀ(g): its VJP is pooling the cotangent.
+            let pg = Pool {
+                planes: xn.shape.dim(0) * xn.shape.dim(1),
+                h: n.shape.dim(2),
+                w: n.shape.dim(3),
+                ho: xn.shape.dim(2),
+                wo: xn.shape.dim(3),
+                k,
+                stride,
+            };
+            let d = &mut lo[xn.off..xn.off + xn.shape.len()];
+            let inv = T::one() / T::of((pg.k * pg.k) as f64);
+            for p in 0..pg.planes {
+                for oy in 0..pg.ho {
+                    for ox in 0..pg.wo {
+                        let mut acc = T::zero();
+                        for a in 0..pg.k {
+                            let r = (p * pg.h + oy * pg.stride + a) * pg.w + ox * pg.stride;
+                            for &v in &gy[r..r + pg.k] {
+                                acc += v;
+                            }
                         }
+                        d[(p * pg.ho + oy) * pg.wo + ox] += acc * inv;
                     }
                 }
             }
@@ -335,10 +645,10 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
             let batch = xn.shape.dim(0);
             let m = xn.shape.len() / (batch * groups);
             let inv_m = T::one() / T::of(m as f64);
-            let y = &t.vals[n.off..n.off + n.shape.len()];
+            let y = &vals[n.off..n.off + n.shape.len()];
             let gx = &mut lo[xn.off..xn.off + xn.shape.len()];
             for q in 0..batch * groups {
-                let r = t.aux[aux + 2 * q + 1];
+                let r = t_aux[aux + 2 * q + 1];
                 let (gq, yq) = (&gy[q * m..(q + 1) * m], &y[q * m..(q + 1) * m]);
                 let mg = gq.iter().copied().sum::<T>() * inv_m;
                 let mgy = gq.iter().zip(yq).map(|(&a, &b)| a * b).sum::<T>() * inv_m;
@@ -351,13 +661,67 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
     }
 }
 
-/// VJP as tape operations (global average pooling and group norm; conv2d and
-/// avg_pool2d have no recorded backward yet).
+/// VJP as tape operations. The convolution family is closed under differentiation:
+/// `conv2d`, its input gradient (a transposed convolution) and its weight gradient are
+/// each bilinear, and the VJPs of each are expressed with the other two; average
+/// pooling and its transpose are linear and each other's VJP.
 pub(crate) fn backward_graph<T: Float>(t: &mut Inner<T>, i: usize, g: Id) -> Result<(), Error> {
     let n = t.nodes[i];
     let x = n.inputs[0];
     let sx = t.nodes[x as usize].shape;
     match n.op {
+        Op::Conv2d { stride, pad } => {
+            let w = n.inputs[1];
+            let sw = t.nodes[w as usize].shape;
+            if t.nodes[x as usize].rg {
+                let v = t.conv2d_grad_input(g, w, stride, pad, (sx.dim(2), sx.dim(3)));
+                t.acc_gvar(x, v);
+            }
+            if t.nodes[w as usize].rg {
+                let v = t.conv2d_grad_weight(x, g, stride, pad, (sw.dim(2), sw.dim(3)));
+                t.acc_gvar(w, v);
+            }
+            Ok(())
+        }
+        Op::Conv2dGradInput { stride, pad } => {
+            // inputs (G, W); g is x-shaped.
+            let w = n.inputs[1];
+            let sw = t.nodes[w as usize].shape;
+            let (s, p) = (stride, pad);
+            if t.nodes[x as usize].rg {
+                let v = t.conv2d(g, w, s, p);
+                t.acc_gvar(x, v);
+            }
+            if t.nodes[w as usize].rg {
+                let v = t.conv2d_grad_weight(g, x, s, p, (sw.dim(2), sw.dim(3)));
+                t.acc_gvar(w, v);
+            }
+            Ok(())
+        }
+        Op::Conv2dGradWeight { stride, pad } => {
+            // inputs (X, G); g is w-shaped.
+            let gy = n.inputs[1];
+            let (s, p) = (stride, pad);
+            if t.nodes[x as usize].rg {
+                let v = t.conv2d_grad_input(gy, g, s, p, (sx.dim(2), sx.dim(3)));
+                t.acc_gvar(x, v);
+            }
+            if t.nodes[gy as usize].rg {
+                let v = t.conv2d(x, g, s, p);
+                t.acc_gvar(gy, v);
+            }
+            Ok(())
+        }
+        Op::AvgPool { k, stride } => {
+            let v = t.avg_pool_t(g, k, stride, (sx.dim(2), sx.dim(3)));
+            t.acc_gvar(x, v);
+            Ok(())
+        }
+        Op::AvgPoolGrad { k, stride } => {
+            let v = t.avg_pool(g, k, stride);
+            t.acc_gvar(x, v);
+            Ok(())
+        }
         Op::GlobalAvgPool => {
             let keep = Shape::new(&[sx.dim(0), sx.dim(1), 1, 1]).unwrap_or_default();
             let r = t.view(g, 0, keep);
@@ -400,9 +764,6 @@ pub(crate) fn backward_graph<T: Float>(t: &mut Inner<T>, i: usize, g: Id) -> Res
             t.acc_gvar(x, v);
             Ok(())
         }
-        _ => Err(Error::BackwardNotSupported {
-            op: n.op.name(),
-            detail: " with create_graph (second derivatives through conv2d/avg_pool2d are not implemented)",
-        }),
+        _ => Ok(()),
     }
 }

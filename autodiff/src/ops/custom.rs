@@ -2,7 +2,7 @@
 
 use super::Op;
 use crate::tape::{Id, Inner};
-use crate::{Error, Float, Shape};
+use crate::{Error, Float, Shape, Var};
 use std::sync::Arc;
 
 /// Most inputs a custom operation may take.
@@ -59,6 +59,27 @@ pub trait CustomOp<T: Float>: Send + Sync {
         Err(Error::BackwardNotSupported {
             op: self.name(),
             detail: "",
+        })
+    }
+    /// The VJP `gᵀ ∂out/∂inputs[k]` written with tape operations on `Var`s (the
+    /// differentiable `inputs`, the node's output `out` and its gradient variable
+    /// `grad_out`), returning a variable of `inputs[k]`'s shape. Called by
+    /// [`Tape::backward_graph`](crate::Tape::backward_graph) (PyTorch's `create_graph`),
+    /// so that second derivatives pass through the op. The default returns
+    /// [`Error::BackwardNotSupported`]: an op without it cannot be differentiated twice,
+    /// and `backward_graph` says so instead of returning a wrong answer. The fast
+    /// [`backward`](CustomOp::backward) is still used by [`Tape::backward`](crate::Tape::backward).
+    fn backward_graph<'t>(
+        &self,
+        k: usize,
+        inputs: &[Var<'t, T>],
+        out: Var<'t, T>,
+        grad_out: Var<'t, T>,
+    ) -> Result<Var<'t, T>, Error> {
+        let _ = (k, inputs, out, grad_out);
+        Err(Error::BackwardNotSupported {
+            op: self.name(),
+            detail: " with create_graph (implement CustomOp::backward_graph)",
         })
     }
 }

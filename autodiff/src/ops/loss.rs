@@ -21,7 +21,7 @@ impl<T: Float> Inner<T> {
                 reason: "needs at least one dimension and one class",
             });
         }
-        let off = self.alloc(s.len());
+        let off = self.alloc_uninit(s.len());
         let (src, dst) = self.vals.split_at_mut(off);
         for r in 0..s.len() / k {
             let xs = &src[n.off + r * k..n.off + (r + 1) * k];
@@ -56,7 +56,7 @@ impl<T: Float> Inner<T> {
         let aux = self.aux.len();
         self.aux.extend(labels.iter().map(|&l| T::of(l as f64)));
         let shape = Shape::new(&[s.dim(0)]).unwrap_or_default();
-        let off = self.alloc(s.dim(0));
+        let off = self.alloc_uninit(s.dim(0));
         for (r, &l) in labels.iter().enumerate() {
             self.vals[off + r] = self.vals[n.off + r * k + l];
         }

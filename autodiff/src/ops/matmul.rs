@@ -36,7 +36,7 @@ impl<T: Float> Inner<T> {
             return bad(self);
         }
         let shape = Shape::new(&[m, n]).unwrap_or_default();
-        let off = self.alloc(m * n);
+        let off = self.alloc_uninit(m * n);
         let (src, dst) = self.vals.split_at_mut(off);
         T::gemm(
             &mut dst[..m * n],
@@ -63,7 +63,7 @@ impl<T: Float> Inner<T> {
             });
         }
         let (r, c) = (n.shape.dim(0), n.shape.dim(1));
-        let off = self.alloc(r * c);
+        let off = self.alloc_uninit(r * c);
         let (src, dst) = self.vals.split_at_mut(off);
         transpose_into(&src[n.off..n.off + r * c], &mut dst[..r * c], r, c, false);
         let shape = Shape::new(&[c, r]).unwrap_or_default();
@@ -127,6 +127,8 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
                 // Output gradient shape = stored shape of the operand.
                 let (rows, cols) = (node.shape.dim(0), node.shape.dim(1));
                 let kk = if side == 0 { nn } else { m };
+                // Overwrite when this product is the operand's only use (`Inner::assign`).
+                let accumulate = !t.assign[n.inputs[side] as usize];
                 T::gemm(
                     &mut lo[node.off..node.off + rows * cols],
                     rows,
@@ -136,7 +138,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
                     tl,
                     pick(r),
                     tr,
-                    true,
+                    accumulate,
                 );
             }
         }

@@ -11,7 +11,7 @@ pub(crate) mod reduce;
 pub(crate) mod shape_ops;
 pub(crate) mod unary;
 
-pub use custom::CustomOp;
+pub use custom::{CustomOp, MAX_CUSTOM_INPUTS};
 pub(crate) use unary::UnOp;
 
 /// The operation that produced a node, with its static arguments.
@@ -66,7 +66,22 @@ pub(crate) enum Op<T> {
         stride: usize,
         pad: usize,
     },
+    /// `∂x` of `conv2d` as an op of `(gy, w)` (a transposed convolution; the map size is the node's shape).
+    Conv2dGradInput {
+        stride: usize,
+        pad: usize,
+    },
+    /// `∂w` of `conv2d` as an op of `(x, gy)` (the kernel size is the node's shape).
+    Conv2dGradWeight {
+        stride: usize,
+        pad: usize,
+    },
     AvgPool {
+        k: usize,
+        stride: usize,
+    },
+    /// Transpose of `AvgPool` (its VJP as an op).
+    AvgPoolGrad {
         k: usize,
         stride: usize,
     },
@@ -117,7 +132,10 @@ impl<T> Op<T> {
             Op::Narrow { .. } => "narrow",
             Op::PadAxis { .. } => "pad_axis",
             Op::Conv2d { .. } => "conv2d",
+            Op::Conv2dGradInput { .. } => "conv2d_grad_input",
+            Op::Conv2dGradWeight { .. } => "conv2d_grad_weight",
             Op::AvgPool { .. } => "avg_pool2d",
+            Op::AvgPoolGrad { .. } => "avg_pool2d_grad",
             Op::GlobalAvgPool => "global_avg_pool2d",
             Op::GroupNorm { .. } => "group_norm",
             Op::LogSoftmax => "log_softmax",
@@ -130,6 +148,25 @@ impl<T> Op<T> {
 
 use crate::tape::{Id, Inner};
 use crate::{Error, Float};
+
+/// True if the fast VJP of node `c` writes the gradient of its input `x` with `=` when
+/// `Inner::assign[x]` is set (`x` is then `c`'s only use, see `Inner::prepare_grads`):
+/// the elementwise unary ops, the scalar ops, matrix products, and add/sub/mul when `x`
+/// has the output's shape and the other operand too or is a repeated row (a bias).
+pub(crate) fn writes_input_grad<T: Float>(t: &Inner<T>, c: crate::tape::Node<T>, x: Id) -> bool {
+    match c.op {
+        Op::Unary(u) => u != UnOp::Step,
+        Op::Elu(_) | Op::AddScalar(_) | Op::MulScalar(_) | Op::Matmul { .. } => true,
+        Op::Add | Op::Sub | Op::Mul => {
+            let (a, b) = (t.nodes[c.inputs[0] as usize], t.nodes[c.inputs[1] as usize]);
+            a.shape == c.shape
+                && (b.shape == c.shape || binary::is_row(b.shape, c.shape))
+                && !b.shape.is_empty()
+                && t.nodes[x as usize].shape == c.shape
+        }
+        _ => false,
+    }
+}
 
 /// Fast VJP of node `i` (accumulates into the gradient arena).
 pub(crate) fn backward_node<T: Float>(t: &mut Inner<T>, i: usize) -> Result<(), Error> {
@@ -151,9 +188,13 @@ pub(crate) fn backward_node<T: Float>(t: &mut Inner<T>, i: usize) -> Result<(), 
         Op::Unary(_) | Op::Elu(_) => unary::backward(t, i),
         Op::Matmul { .. } | Op::Transpose => matmul::backward(t, i),
         Op::SumAll | Op::MeanAll | Op::SumAxis(_) | Op::MeanAxis(_) => reduce::backward(t, i),
-        Op::Conv2d { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool | Op::GroupNorm { .. } => {
-            conv::backward(t, i)
-        }
+        Op::Conv2d { .. }
+        | Op::Conv2dGradInput { .. }
+        | Op::Conv2dGradWeight { .. }
+        | Op::AvgPool { .. }
+        | Op::AvgPoolGrad { .. }
+        | Op::GlobalAvgPool
+        | Op::GroupNorm { .. } => conv::backward(t, i),
         Op::LogSoftmax | Op::Pick { .. } | Op::Unpick { .. } => loss::backward(t, i),
         Op::Custom { .. } => custom::backward(t, i)?,
     }
@@ -186,16 +227,16 @@ pub(crate) fn backward_graph_node<T: Float>(
         Op::SumAll | Op::MeanAll | Op::SumAxis(_) | Op::MeanAxis(_) => {
             reduce::backward_graph(t, i, g)
         }
-        Op::Conv2d { .. } | Op::AvgPool { .. } | Op::GlobalAvgPool | Op::GroupNorm { .. } => {
-            conv::backward_graph(t, i, g)?
-        }
+        Op::Conv2d { .. }
+        | Op::Conv2dGradInput { .. }
+        | Op::Conv2dGradWeight { .. }
+        | Op::AvgPool { .. }
+        | Op::AvgPoolGrad { .. }
+        | Op::GlobalAvgPool
+        | Op::GroupNorm { .. } => conv::backward_graph(t, i, g)?,
         Op::LogSoftmax | Op::Pick { .. } | Op::Unpick { .. } => loss::backward_graph(t, i, g),
-        Op::Custom { .. } => {
-            return Err(Error::BackwardNotSupported {
-                op: "custom",
-                detail: " with create_graph",
-            });
-        }
+        // Run by `Tape::backward_graph` outside the arena borrow.
+        Op::Custom { .. } => {}
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ impl<T: Float> Inner<T> {
         if mean {
             s /= T::of(len.max(1) as f64);
         }
-        let off = self.alloc(1);
+        let off = self.alloc_uninit(1);
         self.vals[off] = s;
         let op = if mean { Op::MeanAll } else { Op::SumAll };
         self.push(op, Shape::scalar(), off, &[x])

@@ -85,7 +85,7 @@ impl<T: Float> Inner<T> {
         }
         let shape = s0.with_dim(axis, total);
         let (outer, _, inner) = shape.split_at_axis(axis);
-        let off = self.alloc(shape.len());
+        let off = self.alloc_uninit(shape.len());
         let mut col = 0;
         for k in lfirst..lfirst + count {
             let n = self.node(self.list[k]);
@@ -134,7 +134,7 @@ impl<T: Float> Inner<T> {
         if outer == 1 {
             return self.view(x, start * inner, shape);
         }
-        let off = self.alloc(shape.len());
+        let off = self.alloc_uninit(shape.len());
         let (src, dst) = self.vals.split_at_mut(off);
         for o in 0..outer {
             let from = n.off + (o * d + start) * inner;

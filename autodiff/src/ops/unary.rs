@@ -11,8 +11,8 @@
 //! | exp, log, sqrt, square, sin, cos | | `y`, `1/x`, `1/(2y)`, `2x`, `cos x`, `−sin x` |
 
 use super::Op;
+use crate::Float;
 use crate::tape::{Id, Inner};
-use crate::{Float, vmath};
 
 /// Unary elementwise functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,24 +58,10 @@ impl<T: Float> Inner<T> {
     pub(crate) fn unary(&mut self, u: UnOp, x: Id) -> Id {
         let n = self.node(x);
         let len = n.shape.len();
-        let off = self.alloc(len);
+        let off = self.alloc_uninit(len);
         let (src, dst) = self.vals.split_at_mut(off);
         let (s, d) = (&src[n.off..n.off + len], &mut dst[..len]);
-        let z = T::zero();
-        match u {
-            UnOp::Neg => map(s, d, |x| -x),
-            UnOp::Tanh => vmath::tanh(s, d),
-            UnOp::Relu => map(s, d, |x| if x > z { x } else { z }),
-            UnOp::Softplus => vmath::softplus(s, d),
-            UnOp::Sigmoid => vmath::sigmoid(s, d),
-            UnOp::Exp => vmath::exp(s, d),
-            UnOp::Log => map(s, d, |x| x.ln()),
-            UnOp::Sqrt => map(s, d, |x| x.sqrt()),
-            UnOp::Square => map(s, d, |x| x * x),
-            UnOp::Sin => map(s, d, |x| x.sin()),
-            UnOp::Cos => map(s, d, |x| x.cos()),
-            UnOp::Step => map(s, d, |x| if x > z { T::one() } else { z }),
-        }
+        unary_fwd(u, s, d);
         let id = self.push(Op::Unary(u), n.shape, off, &[x]);
         if u == UnOp::Step {
             self.nodes[id as usize].rg = false;
@@ -86,7 +72,7 @@ impl<T: Float> Inner<T> {
     pub(crate) fn elu(&mut self, x: Id, alpha: T) -> Id {
         let n = self.node(x);
         let len = n.shape.len();
-        let off = self.alloc(len);
+        let off = self.alloc_uninit(len);
         let (src, dst) = self.vals.split_at_mut(off);
         map(&src[n.off..n.off + len], &mut dst[..len], |x| {
             if x > T::zero() { x } else { alpha * x.exp_m1() }
@@ -95,8 +81,36 @@ impl<T: Float> Inner<T> {
     }
 }
 
+fn unary_fwd<T: Float>(u: UnOp, s: &[T], d: &mut [T]) {
+    crate::vmath::simd_dispatch!(unary_fwd_k::<T>(u: UnOp, s: &[T], d: &mut [T]) -> ())
+}
+
+#[inline(always)]
+fn unary_fwd_k<T: Float>(u: UnOp, s: &[T], d: &mut [T]) {
+    let z = T::zero();
+    match u {
+        UnOp::Neg => map(s, d, |x| -x),
+        UnOp::Tanh => T::tanh_slice(s, d),
+        UnOp::Relu => map(s, d, |x| if x > z { x } else { z }),
+        UnOp::Softplus => T::softplus_slice(s, d),
+        UnOp::Sigmoid => T::sigmoid_slice(s, d),
+        UnOp::Exp => T::exp_slice(s, d),
+        UnOp::Log => T::log_slice(s, d),
+        UnOp::Sqrt => map(s, d, |x| x.sqrt()),
+        UnOp::Square => map(s, d, |x| x * x),
+        UnOp::Sin => T::sin_slice(s, d),
+        UnOp::Cos => T::cos_slice(s, d),
+        UnOp::Step => map(s, d, |x| if x > z { T::one() } else { z }),
+    }
+}
+
 /// Fast VJP: `gx += g · f'(x)`.
 pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
+    crate::vmath::simd_dispatch!(backward_kernel::<T>(t: &mut Inner<T>, i: usize) -> ())
+}
+
+#[inline(always)]
+fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
     let n = t.nodes[i];
     let xn = t.nodes[n.inputs[0] as usize];
     if !xn.rg {
@@ -111,27 +125,44 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
     let one = T::one();
     let two = one + one;
     let z = T::zero();
+    // `=` when x is this op's input only (see `Inner::assign`), else `+=`.
+    let assign = t.assign[n.inputs[0] as usize];
     macro_rules! go {
         ($f:expr) => {{
             let f = $f;
-            for k in 0..len {
-                gx[k] += g[k] * f(x[k], y[k]);
+            let it = gx.iter_mut().zip(g).zip(x).zip(y);
+            if assign {
+                it.for_each(|(((d, &g), &x), &y)| *d = g * f(x, y));
+            } else {
+                it.for_each(|(((d, &g), &x), &y)| *d += g * f(x, y));
             }
         }};
     }
+    // f'(x) by a vectorised slice kernel into the scratch buffer, then `gx += g · f'`.
+    let scratch = &mut t.scratch;
+    let mut via = |kernel: fn(&[T], &mut [T]), sign: T| {
+        scratch.resize(len, T::zero());
+        kernel(x, &mut scratch[..len]);
+        let it = gx.iter_mut().zip(g).zip(&scratch[..len]);
+        if assign {
+            it.for_each(|((d, &g), &s)| *d = g * s * sign);
+        } else {
+            it.for_each(|((d, &g), &s)| *d += g * s * sign);
+        }
+    };
     match n.op {
         Op::Unary(u) => match u {
-            UnOp::Neg => gx.iter_mut().zip(g).for_each(|(d, &g)| *d -= g),
+            UnOp::Neg => go!(|_, _| -one),
             UnOp::Tanh => go!(|_, y: T| one - y * y),
             UnOp::Relu => go!(|x: T, _| if x > z { one } else { z }),
-            UnOp::Softplus => go!(|x: T, _| one / (one + (-x).exp())),
+            UnOp::Softplus => via(T::sigmoid_slice, one),
             UnOp::Sigmoid => go!(|_, y: T| y * (one - y)),
             UnOp::Exp => go!(|_, y: T| y),
             UnOp::Log => go!(|x: T, _| one / x),
             UnOp::Sqrt => go!(|_, y: T| one / (two * y)),
             UnOp::Square => go!(|x: T, _| two * x),
-            UnOp::Sin => go!(|x: T, _| x.cos()),
-            UnOp::Cos => go!(|x: T, _| -x.sin()),
+            UnOp::Sin => via(T::cos_slice, one),
+            UnOp::Cos => via(T::sin_slice, -one),
             UnOp::Step => {}
         },
         Op::Elu(a) => go!(|x: T, y: T| if x > z { one } else { y + a }),
