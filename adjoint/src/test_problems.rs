@@ -1,0 +1,398 @@
+//! Hand-written dynamics with exact derivatives, shared by tests, benches and examples.
+//!
+//! * [`Linear`]: `ż = A z` with `θ = A` (row-major): closed-form solution and gradients
+//!   through `expm` (Van Loan's block exponential gives `dL/dA`).
+//! * [`Mlp`]: a batched tanh multilayer perceptron `ż = f(t, z, θ)` with optional time input
+//!   in its first layer, hand-written VJP and JVP (no autodiff): the Neural ODE of the
+//!   tests and of the scaling benchmark.
+
+use ode_solvers::Real;
+
+use crate::dynamics::{Dynamics, Vjp};
+use crate::error::{Error, Result};
+
+/// `ż = A z`, `θ = A` row-major (`n × n`).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    n: usize,
+}
+
+impl Linear {
+    /// A linear system with `n` states (`n²` parameters).
+    pub fn new(n: usize) -> Self {
+        Linear { n }
+    }
+}
+
+impl<T: Real> Dynamics<T> for Linear {
+    fn n_states(&self) -> usize {
+        self.n
+    }
+    fn n_params(&self) -> usize {
+        self.n * self.n
+    }
+    #[inline]
+    fn eval(&mut self, _t: T, z: &[T], a: &[T], out: &mut [T]) -> Result<()> {
+        let n = self.n;
+        for i in 0..n {
+            out[i] = a[i * n..(i + 1) * n]
+                .iter()
+                .zip(z)
+                .map(|(x, y)| *x * *y)
+                .sum();
+        }
+        Ok(())
+    }
+}
+
+impl<T: Real> Vjp<T> for Linear {
+    fn vjp_z(&mut self, _t: T, _z: &[T], a: &[T], v: &[T], out: &mut [T]) -> Result<()> {
+        let n = self.n;
+        out.fill(T::zero());
+        for i in 0..n {
+            for j in 0..n {
+                out[j] += v[i] * a[i * n + j];
+            }
+        }
+        Ok(())
+    }
+    fn vjp_theta(&mut self, _t: T, z: &[T], _a: &[T], v: &[T], out: &mut [T]) -> Result<()> {
+        let n = self.n;
+        for i in 0..n {
+            for j in 0..n {
+                out[i * n + j] = v[i] * z[j];
+            }
+        }
+        Ok(())
+    }
+    fn vjp_t(&mut self, _t: T, _z: &[T], _a: &[T], _v: &[T]) -> Result<T> {
+        Ok(T::zero())
+    }
+    fn has_jvp(&self) -> bool {
+        true
+    }
+    fn jvp(&mut self, _t: T, z: &[T], a: &[T], vz: &[T], va: &[T], out: &mut [T]) -> Result<()> {
+        let n = self.n;
+        for i in 0..n {
+            let mut acc = T::zero();
+            for j in 0..n {
+                acc += a[i * n + j] * vz[j] + va[i * n + j] * z[j];
+            }
+            out[i] = acc;
+        }
+        Ok(())
+    }
+}
+
+/// A batched tanh MLP `ż = f(t, z, θ)` with hand-written derivatives.
+///
+/// Layer widths `widths = [d, h₁, …, h_k, d]`: hidden layers use `tanh`, the output layer
+/// is linear. The state is a batch of `batch` rows of `d` (row-major). With `time_input`,
+/// the first pre-activation gets `t · w_t` (`w_t` a learned vector of length `h₁`), so the
+/// dynamics are non-autonomous. Parameter layout: for each layer `W` (`in × out`,
+/// row-major) then `b` (`out`), then `w_t`.
+#[derive(Debug, Clone)]
+pub struct Mlp<T> {
+    widths: Vec<usize>,
+    batch: usize,
+    time_input: bool,
+    offsets: Vec<(usize, usize)>,
+    n_params: usize,
+    /// Activations per layer (`acts[l]` is `batch × widths[l]`).
+    acts: Vec<Vec<T>>,
+    /// Tangents / cotangents per layer.
+    tans: Vec<Vec<T>>,
+    scratch_z: Vec<T>,
+    scratch_theta: Vec<T>,
+}
+
+impl<T: Real> Mlp<T> {
+    /// An MLP with the given widths (`[d, h₁, …, d]`, at least two entries, first and last
+    /// equal) over a batch of `batch` states.
+    pub fn new(widths: &[usize], batch: usize, time_input: bool) -> Result<Self> {
+        if widths.len() < 2 || widths[0] != widths[widths.len() - 1] || batch == 0 {
+            return Err(Error::InvalidOption {
+                name: "Mlp widths",
+                value: widths.len() as f64,
+                reason: "need at least [d, d] with equal first and last width, and batch >= 1",
+            });
+        }
+        if let Some(i) = widths.iter().position(|w| *w == 0) {
+            return Err(Error::InvalidOption {
+                name: "Mlp widths",
+                value: i as f64,
+                reason: "every width must be >= 1",
+            });
+        }
+        let mut offsets = Vec::new();
+        let mut off = 0;
+        for l in 0..widths.len() - 1 {
+            offsets.push((off, off + widths[l] * widths[l + 1]));
+            off += widths[l] * widths[l + 1] + widths[l + 1];
+        }
+        let n_params = off + if time_input { widths[1] } else { 0 };
+        let bufs = || widths.iter().map(|w| vec![T::zero(); batch * w]).collect();
+        Ok(Mlp {
+            widths: widths.to_vec(),
+            batch,
+            time_input,
+            offsets,
+            n_params,
+            acts: bufs(),
+            tans: bufs(),
+            scratch_z: vec![T::zero(); batch * widths[0]],
+            scratch_theta: vec![T::zero(); n_params],
+        })
+    }
+
+    /// Layer widths.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+
+    /// Deterministic parameters: weights uniform in `±scale/√fan_in` from a seeded
+    /// SplitMix64 generator, biases and `w_t` likewise scaled by `0.1`.
+    pub fn init_params(&self, seed: u64, scale: f64) -> Vec<T> {
+        let mut rng = SplitMix64::new(seed);
+        let mut th = vec![T::zero(); self.n_params];
+        for (l, &(w, b)) in self.offsets.iter().enumerate() {
+            let fan_in = self.widths[l] as f64;
+            let r = scale / fan_in.sqrt();
+            for v in &mut th[w..b] {
+                *v = T::from_f64_const(r * rng.uniform_pm1());
+            }
+            for v in &mut th[b..b + self.widths[l + 1]] {
+                *v = T::from_f64_const(0.1 * r * rng.uniform_pm1());
+            }
+        }
+        if self.time_input {
+            let start = self.n_params - self.widths[1];
+            for v in &mut th[start..] {
+                *v = T::from_f64_const(0.1 * scale * rng.uniform_pm1());
+            }
+        }
+        th
+    }
+
+    fn forward(&mut self, t: T, z: &[T], theta: &[T]) {
+        let nb = self.batch;
+        self.acts[0].copy_from_slice(z);
+        let nl = self.widths.len() - 1;
+        for l in 0..nl {
+            let (din, dout) = (self.widths[l], self.widths[l + 1]);
+            let (w, b) = self.offsets[l];
+            let (lo, hi) = self.acts.split_at_mut(l + 1);
+            let x = &lo[l];
+            let y = &mut hi[0];
+            for r in 0..nb {
+                let yr = &mut y[r * dout..(r + 1) * dout];
+                yr.copy_from_slice(&theta[b..b + dout]);
+                if l == 0 && self.time_input {
+                    let wt = &theta[self.n_params - dout..];
+                    for (v, c) in yr.iter_mut().zip(wt) {
+                        *v += t * *c;
+                    }
+                }
+                for k in 0..din {
+                    let xk = x[r * din + k];
+                    let wr = &theta[w + k * dout..w + (k + 1) * dout];
+                    for (v, c) in yr.iter_mut().zip(wr) {
+                        *v += xk * *c;
+                    }
+                }
+                if l + 1 < nl {
+                    for v in yr.iter_mut() {
+                        *v = v.tanh();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<T: Real> Dynamics<T> for Mlp<T> {
+    fn n_states(&self) -> usize {
+        self.batch * self.widths[0]
+    }
+    fn n_params(&self) -> usize {
+        self.n_params
+    }
+    fn eval(&mut self, t: T, z: &[T], theta: &[T], out: &mut [T]) -> Result<()> {
+        self.forward(t, z, theta);
+        if let Some(last) = self.acts.last() {
+            out.copy_from_slice(last);
+        }
+        Ok(())
+    }
+}
+
+impl<T: Real> Vjp<T> for Mlp<T> {
+    fn vjp_z(&mut self, t: T, z: &[T], theta: &[T], a: &[T], out: &mut [T]) -> Result<()> {
+        let mut g = core::mem::take(&mut self.scratch_theta);
+        let r = self.vjp(t, z, theta, a, out, &mut g);
+        self.scratch_theta = g;
+        r.map(|_| ())
+    }
+    fn vjp_theta(&mut self, t: T, z: &[T], theta: &[T], a: &[T], out: &mut [T]) -> Result<()> {
+        let mut g = core::mem::take(&mut self.scratch_z);
+        let r = self.vjp(t, z, theta, a, &mut g, out);
+        self.scratch_z = g;
+        r.map(|_| ())
+    }
+    fn vjp_t(&mut self, t: T, z: &[T], theta: &[T], a: &[T]) -> Result<T> {
+        let mut g = core::mem::take(&mut self.scratch_z);
+        let mut h = core::mem::take(&mut self.scratch_theta);
+        let r = self.vjp(t, z, theta, a, &mut g, &mut h);
+        self.scratch_z = g;
+        self.scratch_theta = h;
+        r
+    }
+    fn vjp(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        a: &[T],
+        out_z: &mut [T],
+        out_theta: &mut [T],
+    ) -> Result<T> {
+        self.forward(t, z, theta);
+        let nb = self.batch;
+        let nl = self.widths.len() - 1;
+        // tans[l + 1] holds the cotangent of layer l's pre-activation.
+        self.tans[nl].copy_from_slice(a);
+        let mut dt = T::zero();
+        for l in (0..nl).rev() {
+            let (din, dout) = (self.widths[l], self.widths[l + 1]);
+            let (w, b) = self.offsets[l];
+            let (lo, hi) = self.tans.split_at_mut(l + 1);
+            let delta = &hi[0];
+            let x = &self.acts[l];
+            // Parameter gradients.
+            let (gw, rest) = out_theta[w..].split_at_mut(b - w);
+            let gb = &mut rest[..dout];
+            gw.fill(T::zero());
+            gb.fill(T::zero());
+            for r in 0..nb {
+                let dr = &delta[r * dout..(r + 1) * dout];
+                for (g, d) in gb.iter_mut().zip(dr) {
+                    *g += *d;
+                }
+                for k in 0..din {
+                    let xk = x[r * din + k];
+                    for (g, d) in gw[k * dout..(k + 1) * dout].iter_mut().zip(dr) {
+                        *g += xk * *d;
+                    }
+                }
+            }
+            if l == 0 && self.time_input {
+                // ∂u₀/∂w_t = t, ∂u₀/∂t = w_t: the bias gradient times t, and its dot with w_t.
+                let start = self.n_params - dout;
+                out_theta.copy_within(b..b + dout, start);
+                for g in &mut out_theta[start..] {
+                    *g *= t;
+                }
+                let gbias = &out_theta[b..b + dout];
+                let wt = &theta[start..];
+                dt = gbias.iter().zip(wt).map(|(g, c)| *g * *c).sum();
+                let _ = wt;
+            }
+            // Input cotangent.
+            let gx = &mut lo[l];
+            for r in 0..nb {
+                let dr = &delta[r * dout..(r + 1) * dout];
+                for k in 0..din {
+                    let wr = &theta[w + k * dout..w + (k + 1) * dout];
+                    let s: T = wr.iter().zip(dr).map(|(c, d)| *c * *d).sum();
+                    gx[r * din + k] = if l > 0 {
+                        let ak = x[r * din + k];
+                        s * (T::one() - ak * ak)
+                    } else {
+                        s
+                    };
+                }
+            }
+        }
+        out_z.copy_from_slice(&self.tans[0]);
+        Ok(dt)
+    }
+    fn has_jvp(&self) -> bool {
+        true
+    }
+    fn jvp(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        vz: &[T],
+        vth: &[T],
+        out: &mut [T],
+    ) -> Result<()> {
+        self.forward(t, z, theta);
+        let nb = self.batch;
+        let nl = self.widths.len() - 1;
+        self.tans[0].copy_from_slice(vz);
+        for l in 0..nl {
+            let (din, dout) = (self.widths[l], self.widths[l + 1]);
+            let (w, b) = self.offsets[l];
+            let (lo, hi) = self.tans.split_at_mut(l + 1);
+            let dx = &lo[l];
+            let dy = &mut hi[0];
+            let x = &self.acts[l];
+            let y = &self.acts[l + 1];
+            for r in 0..nb {
+                let yr = &mut dy[r * dout..(r + 1) * dout];
+                yr.copy_from_slice(&vth[b..b + dout]);
+                if l == 0 && self.time_input {
+                    let dwt = &vth[self.n_params - dout..];
+                    for (v, c) in yr.iter_mut().zip(dwt) {
+                        *v += t * *c;
+                    }
+                }
+                for k in 0..din {
+                    let xk = x[r * din + k];
+                    let dxk = dx[r * din + k];
+                    let wr = &theta[w + k * dout..w + (k + 1) * dout];
+                    let dwr = &vth[w + k * dout..w + (k + 1) * dout];
+                    for ((v, c), dc) in yr.iter_mut().zip(wr).zip(dwr) {
+                        *v += dxk * *c + xk * *dc;
+                    }
+                }
+                if l + 1 < nl {
+                    for (v, a) in yr.iter_mut().zip(&y[r * dout..(r + 1) * dout]) {
+                        *v *= T::one() - *a * *a;
+                    }
+                }
+            }
+        }
+        out.copy_from_slice(&self.tans[nl]);
+        Ok(())
+    }
+}
+
+/// SplitMix64: a tiny deterministic generator for test data and audit directions.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+    /// Next raw 64-bit value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Uniform in `[-1, 1)`.
+    pub fn uniform_pm1(&mut self) -> f64 {
+        2.0 * self.uniform() - 1.0
+    }
+}
