@@ -8,6 +8,9 @@
 //!   calls). The ratio `value_vjp / value` is the figure to watch (target ≤ 3).
 //! - `autodiff/conv_block_f32/*`: two 64-channel 3×3 convolutions, each followed by a
 //!   group norm (8 groups), relu between, on 7×7 maps at batch 128.
+//! - `autodiff/elementwise_f64/<fn>/{kernel,libm}`: the vectorised slice kernels
+//!   (`Float::tanh_slice`, ...) against a loop calling std (libm) on the same 262,144
+//!   values (one hidden layer of the MLP at batch 4096); throughput in elements.
 //! - `autodiff/gemm_peak/*`: faer's 256×256 GEMM (`Par::Seq`, the kernel the ops call) in
 //!   the same run, for the fraction of peak achieved.
 //!
@@ -202,8 +205,54 @@ fn bench_gemm_peak(c: &mut Criterion) {
     g.finish();
 }
 
+type SliceFn = fn(&[f64], &mut [f64]);
+/// Name, slice kernel, libm reference, positive inputs only.
+type ElemCase = (&'static str, SliceFn, fn(f64) -> f64, bool);
+
+fn bench_elementwise(c: &mut Criterion) {
+    let mut g = c.benchmark_group("autodiff/elementwise_f64");
+    let n = 4096 * 64;
+    let x: Vec<f64> = vals(n, 0.37, 3.0);
+    let xp: Vec<f64> = x.iter().map(|v| v.abs() + 0.1).collect();
+    let mut y = vec![0.0f64; n];
+    g.throughput(Throughput::Elements(n as u64));
+    let cases: [ElemCase; 6] = [
+        ("tanh", f64::tanh_slice, f64::tanh, false),
+        ("exp", f64::exp_slice, f64::exp, false),
+        (
+            "sigmoid",
+            f64::sigmoid_slice,
+            |v| 1.0 / (1.0 + (-v).exp()),
+            false,
+        ),
+        ("log", f64::log_slice, f64::ln, true),
+        (
+            "softplus",
+            f64::softplus_slice,
+            |v| v.max(0.0) + (-v.abs()).exp().ln_1p(),
+            false,
+        ),
+        ("sin", f64::sin_slice, f64::sin, false),
+    ];
+    for (name, kernel, lib, positive) in cases {
+        let input = if positive { &xp } else { &x };
+        g.bench_function(BenchmarkId::new(name, "kernel"), |b| {
+            b.iter(|| kernel(black_box(input), &mut y))
+        });
+        g.bench_function(BenchmarkId::new(name, "libm"), |b| {
+            b.iter(|| {
+                for (d, &v) in y.iter_mut().zip(black_box(input)) {
+                    *d = lib(v);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
 fn benches(c: &mut Criterion) {
     bench_gemm_peak(c);
+    bench_elementwise(c);
     bench_mlp::<f64>(c, "f64");
     bench_mlp::<f32>(c, "f32");
     bench_conv(c);

@@ -98,11 +98,17 @@ fn nonzeros_off<T: Real>(w: &[f64], n: usize) -> Vec<(usize, T)> {
 }
 
 /// Below this state length the stage sums run component by component (all stages at once,
-/// Hairer's `y + h (Σ a_ij k_j)` order); above it they run as one `axpy` per stage, which
-/// vectorises over the state.
+/// scalar); above it they run as one `axpy` per stage, which vectorises over the state. Both
+/// paths do the same operations in the same order, so results do not depend on the path.
 const SMALL_N: usize = 32;
 
-/// `out = base + h Σ_j w_j k_j` over a flat stage buffer, `row` holding `(offset, w_j)`.
+/// `out = base + Σ_j (h w_j) k_j` over a flat stage buffer, `row` holding `(offset, w_j)`.
+///
+/// The increment `Σ_j (h w_j) k_j` is summed by ascending `j` and added to `base` once, so
+/// round-off stays relative to the increment (as in Hairer's `y + h (Σ a_ij k_j)`), while
+/// the newest stage, the last term, is one multiply and two adds away from the next
+/// right-hand side call (Hairer's form has two multiplies and two adds on that path, which is
+/// what bounds the speed of a solve on small states: the step sequence is latency-bound).
 #[inline(always)]
 fn combine<T: Real>(out: &mut [T], base: &[T], h: T, row: &[(usize, T)], k: &[T]) {
     let n = out.len();
@@ -110,14 +116,24 @@ fn combine<T: Real>(out: &mut [T], base: &[T], h: T, row: &[(usize, T)], k: &[T]
         for m in 0..n {
             let mut acc = T::zero();
             for &(off, w) in row {
-                acc += w * k[off + m];
+                acc += (h * w) * k[off + m];
             }
-            out[m] = base[m] + h * acc;
+            out[m] = base[m] + acc;
         }
     } else {
-        out.copy_from_slice(base);
-        for &(off, w) in row {
+        let Some((&(off0, w0), rest)) = row.split_first() else {
+            out.copy_from_slice(base);
+            return;
+        };
+        let hw0 = h * w0;
+        for (o, &x) in out.iter_mut().zip(&k[off0..off0 + n]) {
+            *o = hw0 * x;
+        }
+        for &(off, w) in rest {
             axpy(h * w, &k[off..off + n], out);
+        }
+        for (o, &b) in out.iter_mut().zip(base) {
+            *o = b + *o;
         }
     }
 }
@@ -151,6 +167,10 @@ pub struct RkStepper<T: Real> {
     b_nz: Vec<(usize, T)>,
     e_nz: Vec<(usize, T)>,
     e2_nz: Vec<(usize, T)>,
+    /// Non-FSAL tableaux with an error estimate: `(j n, b_j, e_j, e2_j)` over the union of
+    /// the non-zeros of `b`, `b_err`, `b_err2`, so that `y_1` and both error sums come out of
+    /// one pass over the stages (each stage value loaded once).
+    fused: Vec<(usize, T, T, T)>,
     dense_d: Vec<Vec<(usize, T)>>,
     extra_a: Vec<Vec<(usize, T)>>,
     extra_c: Vec<T>,
@@ -169,7 +189,11 @@ pub struct RkStepper<T: Real> {
     norm: ErrorNorm,
     ctrl: PiController<T>,
     alpha: T,
-    facold: T,
+    /// `β ln(err_prev)` of the PI controller (Hairer's `FACOLD**BETA`, kept as a logarithm so
+    /// that a step costs one `ln` and one `exp` instead of two `powf`).
+    beta_ln_facold: T,
+    /// `ln(1e-4)`: Hairer's floor on `err_prev`.
+    ln_facold_min: T,
     reject: bool,
     t: T,
     t_prev: T,
@@ -252,6 +276,16 @@ impl<T: Real> RkStepper<T> {
             b_nz: nonzeros_off(tab.b, n),
             e_nz: tab.b_err.map(|w| nonzeros_off(w, n)).unwrap_or_default(),
             e2_nz: tab.b_err2.map(|w| nonzeros_off(w, n)).unwrap_or_default(),
+            fused: match (tab.fsal, tab.b_err) {
+                (false, Some(e)) => (0..s)
+                    .map(|j| {
+                        let e2 = tab.b_err2.map_or(0.0, |w| w[j]);
+                        (j * n, c(tab.b[j]), c(e[j]), c(e2))
+                    })
+                    .filter(|&(_, b, e, e2)| b != T::zero() || e != T::zero() || e2 != T::zero())
+                    .collect(),
+                _ => Vec::new(),
+            },
             dense_d,
             extra_a,
             extra_c,
@@ -268,7 +302,8 @@ impl<T: Real> RkStepper<T> {
             norm: opts.norm,
             ctrl,
             alpha,
-            facold: c(1e-4),
+            beta_ln_facold: ctrl.beta * c::<T>(1e-4).ln(),
+            ln_facold_min: c::<T>(1e-4).ln(),
             reject: false,
             t: t0,
             t_prev: t0,
@@ -370,6 +405,21 @@ impl<T: Real> RkStepper<T> {
             sys.rhs(self.t + self.cs[i] * h, target, &mut rest[..n]);
         }
         self.stats.nfe += s - 1;
+        let fused = with_err
+            && !self.fused.is_empty()
+            && n < SMALL_N
+            && self.err_range.start == 0
+            && self.err_range.end == n;
+        if fused {
+            let err = self.solution_and_error_norm(h);
+            if err.is_finite() {
+                return Ok(err);
+            }
+            return match self.diagnose(h) {
+                Some(e) => Err(e),
+                None => Ok(T::infinity()),
+            };
+        }
         if !fsal {
             combine(&mut self.y_new, &self.y, h, &self.b_nz, &self.k);
         }
@@ -383,6 +433,60 @@ impl<T: Real> RkStepper<T> {
         match self.diagnose(h) {
             Some(e) => Err(e),
             None => Ok(T::infinity()),
+        }
+    }
+
+    /// `y_1` (as [`combine`] with `b`) and the error norm (as [`Self::error_norm`]) in one
+    /// pass over the stages, for non-FSAL tableaux on short states with the full norm. The
+    /// sums run over the union of the three weight vectors' non-zeros by ascending stage;
+    /// the extra terms have weight zero, so the results equal the separate sums.
+    fn solution_and_error_norm(&mut self, h: T) -> T {
+        let max = self.norm == ErrorNorm::Max;
+        let mut acc = T::zero();
+        let mut acc2 = T::zero();
+        let k = &self.k;
+        for m in 0..self.n {
+            let mut inc = T::zero();
+            let mut e = T::zero();
+            let mut e2 = T::zero();
+            for &(off, wb, we, we2) in &self.fused {
+                let x = k[off + m];
+                inc += (h * wb) * x;
+                e += we * x;
+                e2 += we2 * x;
+            }
+            let y1 = self.y[m] + inc;
+            self.y_new[m] = y1;
+            let sk = self.atol[m] + self.rtol[m] * self.y[m].abs().max(y1.abs());
+            let r = e / sk;
+            let q = e2 / sk;
+            if max {
+                acc = acc.max(r * r);
+                acc2 = acc2.max(q * q);
+            } else {
+                acc += r * r;
+                acc2 += q * q;
+            }
+        }
+        self.finish_norm(h, acc, acc2)
+    }
+
+    /// The error norm from the sums (or maxima) of the squared scaled errors: Hairer's
+    /// `|h| sqrt(Σ/n)`, or DOP853's `|h| E₅² / sqrt(n (E₅² + 0.01 E₃²))` with two estimates.
+    fn finish_norm(&self, h: T, acc: T, acc2: T) -> T {
+        let len: T = if self.norm == ErrorNorm::Max {
+            T::one()
+        } else {
+            c(self.err_range.len() as f64)
+        };
+        if !self.e2_nz.is_empty() {
+            let mut deno = acc + c::<T>(0.01) * acc2;
+            if !(deno > T::zero()) {
+                deno = T::one();
+            }
+            h.abs() * acc * (T::one() / (len * deno)).sqrt()
+        } else {
+            h.abs() * (acc / len).sqrt()
         }
     }
 
@@ -417,20 +521,7 @@ impl<T: Real> RkStepper<T> {
                 }
             }
         }
-        let len: T = if max {
-            T::one()
-        } else {
-            c(self.err_range.len() as f64)
-        };
-        if two {
-            let mut deno = acc + c::<T>(0.01) * acc2;
-            if !(deno > T::zero()) {
-                deno = T::one();
-            }
-            h.abs() * acc * (T::one() / (len * deno)).sqrt()
-        } else {
-            h.abs() * (acc / len).sqrt()
-        }
+        self.finish_norm(h, acc, acc2)
     }
 
     /// Finds which stage derivative (or the new state) is non-finite.
@@ -615,8 +706,13 @@ impl<T: Real> Stepper<T> for RkStepper<T> {
             });
         }
         let one = T::one();
-        let inv_min = one / self.ctrl.min_factor;
-        let inv_max = one / self.ctrl.max_factor;
+        let PiController {
+            safety,
+            min_factor,
+            max_factor,
+            beta,
+            ..
+        } = self.ctrl;
         loop {
             if self.attempts >= self.max_steps {
                 return Err(SolveError::TooManySteps {
@@ -644,12 +740,18 @@ impl<T: Real> Stepper<T> for RkStepper<T> {
             }
             self.attempts += 1;
             let err = self.attempt(sys, h, true)?;
-            let fac11 = err.powf(self.alpha);
-            let mut fac = fac11 / self.facold.powf(self.ctrl.beta);
-            fac = inv_max.max(inv_min.min(fac / self.ctrl.safety));
-            let mut hnew = h / fac;
+            // Hairer's controller, FAC11 = ERR**EXPO1, FAC = FAC11/FACOLD**BETA,
+            // H_NEW = H / clamp(FAC/SAFE, 1/FAC2, 1/FAC1), computed as its reciprocal
+            // `h · clamp(safety · exp(β ln facold − α ln err), min_factor, max_factor)`: one
+            // `ln` and one `exp` instead of two `powf`, and no division on the path from the
+            // error estimate to the next step (the step sequence is latency-bound). `err` is
+            // finite or +inf here; err = 0 gives the largest growth, as in Hairer's code.
+            let ln_err = err.ln();
+            let alpha_ln_err = self.alpha * ln_err;
+            let grow = safety * (self.beta_ln_facold - alpha_ln_err).exp();
+            let mut hnew = h * max_factor.min(min_factor.max(grow));
             if err <= one {
-                self.facold = err.max(c(1e-4));
+                self.beta_ln_facold = beta * ln_err.max(self.ln_facold_min);
                 let t_new = if last { self.t_end } else { self.t + h };
                 let info = self.accept(sys, h, t_new)?;
                 if hnew.abs() > self.max_step {
@@ -662,7 +764,8 @@ impl<T: Real> Stepper<T> for RkStepper<T> {
                 self.h = hnew;
                 return Ok(info);
             }
-            hnew = h / inv_min.min(fac11 / self.ctrl.safety);
+            // Rejected: H_NEW = H / min(1/FAC1, FAC11/SAFE).
+            hnew = h * min_factor.max(safety * (-alpha_ln_err).exp());
             self.reject = true;
             self.stats.rejected += 1;
             self.h = hnew;
