@@ -61,4 +61,28 @@ pub enum ModelsError {
     /// The heated rod or plate failed.
     #[error(transparent)]
     Pde(#[from] pde_adjoint::PdeError),
+    /// Saving or loading parameters failed.
+    #[error("checkpoint {path}: {source}")]
+    Checkpoint {
+        /// The safetensors file.
+        path: PathBuf,
+        /// What went wrong.
+        source: autodiff::io::CheckpointError,
+    },
+    /// A non-finite value appeared where training cannot continue.
+    #[error(
+        "non-finite {what} at index {index}: lower the learning rate or tighten the tolerances"
+    )]
+    NonFinite {
+        /// What became non-finite.
+        what: &'static str,
+        /// The first offending index.
+        index: usize,
+    },
+    /// A gradient through an ODE solve failed.
+    #[error(transparent)]
+    Adjoint(#[from] adjoint::Error),
+    /// A network or optimizer operation failed.
+    #[error(transparent)]
+    Autodiff(#[from] autodiff::Error),
 }

@@ -7,7 +7,9 @@
 pub mod data;
 pub mod error;
 pub mod jobs;
+pub mod neural_ode;
 pub mod output;
 pub mod plot;
+pub mod spiral;
 
 pub use error::ModelsError;

@@ -7,11 +7,14 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use models::jobs::{rod, solve};
+use models::jobs::{rod, sensitivity, solve, train};
 
 /// Neural ODEs and adjoint sensitivity analysis.
+///
+/// With no command, trains the default Neural ODE (`neuralode train` with its defaults:
+/// the cubic spiral dy/dt = A y³) and writes its plots and metrics into out/train.
 #[derive(Debug, Parser)]
-#[command(name = "neuralode", version, about, long_about = None)]
+#[command(name = "neuralode", version)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -19,12 +22,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Fit a Neural ODE to a trajectory (the default command: the cubic spiral).
+    Train(train::TrainArgs),
     /// Integrate a reference problem or a linear system with any method and tolerance:
     /// trajectory CSV, plots and statistics (optionally a work–precision sweep).
     Solve(solve::SolveArgs),
     /// The heated rod and plate: inverse design by the adjoint gradient, or its cost scaling.
     #[command(subcommand)]
     Rod(rod::RodCommand),
+    /// Time one gradient of an MLP Neural ODE in every gradient mode as the parameter
+    /// count grows: adjoint against forward sensitivities, with the crossover.
+    Sensitivity(sensitivity::SensitivityArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,10 +40,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Solve(args)) => solve::run(args).map(|_| ()),
         Some(Command::Rod(command)) => rod::run(command),
-        None => {
-            println!("neuralode: training is not built yet; see `neuralode --help`");
-            Ok(())
-        }
+        Some(Command::Train(args)) => train::run(args).map(|_| ()),
+        Some(Command::Sensitivity(args)) => sensitivity::run(args).map(|_| ()),
+        None => train::run(&train::TrainArgs::default()).map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

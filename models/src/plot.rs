@@ -19,6 +19,9 @@ pub enum SeriesKind {
     Markers,
     /// Both a polyline and markers.
     LineMarkers,
+    /// Separate segments between consecutive pairs of points (point 2k to 2k+1):
+    /// arrows of a vector field.
+    Segments,
 }
 
 /// One named series of (x, y) points.
@@ -62,6 +65,20 @@ impl Series {
             points,
             kind: SeriesKind::LineMarkers,
             width: 2,
+        }
+    }
+
+    /// Segments from each `(x, y)` to `(x + dx, y + dy)`, with a dot at the tail (the
+    /// base of the arrow), for `(x, y, dx, dy)` in `arrows`.
+    pub fn arrows(label: impl Into<String>, arrows: &[(f64, f64, f64, f64)]) -> Self {
+        Self {
+            label: label.into(),
+            points: arrows
+                .iter()
+                .flat_map(|&(x, y, dx, dy)| [(x, y), (x + dx, y + dy)])
+                .collect(),
+            kind: SeriesKind::Segments,
+            width: 1,
         }
     }
 
@@ -167,16 +184,27 @@ impl Figure {
         let series: Vec<Series> = self
             .series
             .iter()
-            .map(|s| Series {
-                label: s.label.clone(),
-                kind: s.kind,
-                width: s.width,
-                points: s
-                    .points
-                    .iter()
-                    .filter_map(|&(x, y)| Some((map(x, self.log_x)?, map(y, self.log_y)?)))
-                    .filter(|(x, y)| x.is_finite() && y.is_finite())
-                    .collect(),
+            .map(|s| {
+                let point = |&(x, y): &(f64, f64)| {
+                    Some((map(x, self.log_x)?, map(y, self.log_y)?))
+                        .filter(|(x, y)| x.is_finite() && y.is_finite())
+                };
+                let points = if s.kind == SeriesKind::Segments {
+                    // Keep a segment only when both its ends are drawable.
+                    s.points
+                        .chunks_exact(2)
+                        .filter_map(|p| Some([point(&p[0])?, point(&p[1])?]))
+                        .flatten()
+                        .collect()
+                } else {
+                    s.points.iter().filter_map(point).collect()
+                };
+                Series {
+                    label: s.label.clone(),
+                    kind: s.kind,
+                    width: s.width,
+                    points,
+                }
             })
             .collect();
         if series.iter().all(|s| s.points.is_empty()) {
@@ -215,7 +243,7 @@ impl Figure {
                 } else if log {
                     format!("{:.1e}", 10f64.powf(*v))
                 } else {
-                    format!("{v:.3}")
+                    plain(*v)
                 }
             }
         };
@@ -241,6 +269,26 @@ impl Figure {
                         PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(width))
                     });
             }
+            if s.kind == SeriesKind::Segments {
+                chart
+                    .draw_series(
+                        s.points
+                            .chunks_exact(2)
+                            .map(|p| PathElement::new([p[0], p[1]], style)),
+                    )
+                    .map_err(err)?
+                    .label(&s.label)
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(width))
+                    });
+                chart
+                    .draw_series(
+                        s.points
+                            .chunks_exact(2)
+                            .map(|p| Circle::new(p[0], 1, colour.filled())),
+                    )
+                    .map_err(err)?;
+            }
             if matches!(s.kind, SeriesKind::Markers | SeriesKind::LineMarkers) {
                 let drawn = chart
                     .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
@@ -260,6 +308,17 @@ impl Figure {
             .draw()
             .map_err(err)?;
         Ok(())
+    }
+}
+
+/// A tick label: at most three decimals, trailing zeros dropped (`2000`, `0.25`, `-1.5`).
+fn plain(v: f64) -> String {
+    let text = format!("{v:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_string()
+    } else {
+        text.to_string()
     }
 }
 

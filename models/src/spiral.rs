@@ -29,7 +29,9 @@ pub fn spiral_trajectory(samples: usize, t_end: f64) -> Result<Trajectory, Model
     if samples < 2 || !(t_end.is_finite() && t_end > 0.0) {
         return Err(ModelsError::InvalidArgument {
             name: "spiral",
-            reason: format!("need at least 2 samples on [0, t_end > 0], got {samples} on [0, {t_end}]"),
+            reason: format!(
+                "need at least 2 samples on [0, t_end > 0], got {samples} on [0, {t_end}]"
+            ),
         });
     }
     let ts: Vec<f64> = (0..samples)

@@ -145,3 +145,138 @@ fn bad_flags_and_values_are_reported() {
         ok(&neuralode(cmd));
     }
 }
+
+/// Mean training loss over the first and the last `k` iterations of a metrics file.
+fn loss_ends(metrics: &serde_json::Value, k: usize) -> (f64, f64) {
+    let h = metrics["report"]["history"].as_array().unwrap();
+    let mean = |s: &[serde_json::Value]| {
+        s.iter().map(|p| p["loss"].as_f64().unwrap()).sum::<f64>() / s.len() as f64
+    };
+    (mean(&h[..k]), mean(&h[h.len() - k..]))
+}
+
+#[test]
+fn train_fits_the_spiral_and_resumes() {
+    let dir = out_dir("train");
+    let d = dir.to_str().unwrap();
+    let args = [
+        "train", "--iters", "300", "--batch", "8", "--quiet", "--seed", "3", "--out", d,
+    ];
+    ok(&neuralode(&args));
+    let metrics = json(&dir.join("metrics.json"));
+    let (first, last) = loss_ends(&metrics, 10);
+    assert!(last < 0.1 * first, "window loss {first:.3e} -> {last:.3e}");
+    let report = &metrics["report"];
+    assert!(
+        report["final_trajectory_mae"].as_f64().unwrap()
+            < report["initial_trajectory_mae"].as_f64().unwrap()
+    );
+    assert_eq!(metrics["settings"]["seed"], 3);
+    for stem in ["trajectory", "phase", "vector_field", "loss"] {
+        assert_images(&dir, stem);
+    }
+    let params = std::fs::read(dir.join("params.safetensors")).unwrap();
+    assert!(params.len() > 8 * 252);
+
+    // Same seed, same numbers.
+    let again = out_dir("train_again");
+    let mut args2 = args;
+    args2[9] = again.to_str().unwrap();
+    ok(&neuralode(&args2));
+    let m2 = json(&again.join("metrics.json"));
+    assert_eq!(m2["report"]["history"], metrics["report"]["history"]);
+
+    // Resuming starts from the trained parameters: the first losses are already low.
+    let resumed = out_dir("train_resumed");
+    let p = dir.join("params.safetensors");
+    ok(&neuralode(&[
+        "train",
+        "--iters",
+        "20",
+        "--batch",
+        "8",
+        "--quiet",
+        "--resume",
+        p.to_str().unwrap(),
+        "--out",
+        resumed.to_str().unwrap(),
+    ]));
+    let (first_resumed, _) = loss_ends(&json(&resumed.join("metrics.json")), 10);
+    assert!(
+        first_resumed < 0.3 * first,
+        "resumed at {first_resumed:.3e}, fresh {first:.3e}"
+    );
+    // Every run is appended to runs.jsonl in its output directory.
+    let runs = std::fs::read_to_string(dir.join("runs.jsonl")).unwrap();
+    assert_eq!(runs.lines().count(), 1);
+    for line in runs.lines() {
+        let _: serde_json::Value = serde_json::from_str(line).unwrap();
+    }
+}
+
+#[test]
+fn train_on_a_users_irregular_csv() {
+    let dir = out_dir("train_csv");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A damped rotation sampled at irregular times.
+    let mut csv = String::from("time,x,y\n");
+    let mut t = 0.0f64;
+    for k in 0..120 {
+        let (x, y) = ((-0.1 * t).exp() * t.cos(), -(-0.1 * t).exp() * t.sin());
+        csv.push_str(&format!("{t},{x},{y}\n"));
+        t += 0.04 + 0.03 * ((k * 7 % 5) as f64) / 4.0;
+    }
+    let data = dir.join("data.csv");
+    std::fs::write(&data, csv).unwrap();
+    ok(&neuralode(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--features",
+        "identity",
+        "--iters",
+        "200",
+        "--batch",
+        "4",
+        "--window",
+        "5",
+        "--quiet",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    let (first, last) = loss_ends(&json(&dir.join("metrics.json")), 10);
+    assert!(last < 0.1 * first, "window loss {first:.3e} -> {last:.3e}");
+    assert_images(&dir, "phase");
+
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "t,x\n0,1\n0.5,oops\n").unwrap();
+    let out = neuralode(&[
+        "train",
+        "--data",
+        bad.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.csv:3:2"), "{err}");
+}
+
+#[test]
+fn sensitivity_writes_table_and_plot() {
+    let dir = out_dir("sensitivity");
+    ok(&neuralode(&[
+        "sensitivity",
+        "--widths",
+        "4,16",
+        "--repeats",
+        "1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    let report = json(&dir.join("sensitivity.json"));
+    assert!(report["table"]["rows"].as_array().unwrap().len() >= 8);
+    assert_images(&dir, "sensitivity");
+    let out = neuralode(&["sensitivity", "--modes", "magic"]);
+    assert!(!out.status.success());
+}

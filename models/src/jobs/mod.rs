@@ -3,7 +3,9 @@
 //! SVG) and a JSON summary into its output directory.
 
 pub mod rod;
+pub mod sensitivity;
 pub mod solve;
+pub mod train;
 
 use clap::ValueEnum;
 use ode_solvers::Method;
