@@ -7,57 +7,28 @@ pub mod sensitivity;
 pub mod solve;
 pub mod train;
 
-use clap::ValueEnum;
+use clap::builder::TypedValueParser as _;
 use ode_solvers::Method;
-use serde::Serialize;
 
-/// An ODE solver, as named on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MethodArg {
-    /// Explicit Euler (order 1, fixed step only).
-    Euler,
-    /// Explicit midpoint (order 2, fixed step only).
-    Midpoint,
-    /// Heun (order 2, fixed step only).
-    Heun,
-    /// Classical Runge–Kutta (order 4, fixed step only).
-    Rk4,
-    /// Bogacki–Shampine 3(2).
-    Bosh3,
-    /// Dormand–Prince 5(4), Hairer's DOPRI5.
-    Dopri5,
-    /// Tsitouras 5(4).
-    Tsit5,
-    /// Dormand–Prince 8(5,3), Hairer's DOP853.
-    Dop853,
-    /// Variable-step, variable-order Adams–Bashforth–Moulton.
-    Adams,
+/// Parses a solver name (`dopri5`, `tsit5`, ...: [`Method::name`] of every built-in
+/// method) for clap, listing the names in `--help` and in the error for a wrong one.
+pub fn method_parser() -> impl clap::builder::TypedValueParser<Value = Method> {
+    clap::builder::PossibleValuesParser::new(Method::ALL.map(|m| m.name())).map(|name| {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .unwrap_or(Method::Dopri5)
+    })
 }
 
-impl MethodArg {
-    /// The solver method.
-    pub fn method(self) -> Method {
-        match self {
-            MethodArg::Euler => Method::Euler,
-            MethodArg::Midpoint => Method::Midpoint,
-            MethodArg::Heun => Method::Heun,
-            MethodArg::Rk4 => Method::Rk4,
-            MethodArg::Bosh3 => Method::Bosh3,
-            MethodArg::Dopri5 => Method::Dopri5,
-            MethodArg::Tsit5 => Method::Tsit5,
-            MethodArg::Dop853 => Method::Dop853,
-            MethodArg::Adams => Method::Adams,
-        }
-    }
+/// Whether the method has an error estimate (runs adaptively).
+pub fn is_adaptive(method: Method) -> bool {
+    method.tableau().is_none_or(|t| t.is_adaptive())
+}
 
-    /// Whether the method has an error estimate (runs adaptively).
-    pub fn is_adaptive(self) -> bool {
-        !matches!(
-            self,
-            MethodArg::Euler | MethodArg::Midpoint | MethodArg::Heun | MethodArg::Rk4
-        )
-    }
+/// Serialises a method as its name (for the settings recorded in JSON).
+pub(crate) fn serialize_method<S: serde::Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.name())
 }
 
 /// Rejects a value that is not finite and positive.

@@ -12,7 +12,7 @@ use ode_solvers::problems::{
 use ode_solvers::{Method, Options, Real, Stats, odeint};
 use serde::Serialize;
 
-use super::{MethodArg, parse_list, positive};
+use super::{is_adaptive, method_parser, parse_list, positive, serialize_method};
 use crate::ModelsError;
 use crate::data::Trajectory;
 use crate::output::write_json;
@@ -53,8 +53,9 @@ pub struct SolveArgs {
     #[arg(long, value_enum, default_value_t = ProblemArg::Arenstorf)]
     pub problem: ProblemArg,
     /// The solver.
-    #[arg(long, value_enum, default_value_t = MethodArg::Dopri5)]
-    pub method: MethodArg,
+    #[arg(long, value_parser = method_parser(), default_value = "dopri5")]
+    #[serde(serialize_with = "serialize_method")]
+    pub method: Method,
     /// Relative tolerance (adaptive methods).
     #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true)]
     pub rtol: f64,
@@ -313,24 +314,17 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport, ModelsError> {
     let mut s = setup(args)?;
     positive("rtol", args.rtol)?;
     positive("atol", args.atol)?;
-    if !args.method.is_adaptive() && args.fixed_step.is_none() {
+    if !is_adaptive(args.method) && args.fixed_step.is_none() {
         return Err(ModelsError::InvalidArgument {
             name: "fixed-step",
             reason: format!(
                 "{} has no error estimate: give --fixed-step H",
-                args.method.method().name()
+                args.method.name()
             ),
         });
     }
     let ts = grid(s.t0, s.t_end, args.samples)?;
-    let (ys, stats, seconds) = solve(
-        &mut s,
-        &ts,
-        args.method.method(),
-        args,
-        args.rtol,
-        args.atol,
-    )?;
+    let (ys, stats, seconds) = solve(&mut s, &ts, args.method, args, args.rtol, args.atol)?;
     let n = s.y0.len();
     let reference_end = match &s.exact_end {
         Some(e) => e.clone(),
@@ -349,7 +343,7 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport, ModelsError> {
     let y_end = ys[ys.len() - n..].to_vec();
     let report = SolveReport {
         problem: s.problem.name().to_string(),
-        method: args.method.method().name().to_string(),
+        method: args.method.name().to_string(),
         rtol: args.rtol,
         atol: args.atol,
         nfe: stats.nfe,
@@ -389,19 +383,19 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport, ModelsError> {
     let sweep = if args.work_precision {
         let mut rows = Vec::new();
         for m in [
-            MethodArg::Bosh3,
-            MethodArg::Dopri5,
-            MethodArg::Tsit5,
-            MethodArg::Dop853,
-            MethodArg::Adams,
+            Method::Bosh3,
+            Method::Dopri5,
+            Method::Tsit5,
+            Method::Dop853,
+            Method::Adams,
         ] {
             for e in 3..=10 {
                 let tol = 10f64.powi(-e);
                 let mut a = args.clone();
                 a.fixed_step = None;
-                let (ys, stats, seconds) = solve(&mut s, &ts, m.method(), &a, tol, tol)?;
+                let (ys, stats, seconds) = solve(&mut s, &ts, m, &a, tol, tol)?;
                 rows.push(WorkPrecisionRow {
-                    method: m.method().name().to_string(),
+                    method: m.name().to_string(),
                     tol,
                     nfe: stats.nfe,
                     error_end: max_error(&ys[ys.len() - n..], &reference_end),

@@ -10,12 +10,13 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use ode_solvers::Method;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{MethodArg, positive};
+use super::{is_adaptive, method_parser, positive, serialize_method};
 use crate::ModelsError;
 use crate::data::Trajectory;
 use crate::neural_ode::{Features, GradientModeArg, NeuralOde, SolverSettings};
@@ -40,8 +41,9 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1)]
     pub layers: usize,
     /// The ODE solver.
-    #[arg(long, value_enum, default_value_t = MethodArg::Dopri5)]
-    pub method: MethodArg,
+    #[arg(long, value_parser = method_parser(), default_value = "dopri5")]
+    #[serde(serialize_with = "serialize_method")]
+    pub method: Method,
     /// Relative tolerance of the solves.
     #[arg(long, default_value_t = 1e-6)]
     pub rtol: f64,
@@ -132,7 +134,7 @@ fn check(args: &TrainArgs, data: &Trajectory) -> Result<(), ModelsError> {
     positive("rtol", args.rtol)?;
     positive("atol", args.atol)?;
     positive("lr", args.lr)?;
-    if !args.method.is_adaptive() {
+    if !is_adaptive(args.method) {
         return bad(
             "method",
             "training needs an adaptive method (bosh3, dopri5, tsit5, dop853 or adams)".into(),
@@ -167,7 +169,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
     check(args, &data)?;
     let dim = data.dim();
     let solver = SolverSettings {
-        method: args.method.method(),
+        method: args.method,
         rtol: args.rtol,
         atol: args.atol,
         mode: args.gradient,
