@@ -36,6 +36,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let result = match &cli.command {
         Some(Command::Solve(args)) => solve::run(args).map(|_| ()),
@@ -50,5 +51,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lets `neuralode ... | head` end quietly when the reader closes the pipe, as other
+/// command-line tools do (Rust ignores SIGPIPE, which turns the closed pipe into a
+/// panic at the next print).
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first in `main`, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
