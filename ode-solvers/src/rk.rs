@@ -88,13 +88,39 @@ pub(crate) fn hinit<T: Real, S: OdeSystem<T> + ?Sized>(
     hh * dir
 }
 
-/// Non-zero weights as `(j * n, w_j)`: offsets into the flat stage buffer.
-fn nonzeros_off<T: Real>(w: &[f64], n: usize) -> Vec<(usize, T)> {
-    w.iter()
-        .enumerate()
-        .filter(|(_, x)| **x != 0.0)
-        .map(|(j, &x)| (j * n, c(x)))
-        .collect()
+/// Sparse weight rows `(index, w)` (non-zeros only) stored back to back in one buffer, so a
+/// solve's set-up allocates twice for all of a tableau's rows instead of once per row.
+#[derive(Debug, Clone)]
+struct SparseRows<T> {
+    coef: Vec<(usize, T)>,
+    start: Vec<usize>,
+}
+
+impl<T: Real> SparseRows<T> {
+    fn with_capacity(rows: usize, entries: usize) -> Self {
+        let mut start = Vec::with_capacity(rows + 1);
+        start.push(0);
+        SparseRows {
+            coef: Vec::with_capacity(entries),
+            start,
+        }
+    }
+
+    /// Appends the non-zeros of `w` as `(j * scale, w_j)`.
+    fn push(&mut self, w: &[f64], scale: usize) {
+        self.coef.extend(
+            w.iter()
+                .enumerate()
+                .filter(|(_, x)| **x != 0.0)
+                .map(|(j, &x)| (j * scale, c::<T>(x))),
+        );
+        self.start.push(self.coef.len());
+    }
+
+    #[inline(always)]
+    fn row(&self, r: usize) -> &[(usize, T)] {
+        &self.coef[self.start[r]..self.start[r + 1]]
+    }
 }
 
 /// Below this state length the stage sums run component by component (all stages at once,
@@ -138,14 +164,6 @@ fn combine<T: Real>(out: &mut [T], base: &[T], h: T, row: &[(usize, T)], k: &[T]
     }
 }
 
-fn nonzeros<T: Real>(w: &[f64]) -> Vec<(usize, T)> {
-    w.iter()
-        .enumerate()
-        .filter(|(_, x)| **x != 0.0)
-        .map(|(j, &x)| (j, c(x)))
-        .collect()
-}
-
 /// An explicit Runge–Kutta integrator for any [`Tableau`], holding its whole workspace.
 ///
 /// All buffers (stages, states, tolerances, dense-output coefficients) are allocated in
@@ -161,18 +179,19 @@ pub struct RkStepper<T: Real> {
     tab: &'static Tableau,
     n: usize,
     s: usize,
-    /// Rows of `a` as `(j * n, a_ij)` offsets into `k`.
-    a_rows: Vec<Vec<(usize, T)>>,
+    /// All weight rows: `a` (rows `0..s`), `b` (`s`), `b_err` (`s + 1`), `b_err2` (`s + 2`)
+    /// as `(j * n, w_j)` offsets into `k`; then the dense-output rows `d` (`s + 3 ..`, `nd`
+    /// of them) and DOP853's extra stages' `a` (`nx` rows) as `(j, w_j)` stage indices.
+    w: SparseRows<T>,
+    nd: usize,
+    nx: usize,
     cs: Vec<T>,
-    b_nz: Vec<(usize, T)>,
-    e_nz: Vec<(usize, T)>,
-    e2_nz: Vec<(usize, T)>,
+    /// DOP853's two error estimates (`b_err2` present).
+    two_err: bool,
     /// Non-FSAL tableaux with an error estimate: `(j n, b_j, e_j, e2_j)` over the union of
     /// the non-zeros of `b`, `b_err`, `b_err2`, so that `y_1` and both error sums come out of
     /// one pass over the stages (each stage value loaded once).
     fused: Vec<(usize, T, T, T)>,
-    dense_d: Vec<Vec<(usize, T)>>,
-    extra_a: Vec<Vec<(usize, T)>>,
     extra_c: Vec<T>,
     /// Flat stage buffer: stage `j` is `k[j n .. (j + 1) n]` (+3 extra stages for DOP853).
     /// Stage 0 holds `f(t, y)` between steps.
@@ -194,6 +213,8 @@ pub struct RkStepper<T: Real> {
     beta_ln_facold: T,
     /// `ln(1e-4)`: Hairer's floor on `err_prev`.
     ln_facold_min: T,
+    /// `ln err` of the last attempt, set with the error norm.
+    ln_err: T,
     reject: bool,
     t: T,
     t_prev: T,
@@ -248,17 +269,27 @@ impl<T: Real> RkStepper<T> {
         let alpha = ctrl
             .alpha
             .unwrap_or_else(|| T::one() / q - c::<T>(0.75) * ctrl.beta);
-        let (dense_d, extra_a, extra_c, n_extra, max_m) = match tab.dense {
-            DenseKind::Hermite => (Vec::new(), Vec::new(), Vec::new(), 0, 4),
-            DenseKind::Dopri5 { d } => (vec![nonzeros(d)], Vec::new(), Vec::new(), 0, 5),
-            DenseKind::Dop853(dd) => (
-                dd.d.iter().map(|r| nonzeros(r)).collect(),
-                dd.a.iter().map(|r| nonzeros(r)).collect(),
-                dd.c.iter().map(|&x| c(x)).collect(),
-                3,
-                8,
-            ),
-        };
+        let (dense_d, extra_a, extra_c, n_extra, max_m): (&[&[f64]], &[&[f64]], Vec<T>, _, _) =
+            match &tab.dense {
+                DenseKind::Hermite => (&[], &[], Vec::new(), 0, 4),
+                DenseKind::Dopri5 { d } => (core::slice::from_ref(d), &[], Vec::new(), 0, 5),
+                DenseKind::Dop853(dd) => (&dd.d, &dd.a, dd.c.iter().map(|&x| c(x)).collect(), 3, 8),
+            };
+        let no_err: &[f64] = &[];
+        let vec_rows = [
+            tab.b,
+            tab.b_err.unwrap_or(no_err),
+            tab.b_err2.unwrap_or(no_err),
+        ];
+        let n_rows = s + 3 + dense_d.len() + extra_a.len();
+        let entries = tab.a.iter().chain(&vec_rows).chain(dense_d).chain(extra_a);
+        let mut w = SparseRows::with_capacity(n_rows, entries.map(|r| r.len()).sum());
+        for r in tab.a.iter().chain(&vec_rows) {
+            w.push(r, n);
+        }
+        for r in dense_d.iter().chain(extra_a) {
+            w.push(r, 1);
+        }
         let z = || vec![T::zero(); n];
         let dir = if t_end >= t0 { T::one() } else { -T::one() };
         let span = (t_end - t0).abs();
@@ -271,11 +302,11 @@ impl<T: Real> RkStepper<T> {
             tab,
             n,
             s,
-            a_rows: tab.a.iter().map(|r| nonzeros_off(r, n)).collect(),
+            w,
+            nd: dense_d.len(),
+            nx: extra_a.len(),
             cs: tab.c.iter().map(|&x| c(x)).collect(),
-            b_nz: nonzeros_off(tab.b, n),
-            e_nz: tab.b_err.map(|w| nonzeros_off(w, n)).unwrap_or_default(),
-            e2_nz: tab.b_err2.map(|w| nonzeros_off(w, n)).unwrap_or_default(),
+            two_err: tab.b_err2.is_some(),
             fused: match (tab.fsal, tab.b_err) {
                 (false, Some(e)) => (0..s)
                     .map(|j| {
@@ -286,8 +317,6 @@ impl<T: Real> RkStepper<T> {
                     .collect(),
                 _ => Vec::new(),
             },
-            dense_d,
-            extra_a,
             extra_c,
             k: vec![T::zero(); (s + n_extra) * n],
             y: y0.to_vec(),
@@ -304,6 +333,7 @@ impl<T: Real> RkStepper<T> {
             alpha,
             beta_ln_facold: ctrl.beta * c::<T>(1e-4).ln(),
             ln_facold_min: c::<T>(1e-4).ln(),
+            ln_err: T::zero(),
             reject: false,
             t: t0,
             t_prev: t0,
@@ -401,7 +431,7 @@ impl<T: Real> RkStepper<T> {
             } else {
                 &mut self.ytmp
             };
-            combine(target, &self.y, h, &self.a_rows[i], done);
+            combine(target, &self.y, h, self.w.row(i), done);
             sys.rhs(self.t + self.cs[i] * h, target, &mut rest[..n]);
         }
         self.stats.nfe += s - 1;
@@ -421,7 +451,7 @@ impl<T: Real> RkStepper<T> {
             };
         }
         if !fsal {
-            combine(&mut self.y_new, &self.y, h, &self.b_nz, &self.k);
+            combine(&mut self.y_new, &self.y, h, self.w.row(s), &self.k);
         }
         if !with_err {
             return Ok(T::zero());
@@ -473,32 +503,42 @@ impl<T: Real> RkStepper<T> {
 
     /// The error norm from the sums (or maxima) of the squared scaled errors: Hairer's
     /// `|h| sqrt(Σ/n)`, or DOP853's `|h| E₅² / sqrt(n (E₅² + 0.01 E₃²))` with two estimates.
-    fn finish_norm(&self, h: T, acc: T, acc2: T) -> T {
+    ///
+    /// Also sets `ln_err`, computed from logarithms of the pieces (`ln|h|` is known before the
+    /// stages are), so that the controller's `ln` does not wait for the square root and the
+    /// division: the step sequence is latency-bound on small states.
+    fn finish_norm(&mut self, h: T, acc: T, acc2: T) -> T {
         let len: T = if self.norm == ErrorNorm::Max {
             T::one()
         } else {
             c(self.err_range.len() as f64)
         };
-        if !self.e2_nz.is_empty() {
+        if self.two_err {
             let mut deno = acc + c::<T>(0.01) * acc2;
             if !(deno > T::zero()) {
                 deno = T::one();
             }
-            h.abs() * acc * (T::one() / (len * deno)).sqrt()
+            let err = h.abs() * acc * (T::one() / (len * deno)).sqrt();
+            self.ln_err = h.abs().ln() + acc.ln() - c::<T>(0.5) * (len * deno).ln();
+            err
         } else {
-            h.abs() * (acc / len).sqrt()
+            let q = acc / len;
+            self.ln_err = h.abs().ln() + c::<T>(0.5) * q.ln();
+            h.abs() * q.sqrt()
         }
     }
 
-    fn error_norm(&self, h: T) -> T {
+    fn error_norm(&mut self, h: T) -> T {
         let mut acc = T::zero();
         let mut acc2 = T::zero();
-        let two = !self.e2_nz.is_empty();
+        let two = self.two_err;
+        let e_row = self.w.row(self.s + 1);
+        let e2_row = self.w.row(self.s + 2);
         let max = self.norm == ErrorNorm::Max;
         for m in self.err_range.clone() {
             let sk = self.atol[m] + self.rtol[m] * self.y[m].abs().max(self.y_new[m].abs());
             let mut e = T::zero();
-            for &(off, w) in &self.e_nz {
+            for &(off, w) in e_row {
                 e += w * self.k[off + m];
             }
             let r = e / sk;
@@ -510,7 +550,7 @@ impl<T: Real> RkStepper<T> {
             }
             if two {
                 let mut e2 = T::zero();
-                for &(off, w) in &self.e2_nz {
+                for &(off, w) in e2_row {
                     e2 += w * self.k[off + m];
                 }
                 let q = e2 / sk;
@@ -643,10 +683,10 @@ impl<T: Real> RkStepper<T> {
             sl * n..(sl + 1) * n
         };
         // DOP853's three extra stages.
-        for e in 0..self.extra_a.len() {
+        for e in 0..self.nx {
             let (lo, hi) = self.k.split_at_mut((s + e) * n);
             self.ytmp.copy_from_slice(&self.y_prev);
-            for &(j, a) in &self.extra_a[e] {
+            for &(j, a) in self.w.row(s + 3 + self.nd + e) {
                 let src = if j == 0 {
                     &self.f_prev[..]
                 } else {
@@ -659,7 +699,8 @@ impl<T: Real> RkStepper<T> {
         }
         self.dense
             .set_hermite(t0, h, &self.y_prev, &self.y, &self.f_prev, &self.k[..n]);
-        for (r, row) in self.dense_d.iter().enumerate() {
+        for r in 0..self.nd {
+            let row = self.w.row(s + 3 + r);
             let out = &mut self.dense.coeffs[(4 + r) * n..(5 + r) * n];
             out.fill(T::zero());
             for &(j, d) in row {
@@ -671,7 +712,7 @@ impl<T: Real> RkStepper<T> {
                 axpy(h * d, src, out);
             }
         }
-        self.dense.m = 4 + self.dense_d.len();
+        self.dense.m = 4 + self.nd;
         self.dense_valid = true;
     }
 }
@@ -746,7 +787,11 @@ impl<T: Real> Stepper<T> for RkStepper<T> {
             // `ln` and one `exp` instead of two `powf`, and no division on the path from the
             // error estimate to the next step (the step sequence is latency-bound). `err` is
             // finite or +inf here; err = 0 gives the largest growth, as in Hairer's code.
-            let ln_err = err.ln();
+            let ln_err = if err.is_finite() {
+                self.ln_err
+            } else {
+                err.ln()
+            };
             let alpha_ln_err = self.alpha * ln_err;
             let grow = safety * (self.beta_ln_facold - alpha_ln_err).exp();
             let mut hnew = h * max_factor.min(min_factor.max(grow));
