@@ -205,6 +205,7 @@ impl NeuralOde {
             rel_ts: Vec::new(),
             nfe_forward: 0,
             nfe_backward: 0,
+            vjp_backward: 0,
         })
     }
 }
@@ -219,6 +220,7 @@ pub struct Trainer {
     rel_ts: Vec<f64>,
     nfe_forward: usize,
     nfe_backward: usize,
+    vjp_backward: usize,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -240,9 +242,11 @@ fn is_uniform(ts: &[f64]) -> bool {
 }
 
 impl Trainer {
-    /// Function evaluations so far: (forward solves, backward passes).
-    pub fn nfe(&self) -> (usize, usize) {
-        (self.nfe_forward, self.nfe_backward)
+    /// Work so far: evaluations of `f` in forward solves, evaluations of `f` in
+    /// gradient passes, and vector–Jacobian (or Jacobian–vector) products in gradient
+    /// passes.
+    pub fn work(&self) -> (usize, usize, usize) {
+        (self.nfe_forward, self.nfe_backward, self.vjp_backward)
     }
 
     fn dynamics(
@@ -330,6 +334,7 @@ impl Trainer {
             let stats = solver.stats();
             self.nfe_forward += stats.forward.nfe;
             self.nfe_backward += stats.backward_nfe;
+            self.vjp_backward += stats.backward_vjp + stats.jvp;
         }
         if let Some(i) = self.grad.iter().position(|g| !g.is_finite()) {
             return Err(ModelsError::NonFinite {

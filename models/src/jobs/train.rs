@@ -123,8 +123,10 @@ pub struct TrainReport {
     pub seconds: f64,
     /// Right-hand-side evaluations in forward solves.
     pub nfe_forward: usize,
-    /// Right-hand-side evaluations (and VJPs) in backward passes.
+    /// Right-hand-side evaluations in gradient passes.
     pub nfe_backward: usize,
+    /// Vector–Jacobian (forward mode: Jacobian–vector) products in gradient passes.
+    pub products_backward: usize,
     /// The history.
     pub history: Vec<HistoryPoint>,
 }
@@ -217,7 +219,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
     }
     progress.finish();
     let seconds = start.elapsed().as_secs_f64();
-    let (nfe_forward, nfe_backward) = trainer.nfe();
+    let (nfe_forward, nfe_backward, products_backward) = trainer.work();
 
     let dir = &args.out;
     std::fs::create_dir_all(dir).map_err(|source| ModelsError::Io {
@@ -234,10 +236,11 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
         seconds,
         nfe_forward,
         nfe_backward,
+        products_backward,
         history,
     };
     println!(
-        "{} parameters, {} iterations in {:.1} s: window loss {:.3e} -> {:.3e}, trajectory MAE {:.3e} -> {:.3e} ({} forward, {} backward evaluations)",
+        "{} parameters, {} iterations in {:.1} s: window loss {:.3e} -> {:.3e}, trajectory MAE {:.3e} -> {:.3e} ({} forward evaluations; gradients: {} evaluations, {} vector-Jacobian products)",
         report.n_params,
         args.iters,
         report.seconds,
@@ -246,7 +249,8 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
         report.initial_trajectory_mae,
         report.final_trajectory_mae,
         report.nfe_forward,
-        report.nfe_backward
+        report.nfe_backward,
+        report.products_backward
     );
     write_json(
         &dir.join("metrics.json"),
