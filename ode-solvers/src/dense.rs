@@ -9,7 +9,7 @@ use crate::real::Real;
 /// `y(t0 + θh) = r1 + θ(r2 + θ'(r3 + θ(r4 + θ'(r5 + …))))`, `θ' = 1 − θ`: `m = 4` is cubic
 /// Hermite, 5 the DOPRI5 interpolant, 8 DOP853's. It owns its buffers, so it can be cloned
 /// and stored (checkpoints) and evaluated later without the solver. Valid for `h < 0` too.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct DenseStep<T> {
     pub(crate) t0: T,
     pub(crate) h: T,
@@ -18,7 +18,35 @@ pub struct DenseStep<T> {
     pub(crate) coeffs: Vec<T>,
 }
 
+impl<T: Clone> Clone for DenseStep<T> {
+    fn clone(&self) -> Self {
+        DenseStep {
+            t0: self.t0.clone(),
+            h: self.h.clone(),
+            n: self.n,
+            m: self.m,
+            coeffs: self.coeffs.clone(),
+        }
+    }
+
+    /// Reuses `self`'s buffer: no allocation when its capacity suffices (a pool of stored
+    /// steps refilled at every solve, as checkpointed adjoints keep).
+    fn clone_from(&mut self, other: &Self) {
+        self.t0 = other.t0.clone();
+        self.h = other.h.clone();
+        self.n = other.n;
+        self.m = other.m;
+        self.coeffs.clone_from(&other.coeffs);
+    }
+}
+
 impl<T: Real> DenseStep<T> {
+    /// Copies `other` into `self` without allocating when `self` has the room
+    /// (same as [`Clone::clone_from`]).
+    pub fn copy_from(&mut self, other: &DenseStep<T>) {
+        self.clone_from(other);
+    }
+
     /// An empty interpolant for a state of length `n` with room for `max_m` coefficient vectors.
     pub fn with_capacity(n: usize, max_m: usize) -> Self {
         DenseStep {

@@ -197,3 +197,33 @@ fn max_step_and_first_step_are_honoured() {
         assert!(info.h.abs() <= 0.25 + 1e-15);
     }
 }
+
+#[test]
+fn copy_from_reuses_the_buffer() {
+    use ode_solvers::{DenseStep, Options, RkStepper, Stepper, tableau};
+    let mut f = |_t: f64, y: &[f64], dy: &mut [f64]| {
+        dy[0] = y[1];
+        dy[1] = -y[0];
+    };
+    let mut st = RkStepper::new(
+        &tableau::DOPRI5,
+        &mut f,
+        0.0,
+        &[1.0, 0.0],
+        1.0,
+        &Options::default(),
+    )
+    .unwrap();
+    st.step(&mut f).unwrap();
+    let first = st.dense_output(&mut f).unwrap().clone();
+    st.step(&mut f).unwrap();
+    let second = st.dense_output(&mut f).unwrap();
+    let mut pool: DenseStep<f64> = first.clone();
+    pool.copy_from(second);
+    assert_eq!(&pool, second);
+    let (mut a, mut b) = ([0.0; 2], [0.0; 2]);
+    let t = 0.5 * (second.t_start() + second.t_end());
+    pool.eval_into(t, &mut a);
+    second.eval_into(t, &mut b);
+    assert_eq!(a, b);
+}
