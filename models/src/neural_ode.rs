@@ -194,18 +194,20 @@ impl NeuralOde {
     }
 
     /// A trainer taking Adam steps with peak rate `lr`, cosine-decayed to 1% of it over
-    /// `iters` steps.
-    pub fn trainer(&self, lr: f64, iters: usize) -> Result<Trainer, ModelsError> {
+    /// `iters` steps, splitting each batch over `threads` worker threads (the split, and
+    /// so every number, depends on `threads`, not on the machine).
+    pub fn trainer(&self, lr: f64, iters: usize, threads: usize) -> Result<Trainer, ModelsError> {
+        if threads == 0 {
+            return Err(ModelsError::InvalidArgument {
+                name: "threads",
+                reason: "must be at least 1".into(),
+            });
+        }
         let schedule = Schedule::cosine(lr, iters as u64, lr * 0.01)?;
         Ok(Trainer {
             optimizer: Scheduled::new(Adam::with_lr(lr)?, schedule),
             grad: vec![0.0; self.n_params()],
-            batch_dynamics: None,
-            z0: Vec::new(),
-            rel_ts: Vec::new(),
-            nfe_forward: 0,
-            nfe_backward: 0,
-            vjp_backward: 0,
+            workers: (0..threads).map(|_| Worker::new(self.n_params())).collect(),
         })
     }
 }
@@ -214,22 +216,112 @@ impl NeuralOde {
 pub struct Trainer {
     optimizer: Scheduled<Adam<f64>, Schedule>,
     grad: Vec<f64>,
-    /// Dynamics for the last batch size used (kept so the tape is reused).
-    batch_dynamics: Option<(usize, ModelDynamics)>,
-    z0: Vec<f64>,
-    rel_ts: Vec<f64>,
-    nfe_forward: usize,
-    nfe_backward: usize,
-    vjp_backward: usize,
+    workers: Vec<Worker>,
 }
 
 impl std::fmt::Debug for Trainer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Trainer")
             .field("n_params", &self.grad.len())
-            .field("nfe_forward", &self.nfe_forward)
-            .field("nfe_backward", &self.nfe_backward)
+            .field("threads", &self.workers.len())
+            .field("work", &self.work())
             .finish_non_exhaustive()
+    }
+}
+
+/// One thread's share of a training step: its own dynamics (tape), buffers, gradient
+/// and counters, reused across steps.
+struct Worker {
+    /// Dynamics for the last batch size used (kept so the tape is reused).
+    dynamics: Option<(usize, ModelDynamics)>,
+    z0: Vec<f64>,
+    rel_ts: Vec<f64>,
+    grad: Vec<f64>,
+    loss: f64,
+    nfe_forward: usize,
+    nfe_backward: usize,
+    products_backward: usize,
+}
+
+/// What every worker reads during a step.
+struct StepInput<'a> {
+    model: &'a NeuralOde,
+    data: &'a Trajectory,
+    window: usize,
+    /// `1 / (windows × samples × dim)`: the mean over the whole batch.
+    scale: f64,
+    settings: &'a SolverSettings,
+}
+
+impl Worker {
+    fn new(n_params: usize) -> Self {
+        Worker {
+            dynamics: None,
+            z0: Vec::new(),
+            rel_ts: Vec::new(),
+            grad: vec![0.0; n_params],
+            loss: 0.0,
+            nfe_forward: 0,
+            nfe_backward: 0,
+            products_backward: 0,
+        }
+    }
+
+    /// Adds the loss and gradient of each group of windows (one batched solve per
+    /// group) to this worker's totals, which it first zeroes.
+    fn run(&mut self, input: &StepInput<'_>, groups: &[&[usize]]) -> Result<(), ModelsError> {
+        self.grad.iter_mut().for_each(|g| *g = 0.0);
+        self.loss = 0.0;
+        let (data, window, scale) = (input.data, input.window, input.scale);
+        let dim = input.model.dim();
+        let mut solver = input.settings.solver();
+        for group in groups {
+            let b = group.len();
+            self.z0.clear();
+            for &s in *group {
+                self.z0.extend_from_slice(data.y(s));
+            }
+            let s0 = group[0];
+            self.rel_ts.clear();
+            self.rel_ts
+                .extend((0..window).map(|k| data.ts[s0 + k] - data.ts[s0]));
+            if self.dynamics.as_ref().map(|(n, _)| *n) != Some(b) {
+                self.dynamics = Some((b, input.model.dynamics(b)?));
+            }
+            let Some((_, f)) = &mut self.dynamics else {
+                unreachable!("set just above")
+            };
+            let (loss, g) = solver.value_and_grad(
+                f,
+                &self.z0,
+                input.model.params(),
+                &self.rel_ts,
+                |zs, dl| {
+                    let mut loss = 0.0;
+                    for k in 0..window {
+                        for (j, &s) in group.iter().enumerate() {
+                            let target = data.y(s + k);
+                            for d in 0..dim {
+                                let i = k * b * dim + j * dim + d;
+                                let e = zs[i] - target[d];
+                                loss += e * e;
+                                dl[i] = 2.0 * e * scale;
+                            }
+                        }
+                    }
+                    loss * scale
+                },
+            )?;
+            self.loss += loss;
+            for (acc, gi) in self.grad.iter_mut().zip(&g.theta) {
+                *acc += gi;
+            }
+            let stats = solver.stats();
+            self.nfe_forward += stats.forward.nfe;
+            self.nfe_backward += stats.backward_nfe;
+            self.products_backward += stats.backward_vjp + stats.jvp;
+        }
+        Ok(())
     }
 }
 
@@ -246,28 +338,20 @@ impl Trainer {
     /// gradient passes, and vector–Jacobian (or Jacobian–vector) products in gradient
     /// passes.
     pub fn work(&self) -> (usize, usize, usize) {
-        (self.nfe_forward, self.nfe_backward, self.vjp_backward)
-    }
-
-    fn dynamics(
-        &mut self,
-        model: &NeuralOde,
-        batch: usize,
-    ) -> Result<&mut ModelDynamics, ModelsError> {
-        if self.batch_dynamics.as_ref().map(|(b, _)| *b) != Some(batch) {
-            self.batch_dynamics = Some((batch, model.dynamics(batch)?));
-        }
-        match &mut self.batch_dynamics {
-            Some((_, d)) => Ok(d),
-            None => unreachable!("set just above"),
-        }
+        self.workers.iter().fold((0, 0, 0), |(a, b, c), w| {
+            (
+                a + w.nfe_forward,
+                b + w.nfe_backward,
+                c + w.products_backward,
+            )
+        })
     }
 
     /// One Adam step on the windows starting at the samples `starts`, each `window`
     /// samples long: the loss is the mean squared error between the model's solution
     /// from each window's first sample and the window's samples. Evenly spaced data run
-    /// all windows as one batched solve; irregular data one solve per window. Returns
-    /// the loss before the step.
+    /// each thread's share of the windows as one batched solve; irregular data one solve
+    /// per window. Returns the loss before the step.
     pub fn step(
         &mut self,
         model: &mut NeuralOde,
@@ -276,7 +360,6 @@ impl Trainer {
         window: usize,
         settings: &SolverSettings,
     ) -> Result<f64, ModelsError> {
-        let dim = model.dim();
         if let Some(&s) = starts.iter().find(|&&s| s + window > data.len()) {
             return Err(ModelsError::InvalidArgument {
                 name: "window",
@@ -286,55 +369,51 @@ impl Trainer {
                 ),
             });
         }
-        self.grad.iter_mut().for_each(|g| *g = 0.0);
+        let threads = self.workers.len();
+        // Contiguous shares for batched solves; one window per group otherwise.
         let groups: Vec<&[usize]> = if is_uniform(&data.ts) {
-            vec![starts]
+            starts.chunks(starts.len().div_ceil(threads)).collect()
         } else {
             starts.chunks(1).collect()
         };
-        let scale = 1.0 / (starts.len() * window * dim) as f64;
-        let mut solver = settings.solver();
+        let per_worker = groups.len().div_ceil(threads);
+        let input = StepInput {
+            model,
+            data,
+            window,
+            scale: 1.0 / (starts.len() * window * model.dim()) as f64,
+            settings,
+        };
+        let results: Vec<Result<(), ModelsError>> = std::thread::scope(|scope| {
+            let input = &input;
+            let handles: Vec<_> = self
+                .workers
+                .iter_mut()
+                .zip(groups.chunks(per_worker))
+                .map(|(w, share)| scope.spawn(move || w.run(input, share)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ModelsError::InvalidArgument {
+                            name: "training",
+                            reason: "a worker thread panicked".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        results.into_iter().collect::<Result<(), _>>()?;
+        // Sum in worker order, so the result does not depend on thread timing.
+        let used = groups.chunks(per_worker).len();
+        self.grad.iter_mut().for_each(|g| *g = 0.0);
         let mut total = 0.0;
-        for group in groups {
-            let b = group.len();
-            self.z0.clear();
-            for &s in group {
-                self.z0.extend_from_slice(data.y(s));
+        for w in &self.workers[..used] {
+            total += w.loss;
+            for (acc, g) in self.grad.iter_mut().zip(&w.grad) {
+                *acc += g;
             }
-            let s0 = group[0];
-            self.rel_ts.clear();
-            self.rel_ts
-                .extend((0..window).map(|k| data.ts[s0 + k] - data.ts[s0]));
-            let z0 = std::mem::take(&mut self.z0);
-            let ts = std::mem::take(&mut self.rel_ts);
-            let theta = model.params();
-            let f = self.dynamics(model, b)?;
-            let result = solver.value_and_grad(f, &z0, theta, &ts, |zs, dl| {
-                let mut loss = 0.0;
-                for k in 0..window {
-                    for (j, &s) in group.iter().enumerate() {
-                        let target = data.y(s + k);
-                        for d in 0..dim {
-                            let i = k * b * dim + j * dim + d;
-                            let e = zs[i] - target[d];
-                            loss += e * e;
-                            dl[i] = 2.0 * e * scale;
-                        }
-                    }
-                }
-                loss * scale
-            });
-            self.z0 = z0;
-            self.rel_ts = ts;
-            let (loss, g) = result?;
-            total += loss;
-            for (acc, gi) in self.grad.iter_mut().zip(&g.theta) {
-                *acc += gi;
-            }
-            let stats = solver.stats();
-            self.nfe_forward += stats.forward.nfe;
-            self.nfe_backward += stats.backward_nfe;
-            self.vjp_backward += stats.backward_vjp + stats.jvp;
         }
         if let Some(i) = self.grad.iter().position(|g| !g.is_finite()) {
             return Err(ModelsError::NonFinite {

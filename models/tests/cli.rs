@@ -186,6 +186,25 @@ fn train_fits_the_spiral_and_resumes() {
     let m2 = json(&again.join("metrics.json"));
     assert_eq!(m2["report"]["history"], metrics["report"]["history"]);
 
+    // Two worker threads share each batch: deterministic, and training still works.
+    let threaded = out_dir("train_threads");
+    let mut args3 = args;
+    args3[9] = threaded.to_str().unwrap();
+    let mut with_threads = args3.to_vec();
+    with_threads.extend(["--threads", "2"]);
+    ok(&neuralode(&with_threads));
+    let m3 = json(&threaded.join("metrics.json"));
+    let (first3, last3) = loss_ends(&m3, 10);
+    assert!(
+        last3 < 0.1 * first3,
+        "threads 2: {first3:.3e} -> {last3:.3e}"
+    );
+    ok(&neuralode(&with_threads));
+    assert_eq!(
+        json(&threaded.join("metrics.json"))["report"]["history"],
+        m3["report"]["history"]
+    );
+
     // Resuming starts from the trained parameters: the first losses are already low.
     let resumed = out_dir("train_resumed");
     let p = dir.join("params.safetensors");

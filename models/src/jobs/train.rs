@@ -68,6 +68,10 @@ pub struct TrainArgs {
     /// Evaluate the full trajectory every this many iterations.
     #[arg(long, default_value_t = 100)]
     pub eval_every: usize,
+    /// Worker threads sharing each batch (the split, and so the numbers, depend on this
+    /// value, not on the machine).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
     /// Seed of the initialisation and of the window sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -181,7 +185,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
         model.load(path)?;
     }
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5EED_0FDA_7A00);
-    let mut trainer = model.trainer(args.lr, args.iters)?;
+    let mut trainer = model.trainer(args.lr, args.iters, args.threads)?;
 
     let progress = if args.quiet {
         ProgressBar::hidden()
