@@ -58,6 +58,7 @@ impl<T> Default for AuditOptions<T> {
                 GradientMode::backsolve(true),
                 GradientMode::Direct,
                 GradientMode::Forward,
+                GradientMode::ForwardJvp,
             ],
             perturb_times: true,
         }
@@ -182,7 +183,8 @@ pub fn audit<T: Real, D: Vjp<T> + ?Sized>(
         .map(|v| v.to_f64_lossy())
         .unwrap_or_else(|| T::epsilon().to_f64_lossy().cbrt() * xmax);
     let mut worst_fd = vec![0.0f64; opts.modes.len()];
-    solver.set_mode(GradientMode::Direct);
+    // Forward solves only: backsolve records nothing per step.
+    solver.set_mode(GradientMode::backsolve(false));
     let (mut zp, mut thp, mut tp) = (z0.to_vec(), theta.to_vec(), ts.to_vec());
     for _ in 0..opts.directions {
         let mut v: Vec<f64> = (0..nx).map(|_| rng.uniform_pm1()).collect();

@@ -55,6 +55,13 @@ pub trait Vjp<T: Real>: Dynamics<T> {
     fn has_jvp(&self) -> bool {
         false
     }
+    /// Whether forward sensitivities ([`crate::GradientMode::Forward`]) should build
+    /// explicit Jacobians from `n` VJPs per evaluation instead of calling [`Vjp::jvp`]
+    /// `P + n` times: true without a JVP, and worth overriding to true when a JVP costs
+    /// several VJPs and the state is small.
+    fn prefers_jacobians(&self) -> bool {
+        !self.has_jvp()
+    }
     /// `out = ∂f/∂z v_z + ∂f/∂θ v_θ` (optional; see [`Vjp::has_jvp`]).
     fn jvp(
         &mut self,
@@ -108,6 +115,9 @@ impl<T: Real, D: Vjp<T> + ?Sized> Vjp<T> for &mut D {
     }
     fn has_jvp(&self) -> bool {
         (**self).has_jvp()
+    }
+    fn prefers_jacobians(&self) -> bool {
+        (**self).prefers_jacobians()
     }
     fn jvp(
         &mut self,

@@ -248,7 +248,8 @@ fn mode_of(name: &str) -> GradientMode<f64> {
         "backsolve" => GradientMode::backsolve(false),
         "backsolve-seminorm" => GradientMode::backsolve(true),
         "direct" => GradientMode::Direct,
-        "forward-jvp" | "forward-jacobian" => GradientMode::Forward,
+        "forward-jvp" => GradientMode::ForwardJvp,
+        "forward-jacobian" => GradientMode::Forward,
         _ => GradientMode::checkpointed(),
     }
 }

@@ -72,7 +72,14 @@ pub enum GradientMode<T> {
     /// accepted step sizes treated as fixed fractions of each output interval.
     Direct,
     /// Forward sensitivities `∂z/∂θ`, `∂z/∂z0` integrated with `z` (cost ∝ parameters).
+    /// The tangent columns `S' = ∂f/∂z S + ∂f/∂θ` come from `P + n` JVPs per evaluation,
+    /// or from explicit Jacobians (`n` VJPs, then `O(n²(P + n))` products) when the
+    /// dynamics say so ([`Vjp::prefers_jacobians`]: no JVP, or an expensive one as
+    /// [`crate::TapeDynamics`]'s).
     Forward,
+    /// Forward sensitivities through the dynamics' JVP for every tangent column whatever
+    /// the sizes (`P + n` JVPs per evaluation); an error if the dynamics have no JVP.
+    ForwardJvp,
 }
 
 impl<T> Default for GradientMode<T> {
@@ -103,13 +110,15 @@ impl<T> GradientMode<T> {
             },
         }
     }
-    /// A short name (`"checkpointed"`, `"backsolve"`, `"direct"`, `"forward"`).
+    /// A short name (`"checkpointed"`, `"backsolve"`, `"direct"`, `"forward"`,
+    /// `"forward-jvp"`).
     pub fn name(&self) -> &'static str {
         match self {
             GradientMode::Checkpointed { .. } => "checkpointed",
             GradientMode::Backsolve { .. } => "backsolve",
             GradientMode::Direct => "direct",
             GradientMode::Forward => "forward",
+            GradientMode::ForwardJvp => "forward-jvp",
         }
     }
 }
@@ -167,8 +176,10 @@ pub struct AdjointSolver<T: Real> {
     h0: Vec<T>,
     stats: GradStats,
     // Checkpointed, every step: dense steps, and where each interval's steps begin.
-    dense: Vec<DenseStep<T>>,
+    dense: DenseStore<T>,
     dense_start: Vec<usize>,
+    /// Dense output of one recomputed segment (budgeted checkpoints).
+    seg_dense: DenseStore<T>,
     // Checkpointed, budget: (time, first step, interval) and the states.
     ck: Vec<(T, T, usize)>,
     ck_z: Vec<T>,
@@ -257,7 +268,6 @@ fn vec_bytes<T>(v: &Vec<T>) -> usize {
 fn backward_options<T: Real>(
     fwd: &Options<T>,
     bwd: &BackwardSolver<T>,
-    m: usize,
     seminorm: Option<Range<usize>>,
 ) -> Options<T> {
     let mut o = match &bwd.options {
@@ -276,7 +286,6 @@ fn backward_options<T: Real>(
             o
         }
     };
-    let _ = m;
     if bwd.seminorm {
         o.error_components = seminorm;
     }
@@ -343,12 +352,6 @@ impl<T: Real> Integrator<T> {
             Integrator::Adams(s) => s.dense_output(sys),
         }
     }
-    fn rk(self) -> Option<RkStepper<T>> {
-        match self {
-            Integrator::Rk(s) => Some(s),
-            Integrator::Adams(_) => None,
-        }
-    }
 }
 
 /// Runs one integration from `t0` to `t1` with `method`, calling `on_step` after each
@@ -407,15 +410,127 @@ fn add_stats(acc: &mut Stats, s: Stats) {
     acc.rejected += s.rejected;
 }
 
-/// Index of the dense step containing `t` (steps ordered in the direction of `dir`).
-#[inline]
-fn locate<T: Real>(steps: &[DenseStep<T>], t: T, forward: bool) -> usize {
-    let k = if forward {
-        steps.partition_point(|s| s.t_end() < t)
-    } else {
-        steps.partition_point(|s| s.t_end() > t)
-    };
-    k.min(steps.len().saturating_sub(1))
+/// Dense output of many steps in flat storage, reused across calls (no allocation per
+/// stored step once warm). Each step's interpolant, a polynomial of degree `m − 1` in
+/// `θ = (t − t₀)/h` (`m` = its number of coefficient vectors), is kept as its values at the
+/// `m` Chebyshev–Lobatto points of `[0, 1]` and evaluated by barycentric interpolation,
+/// which reproduces the polynomial up to rounding.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DenseStore<T> {
+    n: usize,
+    t0: Vec<T>,
+    t1: Vec<T>,
+    m: Vec<usize>,
+    off: Vec<usize>,
+    vals: Vec<T>,
+    /// Nodes and barycentric weights per `m`.
+    nodes: Vec<(Vec<T>, Vec<T>)>,
+}
+
+impl<T: Real> DenseStore<T> {
+    fn clear(&mut self, n: usize) {
+        self.n = n;
+        self.t0.clear();
+        self.t1.clear();
+        self.m.clear();
+        self.off.clear();
+        self.vals.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.t0.len()
+    }
+
+    fn bytes(&self, lo: usize, hi: usize) -> usize {
+        let vals = if hi > lo {
+            self.off.get(hi).copied().unwrap_or(self.vals.len()) - self.off[lo]
+        } else {
+            0
+        };
+        (vals + 2 * (hi - lo)) * core::mem::size_of::<T>() + 2 * (hi - lo) * 8
+    }
+
+    fn nodes_for(&mut self, m: usize) {
+        while self.nodes.len() <= m {
+            let k = self.nodes.len();
+            let (x, w) = if k < 2 {
+                (vec![T::zero(); k], vec![T::one(); k])
+            } else {
+                let x: Vec<T> = (0..k)
+                    .map(|j| {
+                        let c = (core::f64::consts::PI * j as f64 / (k - 1) as f64).cos();
+                        T::from_f64_const(0.5 * (1.0 - c))
+                    })
+                    .collect();
+                let w: Vec<T> = (0..k)
+                    .map(|j| {
+                        let s = if j % 2 == 0 { 1.0 } else { -1.0 };
+                        let h = if j == 0 || j == k - 1 { 0.5 } else { 1.0 };
+                        T::from_f64_const(s * h)
+                    })
+                    .collect();
+                (x, w)
+            };
+            self.nodes.push((x, w));
+        }
+    }
+
+    fn push(&mut self, d: &DenseStep<T>) {
+        let n = self.n;
+        let m = d.n_coeffs().max(2);
+        self.nodes_for(m);
+        let (t0, h) = (d.t_start(), d.h());
+        let start = self.vals.len();
+        self.vals.resize(start + m * n, T::zero());
+        for k in 0..m {
+            let x = self.nodes[m].0[k];
+            let t = if k == m - 1 { d.t_end() } else { t0 + x * h };
+            d.eval_into(t, &mut self.vals[start + k * n..start + (k + 1) * n]);
+        }
+        self.t0.push(t0);
+        self.t1.push(d.t_end());
+        self.m.push(m);
+        self.off.push(start);
+    }
+
+    /// Index in `lo..hi` of the step containing `t`.
+    #[inline]
+    fn locate(&self, lo: usize, hi: usize, t: T, forward: bool) -> usize {
+        let ends = &self.t1[lo..hi];
+        let k = if forward {
+            ends.partition_point(|e| *e < t)
+        } else {
+            ends.partition_point(|e| *e > t)
+        };
+        lo + k.min(hi - lo - 1)
+    }
+
+    /// The interpolant of step `k` at `t` into `out`.
+    #[inline]
+    fn eval(&self, k: usize, t: T, out: &mut [T]) {
+        let n = self.n;
+        let m = self.m[k];
+        let vals = &self.vals[self.off[k]..self.off[k] + m * n];
+        let x = (t - self.t0[k]) / (self.t1[k] - self.t0[k]);
+        let (nodes, w) = (&self.nodes[m].0, &self.nodes[m].1);
+        if let Some(j) = nodes.iter().position(|xj| *xj == x) {
+            out.copy_from_slice(&vals[j * n..(j + 1) * n]);
+            return;
+        }
+        let mut den = T::zero();
+        out.fill(T::zero());
+        for j in 0..m {
+            let c = w[j] / (x - nodes[j]);
+            den += c;
+            for (o, v) in out.iter_mut().zip(&vals[j * n..(j + 1) * n]) {
+                *o += c * *v;
+            }
+        }
+        let inv = T::one() / den;
+        for o in out.iter_mut() {
+            *o *= inv;
+        }
+    }
 }
 
 /// `f` alone (forward solves).
@@ -445,7 +560,8 @@ impl<T, D: ?Sized> Fallible for EvalSys<'_, T, D> {
 struct CheckpointSys<'a, T, D: ?Sized> {
     d: &'a mut D,
     theta: &'a [T],
-    steps: &'a [DenseStep<T>],
+    store: &'a DenseStore<T>,
+    range: (usize, usize),
     zb: &'a mut [T],
     forward_dir: bool,
     n: usize,
@@ -459,8 +575,10 @@ struct CheckpointSys<'a, T, D: ?Sized> {
 impl<T: Real, D: Vjp<T> + ?Sized> OdeSystem<T> for CheckpointSys<'_, T, D> {
     #[inline]
     fn rhs(&mut self, t: T, y: &[T], dy: &mut [T]) {
-        let k = locate(self.steps, t, self.forward_dir);
-        self.steps[k].eval_into(t, self.zb);
+        let k = self
+            .store
+            .locate(self.range.0, self.range.1, t, self.forward_dir);
+        self.store.eval(k, t, self.zb);
         let a = &y[..self.n];
         let call = self.nvjp;
         self.nvjp += 1;
@@ -662,14 +780,13 @@ fn quadrature_adjoint<T: Real, D: Vjp<T> + ?Sized>(
     if let Some(e) = sys.take_err() {
         return Err(e);
     }
-    let slot = |ring: &[T], call: usize| -> core::ops::Range<usize> {
+    let slot = |call: usize| -> core::ops::Range<usize> {
         let k = call % slots;
-        let _ = ring;
         k * p..(k + 1) * p
     };
     {
         let ring = &sys.ring.as_ref().map(|r| &r.0[..]).unwrap_or(&[]);
-        stage0.copy_from_slice(&ring[slot(ring, 0)]);
+        stage0.copy_from_slice(&ring[slot(0)]);
     }
     let adaptive = tab.is_adaptive() && opts.fixed_step.is_none();
     while !st.is_done() {
@@ -703,11 +820,11 @@ fn quadrature_adjoint<T: Real, D: Vjp<T> + ?Sized>(
                 continue;
             }
             let w = h * b[j];
-            for (x, g) in ath.iter_mut().zip(&ring[slot(ring, first + j - 1)]) {
+            for (x, g) in ath.iter_mut().zip(&ring[slot(first + j - 1)]) {
                 *x -= w * *g;
             }
         }
-        stage0.copy_from_slice(&ring[slot(ring, c - 1)]);
+        stage0.copy_from_slice(&ring[slot(c - 1)]);
     }
     Ok(st)
 }
@@ -731,8 +848,9 @@ impl<T: Real> AdjointSolver<T> {
             theta: Vec::new(),
             h0: Vec::new(),
             stats: GradStats::default(),
-            dense: Vec::new(),
+            dense: DenseStore::default(),
             dense_start: Vec::new(),
+            seg_dense: DenseStore::default(),
             ck: Vec::new(),
             ck_z: Vec::new(),
             ck_stride: 1,
@@ -828,7 +946,7 @@ impl<T: Real> AdjointSolver<T> {
         self.zs.clear();
         self.zs.extend_from_slice(z0);
         self.h0.clear();
-        self.dense.clear();
+        self.dense.clear(n);
         self.dense_start.clear();
         self.ck.clear();
         self.ck_z.clear();
@@ -838,7 +956,7 @@ impl<T: Real> AdjointSolver<T> {
         self.steps_start.clear();
         self.sens.clear();
         self.stats = GradStats::default();
-        if let GradientMode::Forward = self.mode {
+        if matches!(self.mode, GradientMode::Forward | GradientMode::ForwardJvp) {
             self.forward_sensitivities(dynamics)?;
         } else {
             self.forward_plain(dynamics)?;
@@ -900,8 +1018,7 @@ impl<T: Real> AdjointSolver<T> {
             let st = integrate(method, &mut sys, t0, &y0, t1, &opts, |st, sys| {
                 count += 1;
                 if every_step {
-                    let d = st.dense_output(sys)?;
-                    dense.push(d.clone());
+                    dense.push(st.dense_output(sys)?);
                 } else if direct {
                     if let Some((info, y_prev)) = st.last_step() {
                         steps.push((info.t_prev, info.h));
@@ -942,11 +1059,7 @@ impl<T: Real> AdjointSolver<T> {
         }
         self.dense_start.push(self.dense.len());
         self.steps_start.push(self.steps.len());
-        let dense_bytes: usize = self
-            .dense
-            .iter()
-            .map(|d| d.n_coeffs().max(4) * n * core::mem::size_of::<T>())
-            .sum();
+        let dense_bytes = self.dense.bytes(0, self.dense.len());
         self.stats.peak_bytes = vec_bytes(&self.zs)
             + dense_bytes
             + vec_bytes(&self.steps_y)
@@ -992,7 +1105,7 @@ impl<T: Real> AdjointSolver<T> {
         grads.ts.resize(self.ts.len(), T::zero());
         let fwd_peak = self.stats.peak_bytes;
         self.stats.backward_nfe = 0;
-        if !matches!(self.mode, GradientMode::Forward) {
+        if !matches!(self.mode, GradientMode::Forward | GradientMode::ForwardJvp) {
             // Forward sensitivities count their Jacobian VJPs during the forward solve.
             self.stats.backward_vjp = 0;
         }
@@ -1011,7 +1124,9 @@ impl<T: Real> AdjointSolver<T> {
                 let tab = tableau_of(self.method, "direct backpropagation through the solver")?;
                 self.backward_direct(dynamics, dl_dz, grads, tab)?
             }
-            GradientMode::Forward => self.backward_forward(dynamics, dl_dz, grads)?,
+            GradientMode::Forward | GradientMode::ForwardJvp => {
+                self.backward_forward(dynamics, dl_dz, grads)?
+            }
         };
         self.stats.peak_bytes = fwd_peak.max(bw_peak);
         Ok(())
@@ -1064,7 +1179,7 @@ impl<T: Real> AdjointSolver<T> {
         let m = n + p;
         let fwd_method = self.method;
         let bmethod = bwd.method.unwrap_or(self.method);
-        let opts = backward_options(&self.options, bwd, m, Some(0..n));
+        let opts = backward_options(&self.options, bwd, Some(0..n));
         self.time_gradients(dynamics, dl_dz, grads)?;
         let nt = self.ts.len();
         // Adjoint state [a, a_θ].
@@ -1074,7 +1189,8 @@ impl<T: Real> AdjointSolver<T> {
             y[..n].copy_from_slice(&dl_dz[(nt - 1) * n..]);
         }
         let forward_dir = nt < 2 || self.ts[1] > self.ts[0];
-        let mut seg_dense: Vec<DenseStep<T>> = Vec::new();
+        let mut seg_dense = core::mem::take(&mut self.seg_dense);
+        seg_dense.clear(n);
         let mut zbuf = vec![T::zero(); n];
         let mut peak = 0usize;
         // With the seminorm, a_θ is not error-controlled, so it need not be integrator
@@ -1091,6 +1207,7 @@ impl<T: Real> AdjointSolver<T> {
         };
         let mut stage0 = if quad { vec![T::zero(); p] } else { Vec::new() };
         let mut fwd_opts = self.options.clone();
+        let mut seg_opts = opts.clone();
         for i in (1..nt).rev() {
             // Segments of interval i-1 → i: [t_{i-1}, ck...] as starts.
             let (ta, tb) = (self.ts[i - 1], self.ts[i]);
@@ -1102,44 +1219,65 @@ impl<T: Real> AdjointSolver<T> {
             };
             for s in (0..n_seg).rev() {
                 // Segment [sa, sb] and its dense steps.
-                let (sa, sb, steps): (T, T, &[DenseStep<T>]) = match checkpoints {
-                    Checkpoints::EveryStep => (
-                        ta,
-                        tb,
-                        &self.dense[self.dense_start[i - 1]..self.dense_start[i]],
-                    ),
-                    Checkpoints::Budget(_) => {
-                        let (sa, h, za) = if s == 0 {
-                            (ta, self.h0[i - 1], &self.zs[(i - 1) * n..i * n])
-                        } else {
-                            let c = ck_lo + s - 1;
-                            (self.ck[c].0, self.ck[c].1, &self.ck_z[c * n..(c + 1) * n])
-                        };
-                        let sb = if s + 1 < n_seg {
-                            self.ck[ck_lo + s].0
-                        } else {
-                            tb
-                        };
-                        seg_dense.clear();
-                        let mut sys = EvalSys {
-                            d: &mut *dynamics,
-                            theta: &self.theta,
-                            err: None,
-                        };
-                        fwd_opts.first_step = if h > T::zero() { Some(h.abs()) } else { None };
-                        let sd = &mut seg_dense;
-                        let st = integrate(fwd_method, &mut sys, sa, za, sb, &fwd_opts, |st, sys| {
-                            sd.push(st.dense_output(sys)?.clone());
-                            Ok(())
-                        })?;
-                        self.stats.backward_nfe += st.stats().nfe;
-                        (sa, sb, &seg_dense[..])
-                    }
-                };
-                let dense_bytes: usize = steps
-                    .iter()
-                    .map(|d| d.n_coeffs().max(4) * n * core::mem::size_of::<T>())
-                    .sum();
+                let (sa, sb, store, lo, hi): (T, T, &DenseStore<T>, usize, usize) =
+                    match checkpoints {
+                        Checkpoints::EveryStep => (
+                            ta,
+                            tb,
+                            &self.dense,
+                            self.dense_start[i - 1],
+                            self.dense_start[i],
+                        ),
+                        Checkpoints::Budget(_) => {
+                            let (sa, h, za) = if s == 0 {
+                                (ta, self.h0[i - 1], &self.zs[(i - 1) * n..i * n])
+                            } else {
+                                let c = ck_lo + s - 1;
+                                (self.ck[c].0, self.ck[c].1, &self.ck_z[c * n..(c + 1) * n])
+                            };
+                            let sb = if s + 1 < n_seg {
+                                self.ck[ck_lo + s].0
+                            } else {
+                                tb
+                            };
+                            seg_dense.clear(n);
+                            let mut sys = EvalSys {
+                                d: &mut *dynamics,
+                                theta: &self.theta,
+                                err: None,
+                            };
+                            fwd_opts.first_step = if h > T::zero() { Some(h.abs()) } else { None };
+                            let sd = &mut seg_dense;
+                            let st = integrate(
+                                fwd_method,
+                                &mut sys,
+                                sa,
+                                za,
+                                sb,
+                                &fwd_opts,
+                                |st, sys| {
+                                    sd.push(st.dense_output(sys)?);
+                                    Ok(())
+                                },
+                            )?;
+                            self.stats.backward_nfe += st.stats().nfe;
+                            (sa, sb, &seg_dense, 0, seg_dense.len())
+                        }
+                    };
+                let dense_bytes = store.bytes(lo, hi);
+                // First backward step: the last forward step of the segment (saves the
+                // initial-step heuristic's evaluation) unless the caller fixed one.
+                seg_opts.first_step = opts
+                    .first_step
+                    .or_else(|| {
+                        // The last step is often clipped at the output time: take the
+                        // larger of the last two.
+                        (lo.max(hi.saturating_sub(2))..hi)
+                            .map(|k| (store.t1[k] - store.t0[k]).abs())
+                            .reduce(T::max)
+                    })
+                    .filter(|h| *h > T::zero());
+                let opts = &seg_opts;
                 if let Some(tab) = quad_tab {
                     peak = peak.max(
                         dense_bytes
@@ -1149,7 +1287,8 @@ impl<T: Real> AdjointSolver<T> {
                     let mut sys = CheckpointSys {
                         d: &mut *dynamics,
                         theta: &self.theta,
-                        steps,
+                        store,
+                        range: (lo, hi),
                         zb: &mut zbuf,
                         forward_dir,
                         n,
@@ -1164,7 +1303,7 @@ impl<T: Real> AdjointSolver<T> {
                         sb,
                         a_part,
                         sa,
-                        &opts,
+                        opts,
                         &b,
                         &mut stage0,
                         ath,
@@ -1180,7 +1319,8 @@ impl<T: Real> AdjointSolver<T> {
                 let mut sys = CheckpointSys {
                     d: &mut *dynamics,
                     theta: &self.theta,
-                    steps,
+                    store,
+                    range: (lo, hi),
                     zb: &mut zbuf,
                     forward_dir,
                     n,
@@ -1188,7 +1328,7 @@ impl<T: Real> AdjointSolver<T> {
                     err: None,
                     ring: None,
                 };
-                let st = integrate(bmethod, &mut sys, sb, &y, sa, &opts, |_, _| Ok(()))?;
+                let st = integrate(bmethod, &mut sys, sb, &y, sa, opts, |_, _| Ok(()))?;
                 let s_ = st.stats();
                 self.stats.backward_vjp += sys.nvjp;
                 self.stats.backward_accepted += s_.accepted;
@@ -1201,6 +1341,7 @@ impl<T: Real> AdjointSolver<T> {
                 }
             }
         }
+        self.seg_dense = seg_dense;
         let a0: Vec<T> = y[..n].to_vec();
         if nt >= 2 {
             grads.ts[0] = self.t0_gradient(dynamics, &a0)?;
@@ -1222,7 +1363,7 @@ impl<T: Real> AdjointSolver<T> {
         let (n, p) = (self.n, self.p);
         let m = 2 * n + p + 1;
         let bmethod = bwd.method.unwrap_or(self.method);
-        let opts = backward_options(&self.options, bwd, m, Some(0..2 * n));
+        let opts = backward_options(&self.options, bwd, Some(0..2 * n));
         self.time_gradients(dynamics, dl_dz, grads)?;
         let nt = self.ts.len();
         // Augmented state [z, a, a_θ, a_t].
@@ -1301,9 +1442,7 @@ impl<T: Real> AdjointSolver<T> {
                 let y0 = &self.steps_y[st * n..(st + 1) * n];
                 // Recompute the stages.
                 for j in 0..s_used {
-                    let (done, rest) = yst.split_at_mut(j * n);
-                    let _ = done;
-                    let yj = &mut rest[..n];
+                    let yj = &mut yst[j * n..(j + 1) * n];
                     yj.copy_from_slice(y0);
                     for (l, &al) in a[j].iter().enumerate() {
                         if al != T::zero() {
@@ -1390,7 +1529,16 @@ impl<T: Real> AdjointSolver<T> {
         let (n, p) = (self.n, self.p);
         let cols = p + n;
         let m = n + n * cols;
-        let use_jvp = dynamics.has_jvp();
+        let use_jvp = match self.mode {
+            GradientMode::ForwardJvp if !dynamics.has_jvp() => {
+                return Err(Error::MissingCapability {
+                    what: "jvp",
+                    hint: "GradientMode::ForwardJvp needs Vjp::jvp; GradientMode::Forward works without it",
+                });
+            }
+            GradientMode::ForwardJvp => true,
+            _ => !dynamics.prefers_jacobians(),
+        };
         let mut y = vec![T::zero(); m];
         y[..n].copy_from_slice(&self.zs[..n]);
         for q in 0..n {
@@ -1550,26 +1698,48 @@ mod tests {
     }
 
     #[test]
-    fn locate_finds_the_step() {
+    fn dense_store_locates_and_reproduces_the_interpolant() {
+        let mut store = DenseStore::<f64>::default();
+        store.clear(2);
         let mut steps = Vec::new();
         for k in 0..4 {
-            let mut d = DenseStep::with_capacity(1, 4);
+            let mut d = DenseStep::with_capacity(2, 4);
             let t0 = f64::from(k);
-            d.set_hermite(t0, 1.0, &[0.0], &[0.0], &[0.0], &[0.0]);
+            let kk = f64::from(k);
+            d.set_hermite(
+                t0,
+                1.0,
+                &[kk, 1.0],
+                &[kk + 1.0, -2.0],
+                &[0.3, 4.0],
+                &[-1.0, 0.5],
+            );
+            store.push(&d);
             steps.push(d);
         }
-        assert_eq!(locate(&steps, 0.0, true), 0);
-        assert_eq!(locate(&steps, 1.5, true), 1);
-        assert_eq!(locate(&steps, 3.5, true), 3);
-        assert_eq!(locate(&steps, 3.0, true), 2); // a shared boundary belongs to the earlier step
-        assert_eq!(locate(&steps, 9.0, true), 3);
-        let mut back = Vec::new();
+        assert_eq!(store.locate(0, 4, 0.0, true), 0);
+        assert_eq!(store.locate(0, 4, 1.5, true), 1);
+        assert_eq!(store.locate(0, 4, 3.5, true), 3);
+        assert_eq!(store.locate(0, 4, 3.0, true), 2); // a shared boundary: the earlier step
+        assert_eq!(store.locate(0, 4, 9.0, true), 3);
+        assert_eq!(store.locate(1, 3, 0.2, true), 1);
+        let (mut a, mut b) = ([0.0; 2], [0.0; 2]);
+        for &t in &[0.0, 0.1, 0.77, 1.0, 2.5, 3.999, 4.0] {
+            let k = store.locate(0, 4, t, true);
+            store.eval(k, t, &mut a);
+            steps[k].eval_into(t, &mut b);
+            for i in 0..2 {
+                assert!((a[i] - b[i]).abs() < 1e-14, "t = {t}: {a:?} vs {b:?}");
+            }
+        }
+        let mut back = DenseStore::<f64>::default();
+        back.clear(1);
         for k in 0..3 {
             let mut d = DenseStep::with_capacity(1, 4);
             d.set_hermite(-f64::from(k), -1.0, &[0.0], &[0.0], &[0.0], &[0.0]);
-            back.push(d);
+            back.push(&d);
         }
-        assert_eq!(locate(&back, -0.5, false), 0);
-        assert_eq!(locate(&back, -2.5, false), 2);
+        assert_eq!(back.locate(0, 3, -0.5, false), 0);
+        assert_eq!(back.locate(0, 3, -2.5, false), 2);
     }
 }

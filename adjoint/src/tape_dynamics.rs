@@ -163,6 +163,11 @@ where
     fn has_jvp(&self) -> bool {
         true
     }
+    /// The tape's JVP is a double VJP (about three reverse passes): for the small states
+    /// of Neural ODEs, `n` VJPs per evaluation are far cheaper than `P + n` JVPs.
+    fn prefers_jacobians(&self) -> bool {
+        true
+    }
     fn jvp(
         &mut self,
         t: T,

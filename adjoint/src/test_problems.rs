@@ -295,7 +295,6 @@ impl<T: Real> Vjp<T> for Mlp<T> {
                 let gbias = &out_theta[b..b + dout];
                 let wt = &theta[start..];
                 dt = gbias.iter().zip(wt).map(|(g, c)| *g * *c).sum();
-                let _ = wt;
             }
             // Input cotangent.
             let gx = &mut lo[l];

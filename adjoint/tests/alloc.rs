@@ -49,21 +49,45 @@ fn count(mode: &GradientMode<f64>, horizon: f64) -> (usize, usize) {
 
 #[test]
 fn allocations_do_not_grow_with_steps() {
+    let budget = GradientMode::Checkpointed {
+        checkpoints: adjoint::Checkpoints::Budget(4),
+        backward: Default::default(),
+    };
+    let full = GradientMode::Checkpointed {
+        checkpoints: adjoint::Checkpoints::EveryStep,
+        backward: Default::default(),
+    };
     for mode in [
+        GradientMode::checkpointed(),
+        full,
+        budget,
         GradientMode::backsolve(false),
         GradientMode::backsolve(true),
         GradientMode::Direct,
         GradientMode::Forward,
     ] {
-        let (short, steps_short) = count(&mode, 2.0);
-        let (long, steps_long) = count(&mode, 20.0);
+        // Minimum over repetitions: the test harness's own threads may allocate meanwhile.
+        let is_budget = matches!(
+            mode,
+            GradientMode::Checkpointed {
+                checkpoints: adjoint::Checkpoints::Budget(_),
+                ..
+            }
+        );
+        let min3 = |h: f64| (0..3).map(|_| count(&mode, h)).min().unwrap();
+        let (short, steps_short) = min3(2.0);
+        let (long, steps_long) = min3(20.0);
         println!(
             "{}: {short} allocations for {steps_short} steps, {long} for {steps_long}",
             mode.name()
         );
         assert!(steps_long >= 5 * steps_short, "horizon did not add steps");
+        // Budgeted checkpoints recompute each segment with a new integrator: a bounded
+        // number of allocations per segment, and at most `budget + 1` segments per interval
+        // whatever the number of steps (which of them exist depends on the thinning phase).
+        let bound = if is_budget { short + short / 2 } else { short };
         assert!(
-            long <= short,
+            long <= bound,
             "{}: {long} allocations for {steps_long} steps vs {short} for {steps_short}",
             mode.name()
         );

@@ -75,7 +75,8 @@ fn input_validation() {
 #[test]
 fn unsupported_and_invalid_options() {
     let mut d = Linear::new(1);
-    let mut s = AdjointSolver::new(Method::Adams, Options::default());
+    let mut s =
+        AdjointSolver::new(Method::Adams, Options::default()).with_mode(GradientMode::Direct);
     let e = s.forward(&mut d, &[1.0], &[-1.0], &[0.0, 1.0]).unwrap_err();
     assert!(
         matches!(

@@ -30,6 +30,7 @@ fn modes() -> Vec<GradientMode<f64>> {
         GradientMode::backsolve(true),
         GradientMode::Direct,
         GradientMode::Forward,
+        GradientMode::ForwardJvp,
     ]
 }
 
@@ -137,6 +138,7 @@ fn linear_closed_form_f32_decreasing_times() {
             GradientMode::Backsolve { backward } => GradientMode::backsolve(backward.seminorm),
             GradientMode::Direct => GradientMode::Direct,
             GradientMode::Forward => GradientMode::Forward,
+            GradientMode::ForwardJvp => GradientMode::ForwardJvp,
         };
         let name = mode.name();
         let mut solver =

@@ -72,7 +72,7 @@ fn other_methods_agree() {
 fn report_prints() {
     let report = case(1, 6, 3, false, Method::Dopri5);
     println!("{report}");
-    assert_eq!(report.rows.len(), 7);
+    assert_eq!(report.rows.len(), 8);
 }
 
 /// Backsolve with and without the seminorm (Kidger, Chen & Lyons 2021): backward
@@ -110,4 +110,31 @@ fn seminorm_saves_backward_evaluations() {
         100.0 * median
     );
     assert!(median > 0.0, "no saving: {savings:?}");
+}
+
+/// Adams–Bashforth–Moulton forward solves: every mode but direct (which needs RK stages).
+#[test]
+fn adams_forward_agrees() {
+    use adjoint::GradientMode;
+    let mut mlp = Mlp::<f64>::new(&[2, 5, 5, 2], 2, true).unwrap();
+    let theta = mlp.init_params(4, 1.5);
+    let z0 = [0.3, -0.2, 0.5, 0.1];
+    let base = AdjointSolver::new(Method::Adams, Options::with_tol(1e-11, 1e-13));
+    let opts = AuditOptions {
+        modes: vec![
+            GradientMode::checkpointed(),
+            GradientMode::Checkpointed {
+                checkpoints: adjoint::Checkpoints::Budget(3),
+                backward: Default::default(),
+            },
+            GradientMode::backsolve(true),
+            GradientMode::Forward,
+            GradientMode::ForwardJvp,
+        ],
+        ..AuditOptions::default()
+    };
+    let report = audit(&mut mlp, &base, &z0, &theta, &[0.0, 0.6, 1.2], &opts).unwrap();
+    println!("{report}");
+    assert!(report.worst_vs_modes() < 1e-6, "{report}");
+    assert!(report.worst_vs_fd() < 1e-5, "{report}");
 }

@@ -75,6 +75,7 @@ fn solve_gradients_match_in_every_mode() {
         GradientMode::backsolve(true),
         GradientMode::Direct,
         GradientMode::Forward,
+        GradientMode::ForwardJvp,
     ] {
         let name = mode.name();
         let mut s1 = AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-9, 1e-9))
