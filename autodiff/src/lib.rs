@@ -105,6 +105,12 @@
 //! `backward_graph` returns [`Error::BackwardNotSupported`] naming the op, never a wrong
 //! answer.
 //!
+//! # Networks, optimizers and checkpoints
+//!
+//! Built on the tape: [`nn`] (Linear, Mlp with optional time input, Conv2d, GroupNorm,
+//! GruCell over one flat `ParamStore`), [`optim`] (Sgd, Adam/AdamW, schedules, resumable
+//! state), [`io`] (safetensors, atomic, bit-exact).
+//!
 //! # Speed
 //!
 //! The elementwise transcendentals (`tanh`, `exp`, `sigmoid`, `log`, `softplus`, `sin`,
@@ -113,7 +119,9 @@
 //! ops and of their VJPs are dispatched at run time to copies compiled for AVX-512 or
 //! AVX2+FMA (the crate itself stays baseline x86-64; no `RUSTFLAGS` needed). Outputs
 //! that an op overwrites entirely reuse the arena's stale values instead of zeroing
-//! them first (tested: a recording poisoned with NaN and inf changes nothing);
+//! them first, and in the reverse pass a node whose only use is an elementwise op, a
+//! bias add or a matrix product gets its gradient written (`=`) instead of zeroed and
+//! accumulated (tested: a recording poisoned with NaN and inf changes nothing);
 //! `vzeroupper` follows every faer call (the AVX→SSE transition penalty measured in
 //! CRATES.md). Figures from `cargo bench -p benches --bench autodiff` are in the API
 //! note (`notes/autodiff-api.md`); on this machine (AMD EPYC with AVX-512, one core) a

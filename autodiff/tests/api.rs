@@ -536,13 +536,16 @@ fn stale_arena_values_never_leak() {
     assert!(fresh.iter().all(|v| v.is_finite()));
     let mut tape = Tape::new();
     for _ in 0..2 {
-        // Poison: a long recording of NaN and inf values.
+        // Poison: a long recording of NaN and inf values and gradients.
         tape.reset();
-        let p = tape.constant(&[f64::NAN; 4096], &[64, 64]).unwrap();
+        tape.set_recording(true);
+        let p = tape.leaf(&[f64::NAN; 4096], &[64, 64]).unwrap();
         let q = tape.full(f64::INFINITY, &[64, 64]).unwrap();
+        let mut r = p;
         for _ in 0..8 {
-            let _ = (p.matmul(q) + p).tanh().exp();
+            r = (r.matmul(q) + p).tanh().exp();
         }
+        tape.backward(r, &[f64::NAN; 4096]).unwrap();
         let again = run(&mut tape);
         let same = fresh
             .iter()
@@ -601,4 +604,32 @@ fn jvp_through_conv_pool_norm() {
     });
     let rep = gradcheck(&hutch, &w, &[w.len()], &[1.0]).unwrap();
     assert!(rep.passes(default_gradcheck_tolerance::<f64>()), "{rep:?}");
+}
+
+/// Gradients of intermediate nodes: a node whose only use is an elementwise op gets its
+/// gradient written (not accumulated) into a range that was not zeroed; one used only
+/// after the output gets zeros. Both read correctly after a recording full of NaN.
+#[test]
+fn intermediate_gradients_after_poisoned_recording() {
+    let mut tape = Tape::<f64>::new();
+    tape.set_recording(true);
+    let p = tape.leaf(&[f64::NAN; 64], &[8, 8]).unwrap();
+    let y = p.tanh().matmul(p).sum();
+    tape.backward(y, &[f64::NAN]).unwrap();
+    tape.reset();
+    let x = tape.leaf(&[0.3, -0.7, 1.1], &[3]).unwrap();
+    let h = x.tanh(); // only use: the product below
+    let m = h.mul_scalar(2.0); // only use: the sum
+    let y = m.sum();
+    let after = x.exp(); // a use of x after y: x is not assigned
+    let late = after.sin(); // `after`'s only use comes after y: zeros
+    tape.backward(y, &[1.0]).unwrap();
+    assert_eq!(m.grad().unwrap(), vec![1.0; 3]);
+    assert_eq!(h.grad().unwrap(), vec![2.0; 3]);
+    let gx = x.grad().unwrap();
+    for (g, v) in gx.iter().zip([0.3f64, -0.7, 1.1]) {
+        assert!((g - 2.0 * (1.0 - v.tanh().powi(2))).abs() < 1e-15);
+    }
+    assert_eq!(after.grad().unwrap(), vec![0.0; 3]);
+    assert_eq!(late.grad().unwrap(), vec![0.0; 3]);
 }
