@@ -35,10 +35,10 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = Features::Cubic)]
     pub features: Features,
     /// Width of the hidden layers.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 64)]
     pub hidden: usize,
     /// Number of hidden layers.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 2)]
     pub layers: usize,
     /// The ODE solver.
     #[arg(long, value_parser = method_parser(), default_value = "dopri5")]
@@ -54,7 +54,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = GradientModeArg::Checkpointed)]
     pub gradient: GradientModeArg,
     /// Training iterations.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 10_000)]
     pub iters: usize,
     /// Windows per iteration.
     #[arg(long, default_value_t = 16)]
