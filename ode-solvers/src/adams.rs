@@ -24,7 +24,7 @@ use crate::error::SolveError;
 use crate::options::{ErrorNorm, Options, Stats};
 use crate::real::{Real, c};
 use crate::rk::{first_non_finite, hinit};
-use crate::stepper::{StepInfo, Stepper};
+use crate::stepper::{StepInfo, Stepper, next_attempt};
 use crate::system::OdeSystem;
 
 const GL_X: [f64; 7] = [
@@ -302,31 +302,15 @@ impl<T: Real> Stepper<T> for AdamsStepper<T> {
             });
         }
         loop {
-            if self.attempts >= self.max_steps {
-                return Err(SolveError::TooManySteps {
-                    t: self.t.to_f64_lossy(),
-                    max_steps: self.max_steps,
-                });
-            }
-            let mut h = self.h;
-            if !(c::<T>(0.1) * h.abs() > self.t.abs() * T::epsilon()) {
-                return Err(SolveError::StepSizeUnderflow {
-                    t: self.t.to_f64_lossy(),
-                    h: h.to_f64_lossy(),
-                });
-            }
-            let mut last = false;
-            if (self.t + c::<T>(1.01) * h - self.t_end) * self.dir > T::zero() {
-                h = self.t_end - self.t;
-                last = true;
-            }
-            if h.abs() < self.min_step && !last {
-                return Err(SolveError::StepSizeUnderflow {
-                    t: self.t.to_f64_lossy(),
-                    h: h.to_f64_lossy(),
-                });
-            }
-            self.attempts += 1;
+            let (h, last) = next_attempt(
+                self.t,
+                self.h,
+                self.t_end,
+                self.dir,
+                self.min_step,
+                &mut self.attempts,
+                self.max_steps,
+            )?;
             let k = self.order.min(self.len);
             // Nodes relative to t_n in units of h: u_i = (t_{n-i} - t_n) / h.
             for i in 0..k {

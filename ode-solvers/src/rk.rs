@@ -6,7 +6,7 @@ use crate::dense::DenseStep;
 use crate::error::SolveError;
 use crate::options::{ErrorNorm, Options, PiController, Stats};
 use crate::real::{Real, c};
-use crate::stepper::{StepInfo, Stepper};
+use crate::stepper::{StepInfo, Stepper, next_attempt};
 use crate::system::OdeSystem;
 use crate::tableau::{DenseKind, Tableau};
 
@@ -755,31 +755,15 @@ impl<T: Real> Stepper<T> for RkStepper<T> {
             ..
         } = self.ctrl;
         loop {
-            if self.attempts >= self.max_steps {
-                return Err(SolveError::TooManySteps {
-                    t: self.t.to_f64_lossy(),
-                    max_steps: self.max_steps,
-                });
-            }
-            let mut h = self.h;
-            if !(c::<T>(0.1) * h.abs() > self.t.abs() * T::epsilon()) {
-                return Err(SolveError::StepSizeUnderflow {
-                    t: self.t.to_f64_lossy(),
-                    h: h.to_f64_lossy(),
-                });
-            }
-            let mut last = false;
-            if (self.t + c::<T>(1.01) * h - self.t_end) * self.dir > T::zero() {
-                h = self.t_end - self.t;
-                last = true;
-            }
-            if h.abs() < self.min_step && !last {
-                return Err(SolveError::StepSizeUnderflow {
-                    t: self.t.to_f64_lossy(),
-                    h: h.to_f64_lossy(),
-                });
-            }
-            self.attempts += 1;
+            let (h, last) = next_attempt(
+                self.t,
+                self.h,
+                self.t_end,
+                self.dir,
+                self.min_step,
+                &mut self.attempts,
+                self.max_steps,
+            )?;
             let err = self.attempt(sys, h, true)?;
             // Hairer's controller, FAC11 = ERR**EXPO1, FAC = FAC11/FACOLD**BETA,
             // H_NEW = H / clamp(FAC/SAFE, 1/FAC2, 1/FAC1), computed as its reciprocal

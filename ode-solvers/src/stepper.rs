@@ -3,7 +3,7 @@
 use crate::dense::DenseStep;
 use crate::error::SolveError;
 use crate::options::Stats;
-use crate::real::Real;
+use crate::real::{Real, c};
 use crate::system::OdeSystem;
 
 /// What one accepted step did.
@@ -68,4 +68,43 @@ pub trait Stepper<T: Real> {
         }
         self.dense_output(sys)?.eval_checked(t, out)
     }
+}
+
+/// Hairer's guards before an error-controlled step attempt, shared by the Runge–Kutta and
+/// Adams steppers: the attempt budget, step-size underflow, and the step stretched onto
+/// `t_end` when it would end within 1 % of it. Counts the attempt and returns the step
+/// to try and whether it is the last one.
+#[inline(always)]
+pub(crate) fn next_attempt<T: Real>(
+    t: T,
+    h: T,
+    t_end: T,
+    dir: T,
+    min_step: T,
+    attempts: &mut usize,
+    max_steps: usize,
+) -> Result<(T, bool), SolveError> {
+    if *attempts >= max_steps {
+        return Err(SolveError::TooManySteps {
+            t: t.to_f64_lossy(),
+            max_steps,
+        });
+    }
+    let underflow = |h: T| SolveError::StepSizeUnderflow {
+        t: t.to_f64_lossy(),
+        h: h.to_f64_lossy(),
+    };
+    if !(c::<T>(0.1) * h.abs() > t.abs() * T::epsilon()) {
+        return Err(underflow(h));
+    }
+    let (h, last) = if (t + c::<T>(1.01) * h - t_end) * dir > T::zero() {
+        (t_end - t, true)
+    } else {
+        (h, false)
+    };
+    if h.abs() < min_step && !last {
+        return Err(underflow(h));
+    }
+    *attempts += 1;
+    Ok((h, last))
 }
