@@ -10,25 +10,18 @@ use crate::error::ModelsError;
 /// Writes `bytes` to `path` atomically: a temporary sibling file is written and
 /// synced, then renamed over `path`. Creates the parent directory if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelsError> {
-    let io = |source| ModelsError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = temporary_sibling(path);
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        // Best effort: the temporary file is ours and useless after a failure.
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    write_atomic_with(
+        path,
+        |tmp| {
+            let mut file = fs::File::create(tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()
+        },
+        |source| ModelsError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    )
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically to `path`.
@@ -67,10 +60,14 @@ pub fn write_atomic_with<E>(
     }
     let tmp = temporary_sibling(path);
     if let Err(e) = write(&tmp) {
+        // Best effort: the temporary file is ours and useless after a failure.
         let _ = fs::remove_file(&tmp);
         return Err(describe(e));
     }
-    fs::rename(&tmp, path).map_err(io)
+    fs::rename(&tmp, path).map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        io(source)
+    })
 }
 
 #[cfg(test)]

@@ -175,8 +175,21 @@ fn setup(args: &SolveArgs) -> Result<Setup, ModelsError> {
         ProblemArg::Pleiades => boxed(Box::new(Pleiades), (0..7).map(|i| (i, i + 7)).collect()),
         ProblemArg::Linear => {
             let (a, n) = parse_matrix(&args.matrix)?;
-            let mut y0 = vec![0.0; n];
-            y0[0] = 2.0;
+            // The system carries the user's y0, so its exact solution is the one wanted.
+            let y0 = match &args.y0 {
+                Some(text) => parse_list("y0", text)?,
+                None => {
+                    let mut y0 = vec![0.0; n];
+                    y0[0] = 2.0;
+                    y0
+                }
+            };
+            if y0.len() != n {
+                return Err(ModelsError::InvalidArgument {
+                    name: "y0",
+                    reason: format!("the matrix has {n} rows, --y0 gives {}", y0.len()),
+                });
+            }
             let pairs = if n >= 2 { vec![(0, 1)] } else { vec![] };
             boxed(Box::new(LinearSystem { a, y0, t_end: 25.0 }), pairs)
         }
@@ -204,20 +217,10 @@ fn setup(args: &SolveArgs) -> Result<Setup, ModelsError> {
             ),
         });
     }
-    let exact_end = match (args.problem, &problem) {
-        (ProblemArg::Linear, _) => {
-            let (a, _) = parse_matrix(&args.matrix)?;
-            Some(
-                LinearSystem {
-                    a,
-                    y0: y0.clone(),
-                    t_end,
-                }
-                .exact_f64(t_end),
-            )
-        }
-        (_, p) if y0 == default_y0 => p.exact(t_end),
-        _ => None,
+    let exact_end = if y0 == default_y0 {
+        problem.exact(t_end)
+    } else {
+        None
     };
     Ok(Setup {
         problem,
