@@ -196,7 +196,13 @@ impl NeuralOde {
     /// A trainer taking Adam steps with peak rate `lr`, cosine-decayed to 1% of it over
     /// `iters` steps, splitting each batch over `threads` worker threads (the split, and
     /// so every number, depends on `threads`, not on the machine).
-    pub fn trainer(&self, lr: f64, iters: usize, threads: usize) -> Result<Trainer, ModelsError> {
+    pub fn trainer(
+        &self,
+        settings: &SolverSettings,
+        lr: f64,
+        iters: usize,
+        threads: usize,
+    ) -> Result<Trainer, ModelsError> {
         if threads == 0 {
             return Err(ModelsError::InvalidArgument {
                 name: "threads",
@@ -207,7 +213,9 @@ impl NeuralOde {
         Ok(Trainer {
             optimizer: Scheduled::new(Adam::with_lr(lr)?, schedule),
             grad: vec![0.0; self.n_params()],
-            workers: (0..threads).map(|_| Worker::new(self.n_params())).collect(),
+            workers: (0..threads)
+                .map(|_| Worker::new(settings.solver(), self.n_params()))
+                .collect(),
         })
     }
 }
@@ -229,9 +237,10 @@ impl std::fmt::Debug for Trainer {
     }
 }
 
-/// One thread's share of a training step: its own dynamics (tape), buffers, gradient
-/// and counters, reused across steps.
+/// One thread's share of a training step: its own solver, dynamics (tape), buffers,
+/// gradient and counters, reused across steps.
 struct Worker {
+    solver: AdjointSolver<f64>,
     /// Dynamics for the last batch size used (kept so the tape is reused).
     dynamics: Option<(usize, ModelDynamics)>,
     z0: Vec<f64>,
@@ -250,12 +259,12 @@ struct StepInput<'a> {
     window: usize,
     /// `1 / (windows × samples × dim)`: the mean over the whole batch.
     scale: f64,
-    settings: &'a SolverSettings,
 }
 
 impl Worker {
-    fn new(n_params: usize) -> Self {
+    fn new(solver: AdjointSolver<f64>, n_params: usize) -> Self {
         Worker {
+            solver,
             dynamics: None,
             z0: Vec::new(),
             rel_ts: Vec::new(),
@@ -274,7 +283,6 @@ impl Worker {
         self.loss = 0.0;
         let (data, window, scale) = (input.data, input.window, input.scale);
         let dim = input.model.dim();
-        let mut solver = input.settings.solver();
         for group in groups {
             let b = group.len();
             self.z0.clear();
@@ -291,7 +299,7 @@ impl Worker {
             let Some((_, f)) = &mut self.dynamics else {
                 unreachable!("set just above")
             };
-            let (loss, g) = solver.value_and_grad(
+            let (loss, g) = self.solver.value_and_grad(
                 f,
                 &self.z0,
                 input.model.params(),
@@ -316,7 +324,7 @@ impl Worker {
             for (acc, gi) in self.grad.iter_mut().zip(&g.theta) {
                 *acc += gi;
             }
-            let stats = solver.stats();
+            let stats = self.solver.stats();
             self.nfe_forward += stats.forward.nfe;
             self.nfe_backward += stats.backward_nfe;
             self.products_backward += stats.backward_vjp + stats.jvp;
@@ -358,7 +366,6 @@ impl Trainer {
         data: &Trajectory,
         starts: &[usize],
         window: usize,
-        settings: &SolverSettings,
     ) -> Result<f64, ModelsError> {
         if let Some(&s) = starts.iter().find(|&&s| s + window > data.len()) {
             return Err(ModelsError::InvalidArgument {
@@ -382,7 +389,6 @@ impl Trainer {
             data,
             window,
             scale: 1.0 / (starts.len() * window * model.dim()) as f64,
-            settings,
         };
         let results: Vec<Result<(), ModelsError>> = std::thread::scope(|scope| {
             let input = &input;

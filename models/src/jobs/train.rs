@@ -185,7 +185,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
         model.load(path)?;
     }
     let mut rng = StdRng::seed_from_u64(args.seed ^ 0x5EED_0FDA_7A00);
-    let mut trainer = model.trainer(args.lr, args.iters, args.threads)?;
+    let mut trainer = model.trainer(&solver, args.lr, args.iters, args.threads)?;
 
     let progress = if args.quiet {
         ProgressBar::hidden()
@@ -208,7 +208,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
         for s in &mut starts {
             *s = rng.random_range(0..=data.len() - args.window);
         }
-        let loss = trainer.step(&mut model, &data, &starts, args.window, &solver)?;
+        let loss = trainer.step(&mut model, &data, &starts, args.window)?;
         let evaluated = it % args.eval_every == 0 || it == args.iters;
         if evaluated {
             mae = model.trajectory_mae(&data, &solver)?;
