@@ -177,6 +177,10 @@ fn train_fits_the_spiral_and_resumes() {
     }
     let params = std::fs::read(dir.join("params.safetensors")).unwrap();
     assert!(params.len() > 8 * 252);
+    // The learned trajectory at the data's times, starting from the data's first state.
+    let pred = models::data::Trajectory::read_csv(&dir.join("prediction.csv")).unwrap();
+    assert_eq!((pred.len(), pred.dim()), (1000, 2));
+    assert_eq!(pred.y(0), &[2.0, 0.0]);
 
     // Same seed, same numbers.
     let again = out_dir("train_again");

@@ -306,6 +306,7 @@ fn plots(
 ) -> Result<(), ModelsError> {
     let dir = &args.out;
     let learned = model.predict(data, solver)?;
+    learned.write_csv(&dir.join("prediction.csv"))?;
     let mut fig = Figure::new("Learned vs true trajectory", "t", "state");
     for i in 0..data.dim().min(4) {
         fig = fig
