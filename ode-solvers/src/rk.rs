@@ -736,10 +736,18 @@ impl<T: Real> RkStepper<T> {
         }
         let s = self.s;
         let n = self.n;
-        if !self.tab.fsal {
-            sys.rhs(t_new, &self.y_new, &mut self.fnew);
+        // Keep the old first stage for dense output; the new one is f(t_new, y_new),
+        // evaluated in place for non-FSAL methods (the FSAL stage stays in its slot too,
+        // so every old stage remains readable).
+        self.f_prev.copy_from_slice(&self.k[..n]);
+        if self.tab.fsal {
+            self.k.copy_within((s - 1) * n..s * n, 0);
+        } else {
+            sys.rhs(t_new, &self.y_new, &mut self.k[..n]);
             self.stats.nfe += 1;
-            if let Some(i) = first_non_finite(&self.fnew) {
+            if let Some(i) = first_non_finite(&self.k[..n]) {
+                // The step is not taken: stage 0 is f(t, y) again.
+                self.k[..n].copy_from_slice(&self.f_prev);
                 return Err(SolveError::NonFiniteDerivative {
                     t: t_new.to_f64_lossy(),
                     index: i,
@@ -748,14 +756,6 @@ impl<T: Real> RkStepper<T> {
         }
         core::mem::swap(&mut self.y_prev, &mut self.y);
         core::mem::swap(&mut self.y, &mut self.y_new);
-        // Keep the old first stage for dense output; the new one is f(t_new, y_new)
-        // (the FSAL stage stays in its slot too, so every old stage remains readable).
-        self.f_prev.copy_from_slice(&self.k[..n]);
-        if self.tab.fsal {
-            self.k.copy_within((s - 1) * n..s * n, 0);
-        } else {
-            self.k[..n].copy_from_slice(&self.fnew);
-        }
         self.t_prev = self.t;
         self.t = t_new;
         self.h_last = h;
