@@ -90,10 +90,22 @@ pub(crate) fn hinit<T: Real, S: OdeSystem<T> + ?Sized>(
 
 /// Sparse weight rows `(index, w)` (non-zeros only) stored back to back in one buffer, so a
 /// solve's set-up allocates twice for all of a tableau's rows instead of once per row.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct SparseRows<T> {
     coef: Vec<(usize, T)>,
     start: Vec<usize>,
+}
+
+/// Keeps the reserved capacity, so that a clone pushes the dense-output rows without
+/// allocating either.
+impl<T: Copy> Clone for SparseRows<T> {
+    fn clone(&self) -> Self {
+        let mut coef = Vec::with_capacity(self.coef.capacity());
+        coef.extend_from_slice(&self.coef);
+        let mut start = Vec::with_capacity(self.start.capacity());
+        start.extend_from_slice(&self.start);
+        SparseRows { coef, start }
+    }
 }
 
 impl<T: Real> SparseRows<T> {
@@ -115,6 +127,11 @@ impl<T: Real> SparseRows<T> {
                 .map(|(j, &x)| (j * scale, c::<T>(x))),
         );
         self.start.push(self.coef.len());
+    }
+
+    /// Rows pushed so far.
+    fn rows(&self) -> usize {
+        self.start.len() - 1
     }
 
     #[inline(always)]
@@ -234,6 +251,117 @@ fn combine_any<T: Real>(out: &mut [T], base: &[T], h: T, row: &[(usize, T)], k: 
     }
 }
 
+/// The state-length vectors of a step in one allocation (a solve's set-up allocates once for
+/// all eight): `y`, `y_prev`, `y_new` (rotated on acceptance, not copied), `ytmp` (stage
+/// arguments), `f_prev` (the last step's first stage), `fnew` (scratch), `rtol`, `atol`.
+#[derive(Debug, Clone)]
+struct Work<T> {
+    buf: Vec<T>,
+    n: usize,
+    /// Slots of `y`, `y_prev`, `y_new`.
+    rot: [usize; 3],
+}
+
+/// [`Work`]'s vectors as disjoint slices.
+struct Parts<'a, T> {
+    y: &'a mut [T],
+    y_prev: &'a mut [T],
+    y_new: &'a mut [T],
+    ytmp: &'a mut [T],
+    f_prev: &'a mut [T],
+    fnew: &'a mut [T],
+    rtol: &'a [T],
+    atol: &'a [T],
+}
+
+impl<T: Real> Work<T> {
+    fn new(y0: &[T], rtol: impl Iterator<Item = T>, atol: impl Iterator<Item = T>) -> Self {
+        let n = y0.len();
+        let mut buf = Vec::with_capacity(8 * n);
+        buf.extend_from_slice(y0);
+        buf.extend_from_slice(y0);
+        buf.resize(6 * n, T::zero());
+        buf.extend(rtol);
+        buf.extend(atol);
+        Work {
+            buf,
+            n,
+            rot: [0, 1, 2],
+        }
+    }
+
+    #[inline(always)]
+    fn slot(&self, i: usize) -> &[T] {
+        &self.buf[i * self.n..(i + 1) * self.n]
+    }
+
+    #[inline(always)]
+    fn y(&self) -> &[T] {
+        self.slot(self.rot[0])
+    }
+
+    #[inline(always)]
+    fn y_prev(&self) -> &[T] {
+        self.slot(self.rot[1])
+    }
+
+    #[inline(always)]
+    fn y_new(&self) -> &[T] {
+        self.slot(self.rot[2])
+    }
+
+    #[inline(always)]
+    fn parts(&mut self) -> Parts<'_, T> {
+        let mut chunks = self.buf.chunks_exact_mut(self.n.max(1));
+        let [a, b, c, ytmp, f_prev, fnew, rtol, atol]: [&mut [T]; 8] =
+            core::array::from_fn(|_| chunks.next().unwrap_or_default());
+        let mut rot = [Some(a), Some(b), Some(c)];
+        let mut take = |i: usize| rot[i].take().unwrap_or_default();
+        Parts {
+            y: take(self.rot[0]),
+            y_prev: take(self.rot[1]),
+            y_new: take(self.rot[2]),
+            ytmp,
+            f_prev,
+            fnew,
+            rtol,
+            atol,
+        }
+    }
+
+    /// After an accepted step: `y_prev ← y`, `y ← y_new` (the old `y_prev` becomes scratch).
+    #[inline(always)]
+    fn rotate(&mut self) {
+        let [y, y_prev, y_new] = self.rot;
+        self.rot = [y_new, y, y_prev];
+    }
+}
+
+/// Stores `y_1[m]` and adds component `m`'s squared scaled errors `e`, `e2` to `acc` (or
+/// takes their maxima for the max norm).
+#[inline(always)]
+fn fused_norm_term<T: Real>(
+    p: &mut Parts<'_, T>,
+    max: bool,
+    m: usize,
+    y1: T,
+    e: T,
+    e2: T,
+    acc: &mut (T, T),
+) {
+    p.y_new[m] = y1;
+    let sk = p.atol[m] + p.rtol[m] * p.y[m].abs().max(y1.abs());
+    let r = e / sk;
+    let q = e2 / sk;
+    if max {
+        acc.0 = acc.0.max(r * r);
+        acc.1 = acc.1.max(q * q);
+    } else {
+        acc.0 += r * r;
+        acc.1 += q * q;
+    }
+}
+
 /// An explicit Runge–Kutta integrator for any [`Tableau`], holding its whole workspace.
 ///
 /// All buffers (stages, states, tolerances, dense-output coefficients) are allocated in
@@ -269,14 +397,7 @@ pub struct RkStepper<T: Real> {
     /// Flat stage buffer: stage `j` is `k[j n .. (j + 1) n]` (+3 extra stages for DOP853).
     /// Stage 0 holds `f(t, y)` between steps.
     k: Vec<T>,
-    y: Vec<T>,
-    y_prev: Vec<T>,
-    y_new: Vec<T>,
-    ytmp: Vec<T>,
-    f_prev: Vec<T>,
-    fnew: Vec<T>,
-    rtol: Vec<T>,
-    atol: Vec<T>,
+    v: Work<T>,
     err_range: Range<usize>,
     norm: ErrorNorm,
     ctrl: PiController<T>,
@@ -360,10 +481,9 @@ impl<T: Real> RkStepper<T> {
         for r in tab.a.iter().chain(&vec_rows) {
             w.push(r, n);
         }
-        for r in dense_d.iter().chain(extra_a) {
-            w.push(r, 1);
-        }
-        let z = || vec![T::zero(); n];
+        // The dense-output rows are pushed by the first `compute_dense` (capacity is
+        // reserved here, so that does not allocate): solves that never interpolate skip half
+        // of DOP853's set-up.
         let dir = if t_end >= t0 { T::one() } else { -T::one() };
         let span = (t_end - t0).abs();
         let max_step = opts.max_step.unwrap_or(if span > T::zero() {
@@ -371,16 +491,18 @@ impl<T: Real> RkStepper<T> {
         } else {
             T::max_value()
         });
-        let fused: Vec<(usize, T, T, T)> = match (tab.fsal, tab.b_err) {
-            (false, Some(e)) => (0..s)
-                .map(|j| {
-                    let e2 = tab.b_err2.map_or(0.0, |w| w[j]);
-                    (j * n, c(tab.b[j]), c(e[j]), c(e2))
-                })
-                .filter(|&(_, b, e, e2)| b != T::zero() || e != T::zero() || e2 != T::zero())
-                .collect(),
-            _ => Vec::new(),
-        };
+        let mut fused = Vec::new();
+        if let (false, Some(e)) = (tab.fsal, tab.b_err) {
+            fused.reserve_exact(s);
+            fused.extend(
+                (0..s)
+                    .map(|j| {
+                        let e2 = tab.b_err2.map_or(0.0, |w| w[j]);
+                        (j * n, c(tab.b[j]), c(e[j]), c(e2))
+                    })
+                    .filter(|&(_, b, e, e2)| b != T::zero() || e != T::zero() || e2 != T::zero()),
+            );
+        }
         let mut st = RkStepper {
             tab,
             n,
@@ -394,14 +516,11 @@ impl<T: Real> RkStepper<T> {
             fused,
             extra_c,
             k: vec![T::zero(); (s + n_extra) * n],
-            y: y0.to_vec(),
-            y_prev: y0.to_vec(),
-            y_new: z(),
-            ytmp: z(),
-            f_prev: z(),
-            fnew: z(),
-            rtol: (0..n).map(|i| opts.rtol.get(i)).collect(),
-            atol: (0..n).map(|i| opts.atol.get(i)).collect(),
+            v: Work::new(
+                y0,
+                (0..n).map(|i| opts.rtol.get(i)),
+                (0..n).map(|i| opts.atol.get(i)),
+            ),
             err_range: opts.error_range(n),
             norm: opts.norm,
             ctrl,
@@ -425,7 +544,7 @@ impl<T: Real> RkStepper<T> {
             dense_valid: false,
             has_step: false,
         };
-        sys.rhs(t0, &st.y, &mut st.k[..n]);
+        sys.rhs(t0, st.v.y(), &mut st.k[..n]);
         st.stats.nfe += 1;
         if let Some(i) = first_non_finite(&st.k[..n]) {
             return Err(SolveError::NonFiniteDerivative {
@@ -463,7 +582,7 @@ impl<T: Real> RkStepper<T> {
 
     /// State at the start of the last accepted step.
     pub fn y_prev(&self) -> &[T] {
-        &self.y_prev
+        self.v.y_prev()
     }
 
     /// `f(t, y)` at the current point (the first stage of the next step).
@@ -472,19 +591,20 @@ impl<T: Real> RkStepper<T> {
     }
 
     fn hinit<S: OdeSystem<T> + ?Sized>(&mut self, sys: &mut S) -> T {
+        let p = self.v.parts();
         hinit(
             sys,
             self.t,
-            &self.y,
+            p.y,
             &self.k[..self.n],
             self.dir,
             self.max_step,
-            &self.rtol,
-            &self.atol,
+            p.rtol,
+            p.atol,
             self.err_range.clone(),
             self.tab.order,
-            &mut self.ytmp,
-            &mut self.fnew,
+            p.ytmp,
+            p.fnew,
             &mut self.stats,
         )
     }
@@ -499,14 +619,15 @@ impl<T: Real> RkStepper<T> {
         let s = self.s;
         let n = self.n;
         let fsal = self.tab.fsal;
+        let p = self.v.parts();
         for i in 1..s {
             let (done, rest) = self.k.split_at_mut(i * n);
             let target = if fsal && i == s - 1 {
-                &mut self.y_new
+                &mut *p.y_new
             } else {
-                &mut self.ytmp
+                &mut *p.ytmp
             };
-            combine(target, &self.y, h, self.w.row(i), done);
+            combine(target, p.y, h, self.w.row(i), done);
             sys.rhs(self.t + self.cs[i] * h, target, &mut rest[..n]);
         }
         self.stats.nfe += s - 1;
@@ -526,7 +647,8 @@ impl<T: Real> RkStepper<T> {
             };
         }
         if !fsal {
-            combine(&mut self.y_new, &self.y, h, self.w.row(s), &self.k);
+            let p = self.v.parts();
+            combine(p.y_new, p.y, h, self.w.row(s), &self.k);
         }
         if !with_err {
             return Ok(T::zero());
@@ -578,11 +700,13 @@ impl<T: Real> RkStepper<T> {
                 e2[m] += we2 * x;
             }
         }
+        let max = self.norm == ErrorNorm::Max;
+        let mut p = self.v.parts();
         let mut y1 = [T::zero(); N];
         let (off, wb, ..) = newer[0];
         let hwb = h * wb;
         for m in 0..N {
-            y1[m] = (self.y[m] + inc[m]) + hwb * self.k[off + m];
+            y1[m] = (p.y[m] + inc[m]) + hwb * self.k[off + m];
         }
         for &(off, _, we, we2) in newer {
             let kj = &self.k[off..off + N];
@@ -594,7 +718,7 @@ impl<T: Real> RkStepper<T> {
         }
         let mut acc = (T::zero(), T::zero());
         for m in 0..N {
-            self.fused_norm_term(m, y1[m], e[m], e2[m], &mut acc);
+            fused_norm_term(&mut p, max, m, y1[m], e[m], e2[m], &mut acc);
         }
         self.finish_norm(h, acc.0, acc.1)
     }
@@ -602,6 +726,8 @@ impl<T: Real> RkStepper<T> {
     /// [`Self::solution_and_error_norm`] for any length, component by component.
     fn fused_sums_any(&mut self, h: T) -> T {
         let mut acc = (T::zero(), T::zero());
+        let max = self.norm == ErrorNorm::Max;
+        let mut p = self.v.parts();
         for m in 0..self.n {
             let (older, newer) = self.fused.split_at(self.fused_b_last);
             let mut inc = T::zero();
@@ -614,32 +740,15 @@ impl<T: Real> RkStepper<T> {
                 e2 += we2 * x;
             }
             let (off, wb, ..) = newer[0];
-            let y1 = (self.y[m] + inc) + (h * wb) * self.k[off + m];
+            let y1 = (p.y[m] + inc) + (h * wb) * self.k[off + m];
             for &(off, _, we, we2) in newer {
                 let x = self.k[off + m];
                 e += we * x;
                 e2 += we2 * x;
             }
-            self.fused_norm_term(m, y1, e, e2, &mut acc);
+            fused_norm_term(&mut p, max, m, y1, e, e2, &mut acc);
         }
         self.finish_norm(h, acc.0, acc.1)
-    }
-
-    /// Stores `y_1[m]` and adds component `m`'s squared scaled errors `e`, `e2` to `acc` (or
-    /// takes their maxima for the max norm).
-    #[inline(always)]
-    fn fused_norm_term(&mut self, m: usize, y1: T, e: T, e2: T, acc: &mut (T, T)) {
-        self.y_new[m] = y1;
-        let sk = self.atol[m] + self.rtol[m] * self.y[m].abs().max(y1.abs());
-        let r = e / sk;
-        let q = e2 / sk;
-        if self.norm == ErrorNorm::Max {
-            acc.0 = acc.0.max(r * r);
-            acc.1 = acc.1.max(q * q);
-        } else {
-            acc.0 += r * r;
-            acc.1 += q * q;
-        }
     }
 
     /// The error norm from the sums (or maxima) of the squared scaled errors: Hairer's
@@ -676,8 +785,9 @@ impl<T: Real> RkStepper<T> {
         let e_row = self.w.row(self.s + 1);
         let e2_row = self.w.row(self.s + 2);
         let max = self.norm == ErrorNorm::Max;
+        let p = self.v.parts();
         for m in self.err_range.clone() {
-            let sk = self.atol[m] + self.rtol[m] * self.y[m].abs().max(self.y_new[m].abs());
+            let sk = p.atol[m] + p.rtol[m] * p.y[m].abs().max(p.y_new[m].abs());
             let mut e = T::zero();
             for &(off, w) in e_row {
                 e += w * self.k[off + m];
@@ -716,7 +826,7 @@ impl<T: Real> RkStepper<T> {
                 });
             }
         }
-        first_non_finite(&self.y_new).map(|i| SolveError::NonFiniteState {
+        first_non_finite(self.v.y_new()).map(|i| SolveError::NonFiniteState {
             t: (self.t + h).to_f64_lossy(),
             index: i,
         })
@@ -728,7 +838,7 @@ impl<T: Real> RkStepper<T> {
         h: T,
         t_new: T,
     ) -> Result<StepInfo<T>, SolveError> {
-        if first_non_finite(&self.y_new).is_some() {
+        if first_non_finite(self.v.y_new()).is_some() {
             return Err(self.diagnose(h).unwrap_or(SolveError::NonFiniteState {
                 t: t_new.to_f64_lossy(),
                 index: 0,
@@ -739,23 +849,23 @@ impl<T: Real> RkStepper<T> {
         // Keep the old first stage for dense output; the new one is f(t_new, y_new),
         // evaluated in place for non-FSAL methods (the FSAL stage stays in its slot too,
         // so every old stage remains readable).
-        self.f_prev.copy_from_slice(&self.k[..n]);
+        let p = self.v.parts();
+        p.f_prev.copy_from_slice(&self.k[..n]);
         if self.tab.fsal {
             self.k.copy_within((s - 1) * n..s * n, 0);
         } else {
-            sys.rhs(t_new, &self.y_new, &mut self.k[..n]);
+            sys.rhs(t_new, p.y_new, &mut self.k[..n]);
             self.stats.nfe += 1;
             if let Some(i) = first_non_finite(&self.k[..n]) {
                 // The step is not taken: stage 0 is f(t, y) again.
-                self.k[..n].copy_from_slice(&self.f_prev);
+                self.k[..n].copy_from_slice(p.f_prev);
                 return Err(SolveError::NonFiniteDerivative {
                     t: t_new.to_f64_lossy(),
                     index: i,
                 });
             }
         }
-        core::mem::swap(&mut self.y_prev, &mut self.y);
-        core::mem::swap(&mut self.y, &mut self.y_new);
+        self.v.rotate();
         self.t_prev = self.t;
         self.t = t_new;
         self.h_last = h;
@@ -808,6 +918,16 @@ impl<T: Real> RkStepper<T> {
     fn compute_dense<S: OdeSystem<T> + ?Sized>(&mut self, sys: &mut S) {
         let n = self.n;
         let s = self.s;
+        if self.w.rows() == s + 3 {
+            let (d, a): (&[&[f64]], &[&[f64]]) = match &self.tab.dense {
+                DenseKind::Hermite => (&[], &[]),
+                DenseKind::Dopri5 { d } => (core::slice::from_ref(d), &[]),
+                DenseKind::Dop853(dd) => (&dd.d, &dd.a),
+            };
+            for r in d.iter().chain(a) {
+                self.w.push(r, 1);
+            }
+        }
         let h = self.h_last;
         let t0 = self.t_prev;
         // Slot in `k` of stage `j >= 1` of the last step after `accept` (stage 0 is in
@@ -823,33 +943,26 @@ impl<T: Real> RkStepper<T> {
             };
             sl * n..(sl + 1) * n
         };
+        let p = self.v.parts();
         // DOP853's three extra stages.
         for e in 0..self.nx {
             let (lo, hi) = self.k.split_at_mut((s + e) * n);
-            self.ytmp.copy_from_slice(&self.y_prev);
+            p.ytmp.copy_from_slice(p.y_prev);
             for &(j, a) in self.w.row(s + 3 + self.nd + e) {
-                let src = if j == 0 {
-                    &self.f_prev[..]
-                } else {
-                    &lo[slot(j)]
-                };
-                axpy(h * a, src, &mut self.ytmp);
+                let src = if j == 0 { &*p.f_prev } else { &lo[slot(j)] };
+                axpy(h * a, src, p.ytmp);
             }
-            sys.rhs(t0 + self.extra_c[e] * h, &self.ytmp, &mut hi[..n]);
+            sys.rhs(t0 + self.extra_c[e] * h, p.ytmp, &mut hi[..n]);
             self.stats.nfe += 1;
         }
         self.dense
-            .set_hermite(t0, h, &self.y_prev, &self.y, &self.f_prev, &self.k[..n]);
+            .set_hermite(t0, h, p.y_prev, p.y, p.f_prev, &self.k[..n]);
         for r in 0..self.nd {
             let row = self.w.row(s + 3 + r);
             let out = &mut self.dense.coeffs[(4 + r) * n..(5 + r) * n];
             out.fill(T::zero());
             for &(j, d) in row {
-                let src = if j == 0 {
-                    &self.f_prev[..]
-                } else {
-                    &self.k[slot(j)]
-                };
+                let src = if j == 0 { &*p.f_prev } else { &self.k[slot(j)] };
                 axpy(h * d, src, out);
             }
         }
@@ -864,7 +977,7 @@ impl<T: Real> Stepper<T> for RkStepper<T> {
     }
 
     fn y(&self) -> &[T] {
-        &self.y
+        self.v.y()
     }
 
     fn t_end(&self) -> T {
