@@ -120,12 +120,11 @@ impl<T: Real> SparseRows<T> {
 
     /// Appends the non-zeros of `w` as `(j * scale, w_j)`.
     fn push(&mut self, w: &[f64], scale: usize) {
-        self.coef.extend(
-            w.iter()
-                .enumerate()
-                .filter(|(_, x)| **x != 0.0)
-                .map(|(j, &x)| (j * scale, c::<T>(x))),
-        );
+        for (j, &x) in w.iter().enumerate() {
+            if x != 0.0 {
+                self.coef.push((j * scale, c::<T>(x)));
+            }
+        }
         self.start.push(self.coef.len());
     }
 
@@ -494,14 +493,12 @@ impl<T: Real> RkStepper<T> {
         let mut fused = Vec::new();
         if let (false, Some(e)) = (tab.fsal, tab.b_err) {
             fused.reserve_exact(s);
-            fused.extend(
-                (0..s)
-                    .map(|j| {
-                        let e2 = tab.b_err2.map_or(0.0, |w| w[j]);
-                        (j * n, c(tab.b[j]), c(e[j]), c(e2))
-                    })
-                    .filter(|&(_, b, e, e2)| b != T::zero() || e != T::zero() || e2 != T::zero()),
-            );
+            for j in 0..s {
+                let e2 = tab.b_err2.map_or(0.0, |w| w[j]);
+                if tab.b[j] != 0.0 || e[j] != 0.0 || e2 != 0.0 {
+                    fused.push((j * n, c(tab.b[j]), c(e[j]), c(e2)));
+                }
+            }
         }
         let mut st = RkStepper {
             tab,
