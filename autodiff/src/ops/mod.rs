@@ -151,12 +151,15 @@ use crate::{Error, Float};
 
 /// True if the fast VJP of node `c` writes the gradient of its input `x` with `=` when
 /// `Inner::assign[x]` is set (`x` is then `c`'s only use, see `Inner::prepare_grads`):
-/// the elementwise unary ops, the scalar ops, matrix products, and add/sub/mul when `x`
-/// has the output's shape and the other operand too or is a repeated row (a bias).
+/// the elementwise unary ops, the scalar ops, matrix products, group norm, `conv2d`'s
+/// input when its `∂x` is a flipped-kernel convolution, and add/sub/mul when `x` has the
+/// output's shape and the other operand too or is a repeated row (a bias).
 pub(crate) fn writes_input_grad<T: Float>(t: &Inner<T>, c: crate::tape::Node<T>, x: Id) -> bool {
     match c.op {
         Op::Unary(u) => u != UnOp::Step,
         Op::Elu(_) | Op::AddScalar(_) | Op::MulScalar(_) | Op::Matmul { .. } => true,
+        Op::GroupNorm { .. } => true,
+        Op::Conv2d { .. } => conv::writes_input_grad(t, c, x),
         Op::Add | Op::Sub | Op::Mul => {
             let (a, b) = (t.nodes[c.inputs[0] as usize], t.nodes[c.inputs[1] as usize]);
             a.shape == c.shape
