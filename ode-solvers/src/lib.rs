@@ -119,59 +119,57 @@
 //! tolerance, with identical errors; diffsol's Tsit45 (its own controller and norm) lands
 //! within ±10 % of our Tsit5's evaluations at similar error (e.g. Lorenz at 1e-10: 10748
 //! evaluations, error 4.2e-8, against our 11354 and 3.1e-8; Arenstorf at 1e-4 it needs 944
-//! against our 584). Time per evaluation outside the right-hand side
+//! against our 584).
+//! Time per evaluation outside the right-hand side
 //! (`time(solve)/nfe − time(rhs)`, fastest of 31 solves, set-up included, n = 2..4; the
-//! right-hand side costs 3.7, 1.4 and 1.1 ns; 2 shared cores, so ±1 ns), nfe / ns:
+//! right-hand side costs 3.6, 1.4 and 1.0 ns; 2 shared cores, so ±0.3 ns), nfe / ns:
 //!
 //! | problem | tol | Dopri5 | Tsit5 | Dop853 | peer Dopri5 | peer Dop853 | diffsol Tsit45 |
 //! |---|---|---|---|---|---|---|---|
-//! | Arenstorf | 1e-3 | 332 / 19.9 | 272 / 20.4 | 427 / 17.5 | 333 / 18.9 | 428 / 13.1 | 326 / 43.3 |
-//! | Arenstorf | 1e-6 | 986 / 19.1 | 1076 / 19.7 | 1035 / 16.9 | 987 / 18.9 | 1036 / 13.1 | 1148 / 42.2 |
-//! | Arenstorf | 1e-10 | 5060 / 18.8 | 5186 / 19.4 | 2785 / 16.3 | 5061 / 18.8 | 2786 / 12.8 | 4916 / 42.0 |
-//! | Lorenz | 1e-3 | 614 / 16.0 | 590 / 16.4 | 883 / 13.6 | 615 / 17.6 | 884 / 12.3 | 674 / 29.3 |
-//! | Lorenz | 1e-6 | 2060 / 15.5 | 1856 / 15.9 | 1711 / 13.0 | 2061 / 17.3 | 1712 / 12.1 | 1922 / 28.9 |
-//! | Lorenz | 1e-10 | 12494 / 15.3 | 11354 / 15.6 | 4737 / 12.7 | 12495 / 18.2 | 4738 / 12.0 | 10748 / 28.9 |
-//! | Van der Pol | 1e-3 | 356 / 16.4 | 374 / 16.3 | 462 / 13.1 | 357 / 15.7 | 463 / 13.6 | 452 / 28.5 |
-//! | Van der Pol | 1e-6 | 1088 / 15.6 | 1010 / 15.5 | 1088 / 12.0 | 1089 / 15.0 | 1089 / 13.3 | 1106 / 27.3 |
-//! | Van der Pol | 1e-10 | 5288 / 14.9 | 5144 / 15.0 | 2826 / 11.5 | 5289 / 14.7 | 2827 / 12.9 | 4904 / 27.1 |
+//! | Arenstorf | 1e-3 | 332 / 18.6 | 272 / 18.9 | 427 / 14.2 | 333 / 19.1 | 428 / 12.7 | 326 / 40.7 |
+//! | Arenstorf | 1e-6 | 986 / 17.6 | 1076 / 17.9 | 1035 / 13.5 | 987 / 18.9 | 1036 / 12.6 | 1148 / 39.3 |
+//! | Arenstorf | 1e-10 | 5060 / 17.4 | 5186 / 17.7 | 2785 / 13.1 | 5061 / 18.7 | 2786 / 12.3 | 4916 / 39.2 |
+//! | Lorenz | 1e-3 | 614 / 14.6 | 590 / 14.8 | 883 / 10.9 | 615 / 16.9 | 884 / 11.9 | 674 / 25.8 |
+//! | Lorenz | 1e-6 | 2060 / 14.3 | 1856 / 14.7 | 1711 / 10.6 | 2061 / 16.7 | 1712 / 11.7 | 1922 / 25.3 |
+//! | Lorenz | 1e-10 | 12494 / 14.2 | 11354 / 14.5 | 4737 / 10.4 | 12495 / 18.2 | 4738 / 11.7 | 10748 / 25.3 |
+//! | Van der Pol | 1e-3 | 356 / 15.1 | 374 / 14.9 | 462 / 11.4 | 357 / 14.9 | 463 / 12.9 | 452 / 24.7 |
+//! | Van der Pol | 1e-6 | 1088 / 14.5 | 1010 / 14.5 | 1088 / 10.9 | 1089 / 14.4 | 1089 / 12.7 | 1106 / 23.9 |
+//! | Van der Pol | 1e-10 | 5288 / 14.3 | 5144 / 14.2 | 2826 / 10.5 | 5289 / 14.3 | 2827 / 12.5 | 4904 / 23.9 |
 //!
 //! So (ratios over all eight tolerances): against diffsol, about the same evaluations and
-//! 1.75–2.2× less time outside the right-hand side. Against `ode_solvers`, one evaluation
-//! fewer, and per evaluation: Dopri5 9–16 % faster on Lorenz, −1…+5 % on Arenstorf and
-//! +1…+5 % on Van der Pol; Dop853 4–11 % faster on Van der Pol, 6–11 % slower on Lorenz and
-//! 26–34 % slower on Arenstorf. That last gap is not closed and its cause not found: the
-//! peer, built for fixed-size nalgebra vectors, inlines the right-hand side and vectorises
-//! the stage sums together with its stores, but forcing the inlining into our loop changed
-//! nothing. For right-hand sides that cost more than ~100 ns (any neural network), these
-//! differences are below 5 % of a solve.
+//! 1.65–2.2× less time outside the right-hand side. Against `ode_solvers`, one evaluation
+//! fewer, and per evaluation: Dopri5 3–8 % faster on Arenstorf, 14–22 % on Lorenz, equal
+//! (−1…+1.4 %) on Van der Pol; Dop853 8–11 % faster on Lorenz and 12–16 % on Van der Pol, but
+//! 6.5–12 % slower on Arenstorf (3–5 % of the total time), the one gap left. Arenstorf's
+//! right-hand side is a chain of a square root and divisions; the peer, written for fixed-size
+//! nalgebra vectors, inlines it into one fully unrolled step, and the gap does not move with
+//! forced inlining of ours, an extra logarithm per step, or scalar loads of the newest stage
+//! (all measured). For right-hand sides that cost more than ~100 ns (any neural network),
+//! these differences are below 1 % of a solve.
 //!
 //! **Where the time goes** (perf, Lorenz/Van der Pol): with n = 2..4 a solve is bound by
 //! *latency*, not throughput: each stage waits for the previous right-hand side, and each
-//! step for the controller. Hence: (1) the controller takes one `ln` and one `exp`
-//! (`h·clamp(safety·exp(β ln err_prev − α ln err), min_factor, max_factor)`) instead of
-//! Hairer's two `powf` and two divisions; (2) stage sums are formed as `y + Σ_j (h a_ij) k_j`,
-//! summed by ascending `j` and added to `y` once (round-off stays relative to the increment,
-//! as in Hairer's `y + h Σ_j a_ij k_j`), so the newest stage is one multiply and two adds
-//! away from the next evaluation instead of two and two; (3) for non-FSAL pairs (DOP853)
-//! `y_1` and both error sums come out of one pass over the stages; (4) all weight rows of a
-//! tableau live in one buffer, so `RkStepper::new` allocates 16 times instead of 56 (DOP853;
-//! DOPRI5 13 instead of 27) and takes 520 ns instead of 1070 (DOPRI5 ~280 instead of 460);
-//! (5) `ln err` comes from the logarithms of its pieces (`ln|h| + ½ ln(Σ/n)`), so the
-//! controller does not wait for the square root. These change only round-off: every
-//! evaluation count above and in the Hairer table is unchanged, and so is every error to the
-//! digits shown (one, Arenstorf Tsit5 at 1e-10, moved from 5.8e-8 to 5.9e-8).
+//! step for the controller. Hence: (1) the controller takes one `exp` and logarithms off the
+//! critical path (`h·clamp(safety·exp(β ln err_prev − α ln err), min_factor, max_factor)`)
+//! instead of Hairer's two `powf` and two divisions; (2) a stage argument is formed as
+//! `(y + Σ_{j<l} (h a_ij) k_j) + (h a_il) k_l`, `l` the newest stage: everything but the
+//! newest term is ready while `f` computes `k_l`, which is then one multiply and one add from
+//! the next evaluation (Hairer's `y + h Σ_j a_ij k_j` has two multiplies and two adds on that
+//! path); (3) states of up to 8 components run compile-time-sized kernels (`h a_ij` formed
+//! once per stage, the component loop unrolled into vector operations; (2) and (3) only pay
+//! together: −10 % on Arenstorf and Lorenz with DOP853, each alone gained nothing or lost);
+//! (4) for non-FSAL pairs (DOP853) `y_1` and both error sums come out of one pass over the
+//! stages; (5) `ln err` comes from the logarithms of its pieces, so the controller does not
+//! wait for the square root. Set-up (`RkStepper::new`, DOP853, no HINIT): all weight rows in
+//! one buffer, the eight state-length vectors in one allocation (`y`, `y_prev`, `y_new`
+//! rotate by index on acceptance), the dense-output rows pushed on first use: 225 ns (516 ns
+//! before these three, 1070 ns before the row buffer). These change only round-off: every
+//! evaluation count above and in the Hairer table is unchanged, and so is every error to
+//! the digits shown.
 //!
-//! Tried and rejected, measured: kernels specialised on `[T; N]` for N ≤ 8 (vector loads of
-//! stages that the right-hand side has just written with scalar stores defeat store-to-load
-//! forwarding: +3…+19 %, also with the newest stage loaded as scalars); scaling the rows by
-//! `h` once per step (a loop on the step's critical path: +4 %); summing the older stages of
-//! all components before the newest one (+1…+3 %); removing bounds checks, a reciprocal of
-//! the error scale, fusing the FSAL error sum into the last stage (no gain).
-//!
-//! Before/after, measured in one process against a copy of the previous driver with solves
-//! interleaved (total ns per evaluation, right-hand side included, fastest of 120): Dopri5
-//! −7…−14 %, Tsit5 −7…−15 %, Dop853 −11…−18 %; e.g. Lorenz Dopri5 at 1e-10 19.0 → 16.6 ns,
-//! Van der Pol Dop853 at 1e-10 14.7 → 12.6 ns, Arenstorf Dop853 at 1e-3 24.7 → 21.1 ns.
+//! Tried and rejected, measured: scaling the rows by `h` once per step (a loop on the step's
+//! critical path: +4 %); removing bounds checks, a reciprocal of the error scale, fusing the
+//! FSAL error sum into the last stage, fixed-size copies of the first stage (no gain).
 
 //! ## Choosing a method
 //!
