@@ -2,26 +2,23 @@
 //! then a rename), so an interrupted run never leaves a truncated result behind.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use autodiff::io::AtomicWriteError;
 
 use crate::error::ModelsError;
 
-/// Writes `bytes` to `path` atomically: a temporary sibling file is written and
-/// synced, then renamed over `path`. Creates the parent directory if needed.
+/// Writes `bytes` to `path` atomically ([`autodiff::io::write_atomic`]: a temporary
+/// sibling file is written and synced, then renamed over `path`). Creates the parent
+/// directory if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelsError> {
-    write_atomic_with(
-        path,
-        |tmp| {
-            let mut file = fs::File::create(tmp)?;
-            file.write_all(bytes)?;
-            file.sync_all()
-        },
-        |source| ModelsError::Io {
+    create_parent(path)?;
+    autodiff::io::write_atomic(path, bytes).map_err(|e| {
+        io_error(e, |source| ModelsError::Io {
             path: path.to_path_buf(),
             source,
-        },
-    )
+        })
+    })
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically to `path`.
@@ -33,41 +30,35 @@ pub fn write_json<V: serde::Serialize>(path: &Path, value: &V) -> Result<(), Mod
     write_atomic(path, text.as_bytes())
 }
 
-/// The temporary name used while writing `path`: hidden, in the same directory (so the
-/// final rename stays on one file system), unique to this process, and keeping the
-/// extension (image encoders choose the format from it).
-pub(crate) fn temporary_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
-}
-
-/// Runs `write` on a temporary sibling of `path`, then renames it over `path`; for
-/// writers (such as image encoders) that insist on opening the file themselves.
+/// Runs `write` on a temporary sibling of `path` (keeping its extension), then renames it
+/// over `path` ([`autodiff::io::write_atomic_with`]); for writers (such as image encoders)
+/// that insist on opening the file themselves. Creates the parent directory if needed.
 pub fn write_atomic_with<E>(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), E>,
     describe: impl FnOnce(E) -> ModelsError,
 ) -> Result<(), ModelsError> {
-    let io = |source| ModelsError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(io)?;
+    create_parent(path)?;
+    autodiff::io::write_atomic_with(path, write).map_err(|e| io_error(e, describe))
+}
+
+/// Creates `path`'s directory; an error names `path` (the file the user asked for).
+fn create_parent(path: &Path) -> Result<(), ModelsError> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => fs::create_dir_all(dir).map_err(|source| ModelsError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+        None => Ok(()),
     }
-    let tmp = temporary_sibling(path);
-    if let Err(e) = write(&tmp) {
-        // Best effort: the temporary file is ours and useless after a failure.
-        let _ = fs::remove_file(&tmp);
-        return Err(describe(e));
+}
+
+/// An atomic write's error as a [`ModelsError`], the writer's own through `describe`.
+fn io_error<E>(e: AtomicWriteError<E>, describe: impl FnOnce(E) -> ModelsError) -> ModelsError {
+    match e {
+        AtomicWriteError::Write(e) => describe(e),
+        AtomicWriteError::Io { path, source, .. } => ModelsError::Io { path, source },
     }
-    fs::rename(&tmp, path).map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        io(source)
-    })
 }
 
 #[cfg(test)]

@@ -1,15 +1,14 @@
 //! safetensors save / load of a [`ParamStore`].
 
+use super::AtomicWriteError;
 use crate::Float;
 use crate::nn::ParamStore;
 use crate::optim::OptimizerState;
 use safetensors::tensor::{Metadata, SafeTensors, TensorView};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Metadata key under which the registration order of the tensors is saved (a JSON
 /// array of names); safetensors itself stores tensors sorted by name.
@@ -252,49 +251,12 @@ pub fn to_safetensors_bytes<T: Float>(store: &ParamStore<T>) -> Result<Vec<u8>, 
     serialize_named(store.as_slice(), &tensors, &[])
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, flushed
-/// to disk, then renamed over `path`.
+/// [`super::write_atomic`] with the error as a [`CheckpointError`].
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let Some(file_name) = path.file_name() else {
-        return Err(CheckpointError::Io {
-            op: "write",
-            path: path.to_path_buf(),
-            kind: std::io::ErrorKind::InvalidInput,
-            message: "the path does not name a file".to_owned(),
-        });
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| CheckpointError::io("create", &tmp, &e))?;
-        f.write_all(bytes)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| CheckpointError::io("write", &tmp, &e))?;
-        drop(f);
-        fs::rename(&tmp, path).map_err(|e| CheckpointError::io("rename onto", path, &e))
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return written;
-    }
-    // Make the rename durable (best effort: not every platform can sync a directory).
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    super::write_atomic(path, bytes).map_err(|e| match e {
+        AtomicWriteError::Write(e) => CheckpointError::io("write", path, &e),
+        AtomicWriteError::Io { op, path, source } => CheckpointError::io(op, &path, &source),
+    })
 }
 
 /// Saves `store` to `path` as safetensors, atomically (see the [module docs](crate::io)).
