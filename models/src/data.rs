@@ -202,6 +202,30 @@ impl Trajectory {
         out
     }
 
+    /// Mean absolute difference from `other` over every time and component (same times and
+    /// dimension required).
+    pub fn mean_abs_error(&self, other: &Trajectory) -> Result<f64, ModelsError> {
+        if self.ts != other.ts || self.dim() != other.dim() {
+            return Err(ModelsError::InvalidArgument {
+                name: "trajectory",
+                reason: format!(
+                    "cannot compare {} samples of dimension {} with {} of dimension {} at other times",
+                    self.len(),
+                    self.dim(),
+                    other.len(),
+                    other.dim()
+                ),
+            });
+        }
+        let sum: f64 = self
+            .ys
+            .iter()
+            .zip(&other.ys)
+            .map(|(a, b)| (a - b).abs())
+            .sum();
+        Ok(sum / self.ys.len().max(1) as f64)
+    }
+
     /// Writes the CSV file atomically.
     pub fn write_csv(&self, path: &Path) -> Result<(), ModelsError> {
         write_atomic(path, self.to_csv().as_bytes())

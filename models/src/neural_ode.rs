@@ -188,9 +188,7 @@ impl NeuralOde {
         data: &Trajectory,
         settings: &SolverSettings,
     ) -> Result<f64, ModelsError> {
-        let p = self.predict(data, settings)?;
-        let sum: f64 = p.ys.iter().zip(&data.ys).map(|(a, b)| (a - b).abs()).sum();
-        Ok(sum / data.ys.len() as f64)
+        self.predict(data, settings)?.mean_abs_error(data)
     }
 
     /// A trainer taking Adam steps with peak rate `lr`, cosine-decayed to 1% of it over

@@ -202,6 +202,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
     let initial_mae = model.trajectory_mae(&data, &solver)?;
     let mut history = Vec::with_capacity(args.iters);
     let mut mae = initial_mae;
+    let mut prediction = None;
     let start = Instant::now();
     let mut starts = vec![0usize; args.batch];
     for it in 1..=args.iters {
@@ -211,7 +212,9 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
         let loss = trainer.step(&mut model, &data, &starts, args.window)?;
         let evaluated = it % args.eval_every == 0 || it == args.iters;
         if evaluated {
-            mae = model.trajectory_mae(&data, &solver)?;
+            let p = model.predict(&data, &solver)?;
+            mae = p.mean_abs_error(&data)?;
+            prediction = Some(p);
         }
         history.push(HistoryPoint {
             iteration: it,
@@ -248,8 +251,8 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
         report.n_params,
         args.iters,
         report.seconds,
-        smoothed(&report.history, 0),
-        smoothed(&report.history, report.history.len().saturating_sub(1)),
+        mean_loss_around(&report.history, 0, 10),
+        mean_loss_around(&report.history, report.history.len().saturating_sub(1), 10),
         report.initial_trajectory_mae,
         report.final_trajectory_mae,
         report.nfe_forward,
@@ -261,16 +264,22 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
         &json!({ "settings": args, "report": &report }),
     )?;
     append_run(args, &report)?;
-    plots(&model, &data, &report, &solver, args)?;
+    // The last iteration always evaluates the whole trajectory with the final parameters.
+    let learned = match prediction {
+        Some(p) => p,
+        None => model.predict(&data, &solver)?,
+    };
+    plots(&model, &data, &learned, &report, args)?;
     println!("wrote {}", dir.display());
     Ok(report)
 }
 
-/// Mean loss over up to 20 iterations around index `i` (the per-iteration loss is noisy).
-fn smoothed(history: &[HistoryPoint], i: usize) -> f64 {
-    let lo = i.saturating_sub(10);
-    let hi = (i + 10).min(history.len());
-    let w = &history[lo..hi];
+/// Mean loss over the iterations `i − half ..= i + half` that exist (the per-iteration
+/// loss is noisy).
+fn mean_loss_around(history: &[HistoryPoint], i: usize, half: usize) -> f64 {
+    let lo = i.saturating_sub(half);
+    let hi = (i + half + 1).min(history.len());
+    let w = &history[lo.min(hi)..hi];
     w.iter().map(|h| h.loss).sum::<f64>() / w.len().max(1) as f64
 }
 
@@ -300,12 +309,11 @@ fn append_run(args: &TrainArgs, report: &TrainReport) -> Result<(), ModelsError>
 fn plots(
     model: &NeuralOde,
     data: &Trajectory,
+    learned: &Trajectory,
     report: &TrainReport,
-    solver: &SolverSettings,
     args: &TrainArgs,
 ) -> Result<(), ModelsError> {
     let dir = &args.out;
-    let learned = model.predict(data, solver)?;
     learned.write_csv(&dir.join("prediction.csv"))?;
     let mut fig = Figure::new("Learned vs true trajectory", "t", "state");
     for i in 0..data.dim().min(4) {
@@ -347,10 +355,7 @@ fn plots(
     let running: Vec<(f64, f64)> = (0..report.history.len())
         .step_by(span)
         .map(|i| {
-            let lo = i.saturating_sub(span / 2);
-            let hi = (i + span / 2 + 1).min(report.history.len());
-            let w = &report.history[lo..hi];
-            let mean = w.iter().map(|h| h.loss).sum::<f64>() / w.len() as f64;
+            let mean = mean_loss_around(&report.history, i, span / 2);
             (report.history[i].iteration as f64, mean)
         })
         .collect();
