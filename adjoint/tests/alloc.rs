@@ -1,32 +1,12 @@
-//! Allocation counts do not grow with the number of steps (a counting global allocator):
-//! a warmed solver reuses its buffers, and per-step work allocates nothing.
-//! One test function only, so no other test allocates concurrently.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! Allocation counts do not grow with the number of steps (counted on this thread by
+//! `alloc_count`): a warmed solver reuses its buffers, and per-step work allocates
+//! nothing.
 
 use adjoint::test_problems::Mlp;
 use adjoint::{AdjointSolver, GradientMode, Method, Options};
 
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 fn count(mode: &GradientMode<f64>, horizon: f64) -> (usize, usize) {
     let mut mlp = Mlp::<f64>::new(&[2, 8, 8, 2], 2, true).unwrap();
@@ -39,11 +19,11 @@ fn count(mode: &GradientMode<f64>, horizon: f64) -> (usize, usize) {
     // Warm up on the long horizon, then count a short and a long call.
     s.forward(&mut mlp, &z0, &theta, &[0.0, 20.0]).unwrap();
     let mut g = s.backward(&mut mlp, &dl).unwrap();
-    let before = ALLOCS.load(Ordering::Relaxed);
-    s.forward(&mut mlp, &z0, &theta, &ts).unwrap();
-    dl.fill(1.0);
-    s.backward_into(&mut mlp, &dl, &mut g).unwrap();
-    let n = ALLOCS.load(Ordering::Relaxed) - before;
+    let ((), n) = alloc_count::allocations_in(|| {
+        s.forward(&mut mlp, &z0, &theta, &ts).unwrap();
+        dl.fill(1.0);
+        s.backward_into(&mut mlp, &dl, &mut g).unwrap();
+    });
     (n, s.stats().forward.accepted)
 }
 
@@ -66,7 +46,6 @@ fn allocations_do_not_grow_with_steps() {
         GradientMode::Direct,
         GradientMode::Forward,
     ] {
-        // Minimum over repetitions: the test harness's own threads may allocate meanwhile.
         let is_budget = matches!(
             mode,
             GradientMode::Checkpointed {
@@ -74,9 +53,8 @@ fn allocations_do_not_grow_with_steps() {
                 ..
             }
         );
-        let min3 = |h: f64| (0..3).map(|_| count(&mode, h)).min().unwrap();
-        let (short, steps_short) = min3(2.0);
-        let (long, steps_long) = min3(20.0);
+        let (short, steps_short) = count(&mode, 2.0);
+        let (long, steps_long) = count(&mode, 20.0);
         println!(
             "{}: {short} allocations for {steps_short} steps, {long} for {steps_long}",
             mode.name()

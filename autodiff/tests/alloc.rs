@@ -1,33 +1,10 @@
 //! After warm-up, evaluating and differentiating the same function on a reset tape
-//! performs no heap allocation (counted by a global allocator).
+//! performs no heap allocation (counted on this thread by `alloc_count`).
 
 use autodiff::{Error, Tape};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 /// MLP Neural ODE right-hand side + VJP, then a conv block + VJP, on one tape.
 fn eval(
@@ -78,12 +55,12 @@ fn no_allocation_after_warm_up() {
     let mut tape = Tape::new();
     eval(&mut tape, &z, &theta, &img, &mut out, &mut g, &mut gt).unwrap();
     let first = g.clone();
-    let before = ALLOCS.load(Ordering::SeqCst);
-    for _ in 0..10 {
-        eval(&mut tape, &z, &theta, &img, &mut out, &mut g, &mut gt).unwrap();
-    }
-    let after = ALLOCS.load(Ordering::SeqCst);
-    assert_eq!(after - before, 0, "allocations in steady state");
+    let ((), allocations) = alloc_count::allocations_in(|| {
+        for _ in 0..10 {
+            eval(&mut tape, &z, &theta, &img, &mut out, &mut g, &mut gt).unwrap();
+        }
+    });
+    assert_eq!(allocations, 0, "allocations in steady state");
     // Same inputs, same gradients: the reset tape reproduces them exactly.
     assert_eq!(first, g);
     assert!(g.iter().any(|&v| v != 0.0));

@@ -1,36 +1,13 @@
 //! After warm-up, a training step built from `nn` layers (forward, backward, flat
-//! gradient, optimizer update) performs no heap allocation (counted by a global
-//! allocator).
+//! gradient, optimizer update) performs no heap allocation (counted on this thread by
+//! `alloc_count`).
 
 use autodiff::nn::{Activation, Conv2d, Conv2dConfig, GroupNorm, GruCell, Mlp, ParamStore};
 use autodiff::optim::{Adam, Optimizer, Schedule, Scheduled, Sgd, SgdConfig};
 use autodiff::{Error, Tape};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 struct Model {
     f: Mlp,
@@ -99,15 +76,17 @@ fn training_steps_do_not_allocate_after_warm_up() -> Result<(), Error> {
     let first = step(&mut tape, &m, store.as_slice(), &z, &img, &mut grad)?;
     adam.step(store.as_mut_slice(), &grad)?;
     sgd.step(&mut theta2, &grad)?;
-    let before = ALLOCS.load(Ordering::SeqCst);
-    let mut last = first;
-    for _ in 0..20 {
-        last = step(&mut tape, &m, store.as_slice(), &z, &img, &mut grad)?;
-        adam.step(store.as_mut_slice(), &grad)?;
-        sgd.step(&mut theta2, &grad)?;
-    }
-    let after = ALLOCS.load(Ordering::SeqCst);
-    assert_eq!(after - before, 0, "allocations in steady state");
+    let (last, allocations) = alloc_count::allocations_in(|| -> Result<f64, Error> {
+        let mut last = first;
+        for _ in 0..20 {
+            last = step(&mut tape, &m, store.as_slice(), &z, &img, &mut grad)?;
+            adam.step(store.as_mut_slice(), &grad)?;
+            sgd.step(&mut theta2, &grad)?;
+        }
+        Ok(last)
+    });
+    let last = last?;
+    assert_eq!(allocations, 0, "allocations in steady state");
     assert!(last < first, "the loss decreases: {first} -> {last}");
     Ok(())
 }

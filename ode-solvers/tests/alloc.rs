@@ -1,106 +1,78 @@
-//! No allocation per step: a counting global allocator around the step loop.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+//! No allocation per step: steps, dense output and interpolation of a built stepper
+//! are counted by `alloc_count` (on this thread).
 
 use ode_solvers::problems::{Lorenz, Pleiades, TestProblem};
 use ode_solvers::{AdamsStepper, Options, RkStepper, Stepper, tableau};
 
-// One test only: the counter is global to the binary.
+#[global_allocator]
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
+
+/// Allocations and step count of up to `max_steps` steps (adaptive, or fixed `h` for
+/// the fixed-step tableaux), each followed by an interpolation inside the step.
+fn count_rk<P: TestProblem<f64>>(
+    tab: &'static tableau::Tableau,
+    mut p: P,
+    t_end: f64,
+    h: f64,
+    max_steps: usize,
+) -> (usize, usize) {
+    let y0 = p.y0();
+    let mut out = vec![0.0; y0.len()];
+    let opts = Options::with_tol(1e-8, 1e-8);
+    let mut st = RkStepper::new(tab, &mut p, 0.0, &y0, t_end, &opts).unwrap();
+    let (steps, allocations) = alloc_count::allocations_in(|| {
+        let mut k = 0;
+        while !st.is_done() && k < max_steps {
+            if tab.is_adaptive() {
+                st.step(&mut p).unwrap();
+            } else {
+                st.step_fixed(&mut p, h).unwrap();
+            }
+            let tm = 0.5 * (st.last_step().unwrap().t_prev + st.t());
+            st.interpolate(&mut p, tm, &mut out).unwrap();
+            k += 1;
+        }
+        k
+    });
+    (allocations, steps)
+}
+
 #[test]
 fn steps_dense_output_and_interpolation_do_not_allocate() {
-    let mut out = vec![0.0; 28];
     for tab in tableau::ALL_TABLEAUX {
-        for n in [3usize, 28] {
-            let opts = Options::with_tol(1e-8, 1e-8);
-            let before;
-            let steps;
-            if n == 3 {
-                let mut p = Lorenz::default();
-                let y0 = TestProblem::<f64>::y0(&p);
-                let mut st = RkStepper::new(tab, &mut p, 0.0, &y0, 2.0, &opts).unwrap();
-                before = ALLOCS.load(Ordering::SeqCst);
-                let mut k = 0;
-                while !st.is_done() && k < 200 {
-                    if tab.is_adaptive() {
-                        st.step(&mut p).unwrap();
-                    } else {
-                        st.step_fixed(&mut p, 0.01).unwrap();
-                    }
-                    let tm = 0.5 * (st.last_step().unwrap().t_prev + st.t());
-                    st.interpolate(&mut p, tm, &mut out[..3]).unwrap();
-                    k += 1;
-                }
-                steps = k;
-            } else {
-                let mut p = Pleiades;
-                let y0 = TestProblem::<f64>::y0(&p);
-                let mut st = RkStepper::new(tab, &mut p, 0.0, &y0, 3.0, &opts).unwrap();
-                before = ALLOCS.load(Ordering::SeqCst);
-                let mut k = 0;
-                while !st.is_done() && k < 100 {
-                    if tab.is_adaptive() {
-                        st.step(&mut p).unwrap();
-                    } else {
-                        st.step_fixed(&mut p, 0.001).unwrap();
-                    }
-                    let tm = 0.5 * (st.last_step().unwrap().t_prev + st.t());
-                    st.interpolate(&mut p, tm, &mut out).unwrap();
-                    k += 1;
-                }
-                steps = k;
-            }
-            let after = ALLOCS.load(Ordering::SeqCst);
+        // n = 3 and n = 28: both sides of the compile-time-sized kernels (n ≤ 8).
+        let lorenz = count_rk(tab, Lorenz::default(), 2.0, 0.01, 200);
+        let pleiades = count_rk(tab, Pleiades, 3.0, 0.001, 100);
+        for (n, (allocations, steps)) in [(3, lorenz), (28, pleiades)] {
             assert!(steps > 10);
             assert_eq!(
-                after - before,
-                0,
-                "{} n = {n}: {} allocations in {steps} steps",
-                tab.name,
-                after - before
+                allocations, 0,
+                "{} n = {n}: {allocations} allocations in {steps} steps",
+                tab.name
             );
         }
     }
-    // Adams.
+}
+
+#[test]
+fn adams_steps_do_not_allocate() {
     let mut p = Lorenz::default();
     let y0 = TestProblem::<f64>::y0(&p);
+    let mut out = [0.0; 3];
     let mut st = AdamsStepper::new(&mut p, 0.0, &y0, 2.0, &Options::with_tol(1e-8, 1e-8)).unwrap();
-    let before = ALLOCS.load(Ordering::SeqCst);
-    for _ in 0..300 {
-        if st.is_done() {
-            break;
+    let (steps, allocations) = alloc_count::allocations_in(|| {
+        let mut k = 0;
+        while !st.is_done() && k < 300 {
+            st.step(&mut p).unwrap();
+            let tm = 0.5 * (st.last_step_start() + st.t());
+            st.interpolate(&mut p, tm, &mut out).unwrap();
+            k += 1;
         }
-        st.step(&mut p).unwrap();
-        let tm = 0.5 * (st.last_step_start() + st.t());
-        st.interpolate(&mut p, tm, &mut out[..3]).unwrap();
-    }
+        k
+    });
+    assert!(steps > 10);
     assert_eq!(
-        ALLOCS.load(Ordering::SeqCst) - before,
-        0,
-        "adams allocates per step"
+        allocations, 0,
+        "adams: {allocations} allocations in {steps} steps"
     );
 }

@@ -1,36 +1,11 @@
 //! Evaluations of a built problem allocate nothing: the state, adjoint,
 //! forward-sensitivity and finite-difference solves all reuse the factor and
-//! the problem's buffers. Counted with a wrapping global allocator (this test
-//! binary only).
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! the problem's buffers. Counted on this thread by `alloc_count`.
 
 use pde_adjoint::{Grid, HeatProblem, Plate, Rod};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 fn check<G: Grid>(grid: &G) {
     let n = grid.n_unknowns();
@@ -40,19 +15,15 @@ fn check<G: Grid>(grid: &G) {
     let mut p = HeatProblem::new(grid, &target).unwrap();
     // Warm up once, then count.
     p.objective_and_gradient(&s, &mut g).unwrap();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..5 {
-        p.objective(&s).unwrap();
-        p.objective_and_gradient(&s, &mut g).unwrap();
-    }
-    p.gradient_forward(&s, &mut g).unwrap();
-    p.gradient_fd(&s, &mut g, None).unwrap();
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
-    assert_eq!(
-        after - before,
-        0,
-        "allocations during evaluations (n = {n})"
-    );
+    let ((), allocations) = alloc_count::allocations_in(|| {
+        for _ in 0..5 {
+            p.objective(&s).unwrap();
+            p.objective_and_gradient(&s, &mut g).unwrap();
+        }
+        p.gradient_forward(&s, &mut g).unwrap();
+        p.gradient_fd(&s, &mut g, None).unwrap();
+    });
+    assert_eq!(allocations, 0, "allocations during evaluations (n = {n})");
 }
 
 #[test]
