@@ -25,6 +25,20 @@ pub(crate) struct Node<T> {
     pub rg: bool,
 }
 
+/// Splits the gradient arena for the VJP of node `n` (index `i`): the part below `n`'s
+/// range, where its inputs' gradients live, and `n`'s output gradient, which may sit
+/// above its own range when aliased to a bias add's (see [`Inner::goff`]).
+pub(crate) fn split_grad<'g, T>(
+    grads: &'g mut [T],
+    goff: &[usize],
+    n: &Node<T>,
+    i: usize,
+) -> (&'g mut [T], &'g [T]) {
+    let (lo, hi) = grads.split_at_mut(n.off);
+    let at = goff[i] - n.off;
+    (lo, &hi[at..at + n.shape.len()])
+}
+
 /// The arena behind a [`Tape`].
 pub(crate) struct Inner<T: Float> {
     pub nodes: Vec<Node<T>>,
@@ -46,6 +60,11 @@ pub(crate) struct Inner<T: Float> {
     /// Per node, during `backward`: its gradient is written (`=`), not accumulated, by
     /// its only consumer, so its range of the gradient arena is not zeroed first.
     pub assign: Vec<bool>,
+    /// Per node, during `backward`: where its output gradient lives. Its own offset, or,
+    /// when its only consumer is an add `c = x + b` of its shape (a bias add), `c`'s:
+    /// `∂x = ∂c`, so the gradient is read in place instead of copied (see
+    /// [`Inner::prepare_grads`]). Read it through [`split_grad`] and [`Inner::grad_off`].
+    pub goff: Vec<usize>,
     /// Gradient variable of each node during a recorded backward pass.
     pub gvars: Vec<Id>,
     pub customs: Vec<Arc<dyn CustomOp<T>>>,
@@ -112,6 +131,7 @@ impl<T: Float> Tape<T> {
                 grads_init: 0,
                 consumers: Vec::new(),
                 assign: Vec::new(),
+                goff: Vec::new(),
                 gvars: Vec::new(),
                 customs: Vec::new(),
                 recording: false,
@@ -131,6 +151,7 @@ impl<T: Float> Tape<T> {
         i.aux.clear();
         i.list.clear();
         i.gvars.clear();
+        i.goff.clear();
         i.customs.clear();
         i.error = None;
     }
@@ -407,7 +428,8 @@ impl<'t, T: Float> Var<'t, T> {
             });
             return Ok(());
         }
-        let g = &i.grads[n.off..n.off + len];
+        let at = i.grad_off(self.id as usize);
+        let g = &i.grads[at..at + len];
         if acc {
             out.iter_mut().zip(g).for_each(|(o, &g)| *o += g);
         } else {
@@ -590,7 +612,8 @@ impl<T: Float> Inner<T> {
             if self.check_finite {
                 for k in 0..n.n_in as usize {
                     let x = self.nodes[n.inputs[k] as usize];
-                    let g = &self.grads[x.off..x.off + x.shape.len()];
+                    let at = self.grad_off(n.inputs[k] as usize);
+                    let g = &self.grads[at..at + x.shape.len()];
                     if let Some(idx) = g.iter().position(|v| !v.is_finite()) {
                         let e = Error::NonFinite(Box::new(NonFiniteInfo {
                             op: n.op.name(),
@@ -613,7 +636,10 @@ impl<T: Float> Inner<T> {
     /// the nodes whose only consumer writes their gradient with `=` (see
     /// [`Inner::assign`]): a node read by one elementwise op, bias add or matrix product
     /// gets its gradient written once, so zeroing it first and adding would only move
-    /// memory (the memset and the reads cost as much as the elementwise VJPs).
+    /// memory (the memset and the reads cost as much as the elementwise VJPs). Also sets
+    /// [`Inner::goff`]: a node whose only use is the first operand of an add of its shape
+    /// (`x·W + b`) shares the add's gradient instead of receiving a copy of it, which
+    /// takes a full pass over the largest tensors out of an MLP's reverse pass.
     fn prepare_grads(&mut self, y: Id) {
         let nn = self.nodes.len();
         self.consumers.clear();
@@ -647,6 +673,25 @@ impl<T: Float> Inner<T> {
             let cn = self.nodes[c as usize];
             self.assign[x] = cn.rg && crate::ops::writes_input_grad(self, cn, x as Id);
         }
+        // Descending, so a chain of adds resolves to the last one's range.
+        self.goff.clear();
+        self.goff.extend(self.nodes.iter().map(|n| n.off));
+        for x in (0..nn).rev() {
+            let (count, c) = self.consumers[x];
+            let xn = self.nodes[x];
+            if count != 1 || c > y || !xn.rg || xn.n_in == 0 || matches!(xn.op, Op::View { .. }) {
+                continue;
+            }
+            let cn = self.nodes[c as usize];
+            if cn.rg
+                && matches!(cn.op, Op::Add)
+                && cn.inputs[0] == x as Id
+                && cn.inputs[1] != x as Id
+                && cn.shape == xn.shape
+            {
+                self.goff[x] = self.goff[c as usize];
+            }
+        }
         // Zero everything but the assigned ranges (non-view nodes own disjoint ranges,
         // in increasing order of id and offset).
         let total = self.vals.len();
@@ -661,13 +706,19 @@ impl<T: Float> Inner<T> {
         }
         let mut pos = 0;
         for x in 0..nn {
-            if self.assign[x] {
-                let n = self.nodes[x];
+            let n = self.nodes[x];
+            if self.assign[x] || self.goff[x] != n.off {
                 self.grads[pos..n.off].fill(T::zero());
                 pos = n.off + n.shape.len();
             }
         }
         self.grads[pos..total].fill(T::zero());
+    }
+
+    /// Where node `i`'s gradient lives in the arena after the last `backward` (see
+    /// [`Inner::goff`]; its own offset for nodes recorded since).
+    pub(crate) fn grad_off(&self, i: usize) -> usize {
+        self.goff.get(i).copied().unwrap_or(self.nodes[i].off)
     }
 
     /// Adds `contrib` to the gradient variable of node `x`.

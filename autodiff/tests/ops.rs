@@ -197,6 +197,46 @@ fn cases<T: Float>() -> Vec<Case<T>> {
         c("sin", bn, |x| x.sin(), true),
         c("cos", bn, |x| x.cos(), true),
         c("matmul", bn, |x| x.matmul(x.transpose()).tanh(), true),
+        // An add whose first operand is used only there reads its gradient in place
+        // (`Inner::goff`): chains of adds, an add as the output, and each family of op
+        // feeding one (elementwise, product, reduction, concat).
+        c(
+            "add_alias_chain",
+            bn1,
+            |x| {
+                let n = x.shape().dim(1);
+                ((x.tanh() + x.view(0, &[n])) + x.sin()).square()
+            },
+            true,
+        ),
+        c(
+            "add_alias_out",
+            bn1,
+            |x| {
+                let n = x.shape().dim(1);
+                x.exp() + x.view(0, &[n])
+            },
+            true,
+        ),
+        c(
+            "add_alias_matmul_reduce",
+            bn,
+            |x| {
+                let n = x.shape().dim(1);
+                let p = x.matmul(x.transpose()) + x.matmul(x.transpose()).tanh();
+                (x.sum_axis(0) + x.view(0, &[n])).square().sum() + p.sum()
+            },
+            true,
+        ),
+        c(
+            "add_alias_concat",
+            bn,
+            |x| {
+                let t = x.tape();
+                (t.concat(&[x, x.sin()], 1) + t.concat(&[x.cos(), x], 1)).tanh()
+            },
+            true,
+        ),
         c("matmul_tn", bn, |x| x.matmul_t(x, true, false), true),
         c(
             "matmul_nt_tt",

@@ -22,24 +22,27 @@
 //! networks, parameters and inputs, gradients of `Σ a·f` by `Tensor::backward`), made
 //! single-threaded like our ops (`RAYON_NUM_THREADS=1` unless already set); both peers
 //! are checked against each other before timing. Criterion medians on the 2-core
-//! machine, `cargo bench -p benches --bench autodiff -- --noplot 'mlp|conv_block|gemm'`
-//! (faer GEMM 256 f64: 274 µs, 122 GFLOP/s):
+//! machine (AMD EPYC, AVX-512), `cargo bench -p benches --bench autodiff -- --noplot
+//! 'mlp|conv_block|gemm'` (faer GEMM 256 f64: 270 µs, 124 GFLOP/s), with PyTorch 2.15
+//! (one thread, `benches/scripts/torch_autodiff.py`, fastest of many runs) beside them:
 //!
-//! | case | ours value / value+VJP (ratio) | candle value / value+VJP |
-//! |---|---|---|
-//! | MLP f64 b16 | 3.54 / 8.91 µs (2.52) | 17.1 / 50.2 µs |
-//! | MLP f64 b256 | 42.6 / 105 µs (2.47) | 235 / 497 µs |
-//! | MLP f64 b4096 | 691 / 2085 µs (3.02) | 3.87 / 23.7 ms |
-//! | MLP f32 b16 | 2.18 / 5.39 µs (2.47) | 15.9 / 45.5 µs |
-//! | MLP f32 b256 | 23.7 / 58.7 µs (2.48) | 224 / 423 µs |
-//! | MLP f32 b4096 | 391 / 952 µs (2.44) | 3.59 / 6.66 ms |
-//! | conv block f32 b128 | 5.48 / 15.86 ms (2.89) | 23.4 / 115 ms |
+//! | case | ours value / value+VJP (ratio) | candle value / value+VJP | PyTorch |
+//! |---|---|---|---|
+//! | MLP f64 b16 | 3.73 / 8.94 µs (2.40) | 16.3 / 51.0 µs | 28.9 / 93.2 µs |
+//! | MLP f64 b256 | 44.6 / 103 µs (2.30) | 236 / 504 µs | 195 / 401 µs |
+//! | MLP f64 b4096 | 0.72 / 2.06 ms (2.85) | 6.33 / 28.5 ms | 2.95 / 6.00 ms |
+//! | MLP f32 b16 | 2.26 / 5.50 µs (2.43) | 16.1 / 47.0 µs | 23.1 / 82.8 µs |
+//! | MLP f32 b256 | 25.2 / 59.7 µs (2.37) | 223 / 427 µs | 109 / 242 µs |
+//! | MLP f32 b4096 | 0.41 / 1.02 ms (2.49) | 3.62 / 7.13 ms | 1.52 / 2.99 ms |
+//! | conv block f32 b128 | 5.80 / 16.2 ms (2.78) | 23.5 / 122 ms | 4.30 / 13.6 ms |
 //!
-//! MLP f64 b4096 `value` runs at ≈ 52 GFLOP/s (42 % of the GEMM peak); its backward
-//! spends 0.71 ms in GEMMs (twice the forward's, as it should) and the rest in the
-//! bias pass-through copy, column sums and `tanh'`, which is why its ratio sits just
-//! above 3. PyTorch's single-threaded figures for the same cases come from
-//! `benches/scripts/torch_autodiff.py`.
+//! MLP f64 b4096 `value` runs at ≈ 50 GFLOP/s (40 % of the GEMM peak): its products
+//! alone take 0.35 ms (faer at 120 GFLOP/s on 4096×64·64×64), the rest is `tanh` and
+//! the bias adds, memory-bound on 2 MiB tensors that leave L2. The reverse pass reads a
+//! bias add's gradient in place rather than copying it (`Inner::goff` in the autodiff
+//! crate), which took that case from 2.35 to 2.06 ms (ratio 3.38 → 2.85). PyTorch's
+//! oneDNN convolutions beat ours by 20–25 % on the conv block; everything else here is
+//! faster than both peers.
 #![allow(missing_docs)]
 
 use std::hint::black_box;

@@ -6,7 +6,7 @@
 //! The VJP of a broadcast input sums the output gradient over the repeated dimensions.
 
 use super::Op;
-use crate::tape::{Id, Inner};
+use crate::tape::{Id, Inner, split_grad};
 use crate::{Error, Float, Shape};
 
 /// Broadcast plan: padded output dims and the element strides of each input (0 where
@@ -254,9 +254,8 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
 #[inline(always)]
 fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
     let n = t.nodes[i];
-    let (g_all, rest) = (&mut t.grads, &t.vals);
-    let (lo, hi) = g_all.split_at_mut(n.off);
-    let g = &hi[..n.shape.len()];
+    let (lo, g) = split_grad(&mut t.grads, &t.goff, &n, i);
+    let rest = &t.vals;
     match n.op {
         Op::AddScalar(_) | Op::MulScalar(_) => {
             let x = t.nodes[n.inputs[0] as usize];
@@ -296,6 +295,8 @@ fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
             let va = &rest[na.off..na.off + na.shape.len()];
             let vb = &rest[nb.off..nb.off + nb.shape.len()];
             let vy = &rest[n.off..n.off + n.shape.len()];
+            // `a`'s gradient is this node's own (aliased, see `Inner::goff`): nothing to add.
+            let a_aliased = t.goff[n.inputs[0] as usize] != na.off;
             // A bias add `a [.., h] + b [h]` with both sides differentiable: one pass over
             // the output gradient feeds both (`ga += g` row by row, `gb += Σ_rows g`).
             let (la, lb) = (na.shape.len(), nb.shape.len());
@@ -315,6 +316,12 @@ fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
                     let (p, q) = lo.split_at_mut(na.off);
                     (&mut q[..la], &mut p[nb.off..nb.off + lb])
                 };
+                if a_aliased {
+                    for gc in g.chunks_exact(lb) {
+                        gb.iter_mut().zip(gc).for_each(|(b, &g)| *b += g);
+                    }
+                    return;
+                }
                 let assign = t.assign[n.inputs[0] as usize];
                 for (gac, gc) in ga.chunks_exact_mut(lb).zip(g.chunks_exact(lb)) {
                     for ((a, b), &g) in gac.iter_mut().zip(gb.iter_mut()).zip(gc) {
@@ -327,7 +334,7 @@ fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
             for side in 0..2 {
                 let (nx, is_a) = if side == 0 { (na, true) } else { (nb, false) };
                 let assign = t.assign[n.inputs[side] as usize];
-                if !nx.rg {
+                if !nx.rg || (is_a && a_aliased) {
                     continue;
                 }
                 let gx = &mut lo[nx.off..nx.off + nx.shape.len()];

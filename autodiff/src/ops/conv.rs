@@ -17,7 +17,7 @@
 //! and shift are ordinary broadcast `mul`/`add` with `[C, 1, 1]` tensors).
 
 use super::Op;
-use crate::tape::{Id, Inner, Node};
+use crate::tape::{Id, Inner, Node, split_grad};
 use crate::{Error, Float, Shape};
 
 #[derive(Clone, Copy)]
@@ -853,10 +853,10 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
         aux: t_aux,
         nodes,
         assign,
+        goff,
         ..
     } = t;
-    let (lo, hi) = grads.split_at_mut(n.off);
-    let gy = &hi[..n.shape.len()];
+    let (lo, gy) = split_grad(grads, goff, &n, i);
     let val = |m: &Node<T>| &vals[m.off..m.off + m.shape.len()];
     match n.op {
         Op::Conv2d { stride, pad } => {

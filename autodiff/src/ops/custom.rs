@@ -1,7 +1,7 @@
 //! User-defined operations.
 
 use super::Op;
-use crate::tape::{Id, Inner};
+use crate::tape::{Id, Inner, split_grad};
 use crate::{Error, Float, Shape, Var};
 use std::sync::Arc;
 
@@ -152,12 +152,12 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) -> Result<(), Error
         if !x.rg {
             continue;
         }
-        let (lo, hi) = t.grads.split_at_mut(n.off);
+        let (lo, g) = split_grad(&mut t.grads, &t.goff, &n, i);
         op.backward(
             k,
             &ins[..count],
             out,
-            &hi[..n.shape.len()],
+            g,
             &mut lo[x.off..x.off + x.shape.len()],
         )?;
     }

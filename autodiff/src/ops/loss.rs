@@ -6,7 +6,7 @@
 //! log-softmax: `y = x − log Σ eˣ`, VJP `∂x = g − softmax(x) · Σ g`.
 
 use super::Op;
-use crate::tape::{Id, Inner};
+use crate::tape::{Id, Inner, split_grad};
 use crate::{Error, Float, Shape};
 
 impl<T: Float> Inner<T> {
@@ -87,8 +87,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
     if !xn.rg {
         return;
     }
-    let (lo, hi) = t.grads.split_at_mut(n.off);
-    let gy = &hi[..n.shape.len()];
+    let (lo, gy) = split_grad(&mut t.grads, &t.goff, &n, i);
     let gx = &mut lo[xn.off..xn.off + xn.shape.len()];
     match n.op {
         Op::LogSoftmax => {

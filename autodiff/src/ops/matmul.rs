@@ -5,7 +5,7 @@
 //! flag combinations are products on the stored buffers, never materialised transposes.
 
 use super::Op;
-use crate::tape::{Id, Inner};
+use crate::tape::{Id, Inner, split_grad};
 use crate::{Error, Float, Shape};
 
 impl<T: Float> Inner<T> {
@@ -102,9 +102,9 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
     match n.op {
         Op::Transpose if x.rg => {
             let (r, c) = (x.shape.dim(0), x.shape.dim(1));
-            let (lo, hi) = t.grads.split_at_mut(n.off);
+            let (lo, g) = split_grad(&mut t.grads, &t.goff, &n, i);
             // g is c × r; gx (r × c) += gᵀ.
-            transpose_into(&hi[..r * c], &mut lo[x.off..x.off + r * c], c, r, true);
+            transpose_into(g, &mut lo[x.off..x.off + r * c], c, r, true);
         }
         Op::Matmul { ta, tb } => {
             let y = t.nodes[n.inputs[1] as usize];
@@ -115,8 +115,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
                     continue;
                 }
                 let (l, r, tl, tr) = plan[side];
-                let (lo, hi) = t.grads.split_at_mut(n.off);
-                let g = &hi[..m * nn];
+                let (lo, g) = split_grad(&mut t.grads, &t.goff, &n, i);
                 let pick = |w: u8| -> &[T] {
                     match w {
                         0 => &t.vals[x.off..x.off + x.shape.len()],

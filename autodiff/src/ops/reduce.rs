@@ -3,7 +3,7 @@
 //! VJPs broadcast the output gradient back (`/ n` for means).
 
 use super::Op;
-use crate::tape::{Id, Inner};
+use crate::tape::{Id, Inner, split_grad};
 use crate::{Error, Float, Shape};
 
 impl<T: Float> Inner<T> {
@@ -70,7 +70,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
     if !x.rg {
         return;
     }
-    let (lo, hi) = t.grads.split_at_mut(n.off);
+    let (lo, hi) = split_grad(&mut t.grads, &t.goff, &n, i);
     let gx = &mut lo[x.off..x.off + x.shape.len()];
     match n.op {
         Op::SumAll | Op::MeanAll => {

@@ -6,7 +6,7 @@
 //! matching range of the flat gradient.
 
 use super::Op;
-use crate::tape::{Id, Inner};
+use crate::tape::{Id, Inner, split_grad};
 use crate::{Error, Float, Shape};
 
 impl<T: Float> Inner<T> {
@@ -169,7 +169,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
             let x = t.nodes[n.inputs[0] as usize];
             if x.rg {
                 let len = x.shape.len();
-                let (lo, hi) = t.grads.split_at_mut(n.off);
+                let (lo, hi) = split_grad(&mut t.grads, &t.goff, &n, i);
                 lo[x.off..x.off + len]
                     .iter_mut()
                     .zip(&hi[start..start + len])
@@ -184,7 +184,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
                 let x = t.nodes[t.list[k] as usize];
                 let d = x.shape.dim(axis);
                 if x.rg {
-                    let (lo, hi) = t.grads.split_at_mut(n.off);
+                    let (lo, hi) = split_grad(&mut t.grads, &t.goff, &n, i);
                     for o in 0..outer {
                         let at = (o * total + col) * inner;
                         lo[x.off + o * d * inner..x.off + (o + 1) * d * inner]
@@ -201,7 +201,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
             if x.rg {
                 let len = n.shape.dim(axis);
                 let (outer, d, inner) = x.shape.split_at_axis(axis);
-                let (lo, hi) = t.grads.split_at_mut(n.off);
+                let (lo, hi) = split_grad(&mut t.grads, &t.goff, &n, i);
                 for o in 0..outer {
                     let at = x.off + (o * d + start) * inner;
                     lo[at..at + len * inner]
@@ -216,7 +216,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
             if x.rg {
                 let len = x.shape.dim(axis);
                 let (outer, d, inner) = n.shape.split_at_axis(axis);
-                let (lo, hi) = t.grads.split_at_mut(n.off);
+                let (lo, hi) = split_grad(&mut t.grads, &t.goff, &n, i);
                 for o in 0..outer {
                     let at = (o * d + start) * inner;
                     lo[x.off + o * len * inner..x.off + (o + 1) * len * inner]

@@ -12,7 +12,7 @@
 
 use super::Op;
 use crate::Float;
-use crate::tape::{Id, Inner};
+use crate::tape::{Id, Inner, split_grad};
 
 /// Unary elementwise functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,8 +117,7 @@ fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
         return;
     }
     let len = n.shape.len();
-    let (lo, hi) = t.grads.split_at_mut(n.off);
-    let g = &hi[..len];
+    let (lo, g) = split_grad(&mut t.grads, &t.goff, &n, i);
     let gx = &mut lo[xn.off..xn.off + len];
     let x = &t.vals[xn.off..xn.off + len];
     let y = &t.vals[n.off..n.off + len];
