@@ -144,8 +144,14 @@
 //! right-hand side is a chain of a square root and divisions; the peer, written for fixed-size
 //! nalgebra vectors, inlines it into one fully unrolled step, and the gap does not move with
 //! forced inlining of ours, an extra logarithm per step, or scalar loads of the newest stage
-//! (all measured). For right-hand sides that cost more than ~100 ns (any neural network),
-//! these differences are below 1 % of a solve.
+//! (all measured). The table's `arenstorf (rhs out of line)` rows (same maths behind
+//! `#[inline(never)]`, as a network or a function pointer is) separate the two effects: there
+//! ours takes 13.6–14.8 ns per evaluation against the peer's 16.5–17.1 (Dop853, 14–18 %
+//! less) and 18.5–19.7 against 20.8–21.6 (Dopri5), while ours barely moves between the two
+//! tables (the stage loop keeps the call out of line unless forced, and forcing it gained
+//! < 0.5 ns). So the gap is the peer's unrolled step profiting from a tiny right-hand side
+//! inlined into it, not more work per step in ours. For right-hand sides that cost more
+//! than ~100 ns (any neural network), these differences are below 1 % of a solve.
 //!
 //! **Where the time goes** (perf, Lorenz/Van der Pol): with n = 2..4 a solve is bound by
 //! *latency*, not throughput: each stage waits for the previous right-hand side, and each
