@@ -633,3 +633,40 @@ fn intermediate_gradients_after_poisoned_recording() {
     assert_eq!(after.grad().unwrap(), vec![0.0; 3]);
     assert_eq!(late.grad().unwrap(), vec![0.0; 3]);
 }
+
+#[test]
+fn gradients_of_add_operands_read_in_place() {
+    // `h` and `a` are each used only as the first operand of an add of their shape, so
+    // their gradients are the last add's, shared rather than copied (`Inner::goff`).
+    let mut tape = Tape::<f64>::new();
+    tape.set_recording(true);
+    let xs = [0.3, -0.7, 1.1, 0.2, -1.3, 0.5];
+    let x = tape.leaf(&xs, &[2, 3]).unwrap();
+    let b = tape.leaf(&[0.1, -0.2, 0.4], &[3]).unwrap();
+    let h = x.tanh();
+    let a = h + b;
+    let c = a + x;
+    let y = c.square().sum();
+    tape.backward(y, &[1.0]).unwrap();
+    let cv = c.value().unwrap();
+    let want: Vec<f64> = cv.iter().map(|v| 2.0 * v).collect();
+    assert_eq!(c.grad().unwrap(), want);
+    assert_eq!(a.grad().unwrap(), want);
+    assert_eq!(h.grad().unwrap(), want);
+    let gb: Vec<f64> = (0..3).map(|j| want[j] + want[3 + j]).collect();
+    assert_eq!(b.grad().unwrap(), gb);
+    for (k, g) in x.grad().unwrap().iter().enumerate() {
+        let d = want[k] * (1.0 - xs[k].tanh().powi(2)) + want[k];
+        assert!((g - d).abs() < 1e-14, "{k}: {g} vs {d}");
+    }
+    // A second reverse pass from `a` alone: `h` now shares `a`'s gradient.
+    tape.backward(a, &[1.0; 6]).unwrap();
+    assert_eq!(h.grad().unwrap(), vec![1.0; 6]);
+    assert_eq!(c.grad().unwrap(), vec![0.0; 6]);
+    // After a reset, nodes at the same positions have no gradient until a backward.
+    tape.reset();
+    let x = tape.leaf(&xs, &[2, 3]).unwrap();
+    let h = x.sin();
+    let _ = h + x;
+    assert_eq!(h.grad().unwrap(), vec![0.0; 6]);
+}
