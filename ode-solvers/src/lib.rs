@@ -141,16 +141,18 @@
 //! fewer, and per evaluation: Dopri5 3–8 % faster on Arenstorf, 14–22 % on Lorenz, equal
 //! (−1…+1.4 %) on Van der Pol; Dop853 8–11 % faster on Lorenz and 12–16 % on Van der Pol, but
 //! 6.5–12 % slower on Arenstorf (3–5 % of the total time), the one gap left. Arenstorf's
-//! right-hand side is a chain of a square root and divisions; the peer, written for fixed-size
-//! nalgebra vectors, inlines it into one fully unrolled step, and the gap does not move with
-//! forced inlining of ours, an extra logarithm per step, or scalar loads of the newest stage
-//! (all measured). The table's `arenstorf (rhs out of line)` rows (same maths behind
+//! right-hand side is a chain of a square root and divisions; the peer (stage loops over
+//! fixed-size nalgebra vectors, dense rows of `a`, `powf` in its controller) inlines it, and
+//! the gap does not move with forced inlining of ours, an extra logarithm per step, scalar
+//! loads of the newest stage, a stack-local stage argument, or scalar instead of 4-wide stage
+//! sums (all measured). The table's `arenstorf (rhs out of line)` rows (same maths behind
 //! `#[inline(never)]`, as a network or a function pointer is) separate the two effects: there
 //! ours takes 13.6–14.8 ns per evaluation against the peer's 16.5–17.1 (Dop853, 14–18 %
 //! less) and 18.5–19.7 against 20.8–21.6 (Dopri5), while ours barely moves between the two
 //! tables (the stage loop keeps the call out of line unless forced, and forcing it gained
-//! < 0.5 ns). So the gap is the peer's unrolled step profiting from a tiny right-hand side
-//! inlined into it, not more work per step in ours. For right-hand sides that cost more
+//! < 0.5 ns). So the gap is the peer's step profiting from a tiny right-hand side inlined
+//! into it (how, we could not pin down without hardware counters), not more work per step in
+//! ours. For right-hand sides that cost more
 //! than ~100 ns (any neural network), these differences are below 1 % of a solve.
 //!
 //! **Where the time goes** (perf, Lorenz/Van der Pol): with n = 2..4 a solve is bound by
