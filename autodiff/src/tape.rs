@@ -664,18 +664,9 @@ impl<T: Float> Inner<T> {
         }
         self.assign.clear();
         self.assign.resize(nn, false);
-        for x in 0..nn {
-            let (count, c) = self.consumers[x];
-            let xn = self.nodes[x];
-            if count != 1 || c > y || !xn.rg || xn.n_in == 0 || matches!(xn.op, Op::View { .. }) {
-                continue;
-            }
-            let cn = self.nodes[c as usize];
-            self.assign[x] = cn.rg && crate::ops::writes_input_grad(self, cn, x as Id);
-        }
-        // Descending, so a chain of adds resolves to the last one's range.
         self.goff.clear();
         self.goff.extend(self.nodes.iter().map(|n| n.off));
+        // Descending, so a chain of adds resolves to the last one's range.
         for x in (0..nn).rev() {
             let (count, c) = self.consumers[x];
             let xn = self.nodes[x];
@@ -683,8 +674,11 @@ impl<T: Float> Inner<T> {
                 continue;
             }
             let cn = self.nodes[c as usize];
-            if cn.rg
-                && matches!(cn.op, Op::Add)
+            if !cn.rg {
+                continue;
+            }
+            self.assign[x] = crate::ops::writes_input_grad(self, cn, x as Id);
+            if matches!(cn.op, Op::Add)
                 && cn.inputs[0] == x as Id
                 && cn.inputs[1] != x as Id
                 && cn.shape == xn.shape
@@ -692,8 +686,8 @@ impl<T: Float> Inner<T> {
                 self.goff[x] = self.goff[c as usize];
             }
         }
-        // Zero everything but the assigned ranges (non-view nodes own disjoint ranges,
-        // in increasing order of id and offset).
+        // Zero everything but the assigned and aliased ranges (non-view nodes own
+        // disjoint ranges, in increasing order of id and offset).
         let total = self.vals.len();
         self.grads_init = self.grads_init.max(self.grads.len());
         if total <= self.grads_init {
