@@ -343,15 +343,23 @@ impl<T: Real> Integrator<T> {
             Integrator::Adams(_) => None,
         }
     }
-    fn dense_output<S: OdeSystem<T> + ?Sized>(
+    fn dense_output<S: OdeSystem<T>>(
         &mut self,
         sys: &mut S,
     ) -> core::result::Result<&DenseStep<T>, SolveError> {
         match self {
-            Integrator::Rk(s) => s.dense_output(sys),
-            Integrator::Adams(s) => s.dense_output(sys),
+            Integrator::Rk(s) => s.dense_output(as_dyn(sys)),
+            Integrator::Adams(s) => s.dense_output(as_dyn(sys)),
         }
     }
+}
+
+/// `sys` for the stepper, behind `dyn`: the steppers are compiled once per float type
+/// instead of once per (augmented system, dynamics) pair, which keeps the short-state stage
+/// loops `ode-solvers` compiles for every system type out of this crate's build; a call
+/// through a pointer costs nothing next to a right-hand side made of network VJPs.
+fn as_dyn<'a, T: Real, S: OdeSystem<T> + 'a>(sys: &'a mut S) -> &'a mut (dyn OdeSystem<T> + 'a) {
+    sys
 }
 
 /// Runs one integration from `t0` to `t1` with `method`, calling `on_step` after each
@@ -371,8 +379,8 @@ where
     G: FnMut(&mut Integrator<T>, &mut S) -> Result<()>,
 {
     let made = match method.tableau() {
-        Some(tab) => RkStepper::new(tab, sys, t0, y0, t1, opts).map(Integrator::Rk),
-        None => AdamsStepper::new(sys, t0, y0, t1, opts).map(Integrator::Adams),
+        Some(tab) => RkStepper::new(tab, as_dyn(sys), t0, y0, t1, opts).map(Integrator::Rk),
+        None => AdamsStepper::new(as_dyn(sys), t0, y0, t1, opts).map(Integrator::Adams),
     };
     let mut st = match made {
         Ok(st) => st,
@@ -382,14 +390,14 @@ where
     let adaptive = tab.is_none_or(|t| t.is_adaptive()) && opts.fixed_step.is_none();
     while !st.is_done() {
         let r = match &mut st {
-            Integrator::Adams(a) => a.step(sys),
+            Integrator::Adams(a) => a.step(as_dyn(sys)),
             Integrator::Rk(rk) => {
                 if adaptive {
-                    rk.step(sys)
+                    rk.step(as_dyn(sys))
                 } else if let Some(h) = opts.fixed_step {
-                    rk.step_fixed(sys, h)
+                    rk.step_fixed(as_dyn(sys), h)
                 } else {
-                    rk.step_to(sys, t1)
+                    rk.step_to(as_dyn(sys), t1)
                 }
             }
         };
@@ -773,7 +781,7 @@ fn quadrature_adjoint<T: Real, D: Vjp<T> + ?Sized>(
     let s = tab.stages;
     let p = ath.len();
     let slots = s + 1;
-    let mut st = match RkStepper::new(tab, sys, t0, a0, t1, opts) {
+    let mut st = match RkStepper::new(tab, as_dyn(sys), t0, a0, t1, opts) {
         Ok(st) => st,
         Err(e) => return Err(solve_err(e, sys)),
     };
@@ -791,11 +799,11 @@ fn quadrature_adjoint<T: Real, D: Vjp<T> + ?Sized>(
     let adaptive = tab.is_adaptive() && opts.fixed_step.is_none();
     while !st.is_done() {
         let r = if adaptive {
-            st.step(sys)
+            st.step(as_dyn(sys))
         } else if let Some(h) = opts.fixed_step {
-            st.step_fixed(sys, h)
+            st.step_fixed(as_dyn(sys), h)
         } else {
-            st.step_to(sys, t1)
+            st.step_to(as_dyn(sys), t1)
         };
         if let Err(e) = r {
             return Err(solve_err(e, sys));

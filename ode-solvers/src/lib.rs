@@ -214,6 +214,7 @@ pub mod rk;
 pub mod stepper;
 pub mod system;
 pub mod tableau;
+mod unrolled;
 
 pub use adams::AdamsStepper;
 pub use dense::DenseStep;

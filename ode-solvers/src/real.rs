@@ -14,9 +14,40 @@ pub trait Real:
     fn from_f64_const(x: f64) -> Self;
     /// Converts to `f64` (for error messages and statistics).
     fn to_f64_lossy(self) -> f64;
+    /// `self` unchanged, as a value the optimiser must treat as unknown, held in a register.
+    ///
+    /// The solver reads back each derivative component a right-hand side has just stored
+    /// through it: the compiler then cannot merge neighbouring components into one vector
+    /// load, which, spanning several pending scalar stores, would wait for them to reach the
+    /// cache (a store-forwarding stall) instead of taking them from the store queue. The
+    /// identity where there is no such barrier (the default, and off x86-64).
+    #[inline(always)]
+    fn opaque(self) -> Self {
+        self
+    }
+}
+
+/// [`Real::opaque`] as an empty `asm!` block on an `xmm` register (x86-64).
+macro_rules! opaque_in_register {
+    () => {
+        #[inline(always)]
+        fn opaque(mut self) -> Self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: an empty instruction sequence; the value stays in its register.
+            unsafe {
+                core::arch::asm!(
+                    "/* {0} */",
+                    inout(xmm_reg) self,
+                    options(pure, nomem, nostack, preserves_flags)
+                );
+            }
+            self
+        }
+    };
 }
 
 impl Real for f64 {
+    opaque_in_register!();
     #[inline(always)]
     fn from_f64_const(x: f64) -> Self {
         x
@@ -28,6 +59,7 @@ impl Real for f64 {
 }
 
 impl Real for f32 {
+    opaque_in_register!();
     #[inline(always)]
     fn from_f64_const(x: f64) -> Self {
         x as f32

@@ -9,6 +9,7 @@ use crate::real::{Real, c};
 use crate::stepper::{StepInfo, Stepper, next_attempt};
 use crate::system::OdeSystem;
 use crate::tableau::{DenseKind, Tableau};
+use crate::unrolled::{self, Unrolled};
 
 /// `y += a x`.
 #[inline(always)]
@@ -383,6 +384,8 @@ pub struct RkStepper<T: Real> {
     nd: usize,
     nx: usize,
     cs: Vec<T>,
+    /// The stage loop unrolled at compile time, for built-in tableaux on short states.
+    unrolled: Option<Unrolled>,
     /// DOP853's two error estimates (`b_err2` present).
     two_err: bool,
     /// Non-FSAL tableaux with an error estimate: `(j n, b_j, e_j, e2_j)` over the union of
@@ -508,6 +511,7 @@ impl<T: Real> RkStepper<T> {
             nd: dense_d.len(),
             nx: extra_a.len(),
             cs: tab.c.iter().map(|&x| c(x)).collect(),
+            unrolled: Unrolled::new(tab, n),
             two_err: tab.b_err2.is_some(),
             fused_b_last: fused.iter().rposition(|f| f.1 != T::zero()).unwrap_or(0),
             fused,
@@ -617,7 +621,11 @@ impl<T: Real> RkStepper<T> {
         let n = self.n;
         let fsal = self.tab.fsal;
         let p = self.v.parts();
-        for i in 1..s {
+        let unrolled = self
+            .unrolled
+            .is_some_and(|u| unrolled::stages(u, sys, self.t, h, p.y, &mut self.k, p.y_new));
+        // The generic loop (the unrolled one computes the same values, bit for bit).
+        for i in (1..s).filter(|_| !unrolled) {
             let (done, rest) = self.k.split_at_mut(i * n);
             let target = if fsal && i == s - 1 {
                 &mut *p.y_new
