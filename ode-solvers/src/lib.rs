@@ -122,38 +122,37 @@
 //! against our 584).
 //! Time per evaluation outside the right-hand side
 //! (`time(solve)/nfe − time(rhs)`, fastest of 31 solves, set-up included, n = 2..4; the
-//! right-hand side costs 3.6, 1.4 and 1.0 ns; 2 shared cores, so ±0.3 ns), nfe / ns:
+//! right-hand side costs 3.7, 1.4 and 1.1 ns; 2 shared cores: the whole table drifts by up
+//! to ±0.5 ns between runs, the ratios between columns by a few per cent), nfe / ns:
 //!
 //! | problem | tol | Dopri5 | Tsit5 | Dop853 | peer Dopri5 | peer Dop853 | diffsol Tsit45 |
 //! |---|---|---|---|---|---|---|---|
-//! | Arenstorf | 1e-3 | 332 / 18.6 | 272 / 18.9 | 427 / 14.2 | 333 / 19.1 | 428 / 12.7 | 326 / 40.7 |
-//! | Arenstorf | 1e-6 | 986 / 17.6 | 1076 / 17.9 | 1035 / 13.5 | 987 / 18.9 | 1036 / 12.6 | 1148 / 39.3 |
-//! | Arenstorf | 1e-10 | 5060 / 17.4 | 5186 / 17.7 | 2785 / 13.1 | 5061 / 18.7 | 2786 / 12.3 | 4916 / 39.2 |
-//! | Lorenz | 1e-3 | 614 / 14.6 | 590 / 14.8 | 883 / 10.9 | 615 / 16.9 | 884 / 11.9 | 674 / 25.8 |
-//! | Lorenz | 1e-6 | 2060 / 14.3 | 1856 / 14.7 | 1711 / 10.6 | 2061 / 16.7 | 1712 / 11.7 | 1922 / 25.3 |
-//! | Lorenz | 1e-10 | 12494 / 14.2 | 11354 / 14.5 | 4737 / 10.4 | 12495 / 18.2 | 4738 / 11.7 | 10748 / 25.3 |
-//! | Van der Pol | 1e-3 | 356 / 15.1 | 374 / 14.9 | 462 / 11.4 | 357 / 14.9 | 463 / 12.9 | 452 / 24.7 |
-//! | Van der Pol | 1e-6 | 1088 / 14.5 | 1010 / 14.5 | 1088 / 10.9 | 1089 / 14.4 | 1089 / 12.7 | 1106 / 23.9 |
-//! | Van der Pol | 1e-10 | 5288 / 14.3 | 5144 / 14.2 | 2826 / 10.5 | 5289 / 14.3 | 2827 / 12.5 | 4904 / 23.9 |
+//! | Arenstorf | 1e-3 | 332 / 17.1 | 272 / 17.8 | 427 / 12.9 | 333 / 18.5 | 428 / 13.5 | 326 / 42.1 |
+//! | Arenstorf | 1e-6 | 986 / 16.5 | 1076 / 16.8 | 1035 / 12.1 | 987 / 18.2 | 1036 / 13.4 | 1148 / 40.5 |
+//! | Arenstorf | 1e-10 | 5060 / 16.0 | 5186 / 16.3 | 2785 / 11.6 | 5061 / 18.1 | 2786 / 13.1 | 4916 / 40.5 |
+//! | Lorenz | 1e-3 | 614 / 12.4 | 590 / 12.7 | 883 / 8.9 | 615 / 17.1 | 884 / 12.2 | 674 / 26.5 |
+//! | Lorenz | 1e-6 | 2060 / 12.0 | 1856 / 12.4 | 1711 / 8.7 | 2061 / 17.0 | 1712 / 12.2 | 1922 / 26.2 |
+//! | Lorenz | 1e-10 | 12494 / 11.9 | 11354 / 12.3 | 4737 / 8.4 | 12495 / 17.0 | 4738 / 12.1 | 10748 / 26.2 |
+//! | Van der Pol | 1e-3 | 356 / 12.2 | 374 / 12.1 | 462 / 8.2 | 357 / 15.4 | 463 / 13.3 | 452 / 25.8 |
+//! | Van der Pol | 1e-6 | 1088 / 11.6 | 1010 / 11.7 | 1088 / 7.8 | 1089 / 15.2 | 1089 / 13.2 | 1106 / 25.2 |
+//! | Van der Pol | 1e-10 | 5288 / 11.3 | 5144 / 11.4 | 2826 / 7.4 | 5289 / 15.0 | 2827 / 12.9 | 4904 / 25.0 |
 //!
-//! So (ratios over all eight tolerances): against diffsol, about the same evaluations and
-//! 1.65–2.2× less time outside the right-hand side. Against `ode_solvers`, one evaluation
-//! fewer, and per evaluation: Dopri5 3–8 % faster on Arenstorf, 14–22 % on Lorenz, equal
-//! (−1…+1.4 %) on Van der Pol; Dop853 8–11 % faster on Lorenz and 12–16 % on Van der Pol, but
-//! 6.5–12 % slower on Arenstorf (3–5 % of the total time), the one gap left. Arenstorf's
-//! right-hand side is a chain of a square root and divisions; the peer (stage loops over
-//! fixed-size nalgebra vectors, dense rows of `a`, `powf` in its controller) inlines it, and
-//! the gap does not move with forced inlining of ours, an extra logarithm per step, scalar
-//! loads of the newest stage, a stack-local stage argument, or scalar instead of 4-wide stage
-//! sums (all measured). The table's `arenstorf (rhs out of line)` rows (same maths behind
-//! `#[inline(never)]`, as a network or a function pointer is) separate the two effects: there
-//! ours takes 13.6–14.8 ns per evaluation against the peer's 16.5–17.1 (Dop853, 14–18 %
-//! less) and 18.5–19.7 against 20.8–21.6 (Dopri5), while ours barely moves between the two
-//! tables (the stage loop keeps the call out of line unless forced, and forcing it gained
-//! < 0.5 ns). So the gap is the peer's step profiting from a tiny right-hand side inlined
-//! into it (how, we could not pin down without hardware counters), not more work per step in
-//! ours. For right-hand sides that cost more
-//! than ~100 ns (any neural network), these differences are below 1 % of a solve.
+//! So (ratios over all eight tolerances, confirmed by a second run): against diffsol, about
+//! the same evaluations and 2.1–2.5× less time outside the right-hand side. Against
+//! `ode_solvers`, one evaluation fewer, and per evaluation less time everywhere: Dopri5
+//! 8–12 % on Arenstorf, 27–30 % on Lorenz, 21–25 % on Van der Pol; Dop853 4–11 % on
+//! Arenstorf, 27–31 % on Lorenz, 38–43 % on Van der Pol. The table's
+//! `arenstorf (rhs out of line)` rows (the same maths behind `#[inline(never)]`, as a
+//! network or a function pointer is) give 13.7–15.2 ns against the peer's 15.7–16.5 (Dop853)
+//! and 18.3–19.8 against 20.1–21.1 (Dopri5). For right-hand sides that cost more than
+//! ~100 ns (any neural network), these differences are below 1 % of a solve.
+//!
+//! Until the stage loops were unrolled (item (6) below), Dop853 on the inlined Arenstorf
+//! right-hand side was 4–9 % *slower* than the peer's, and nothing in the generic loop moved
+//! that (forced inlining, an extra logarithm per step, scalar loads of the newest stage, a
+//! stack-local stage argument, scalar instead of 4-wide stage sums, all measured): the peer's
+//! step, with a tiny right-hand side inlined, passes it values in registers, and a loop that
+//! reads a tableau's rows at run time cannot.
 //!
 //! **Where the time goes** (perf, Lorenz/Van der Pol): with n = 2..4 a solve is bound by
 //! *latency*, not throughput: each stage waits for the previous right-hand side, and each
@@ -168,7 +167,14 @@
 //! together: −10 % on Arenstorf and Lorenz with DOP853, each alone gained nothing or lost);
 //! (4) for non-FSAL pairs (DOP853) `y_1` and both error sums come out of one pass over the
 //! stages; (5) `ln err` comes from the logarithms of its pieces, so the controller does not
-//! wait for the square root. Set-up (`RkStepper::new`, DOP853, no HINIT): all weight rows in
+//! wait for the square root; (6) Dopri5, Tsit5 and Dop853 on states of up to 8 components
+//! run their stage loop unrolled at compile time (`unrolled`, with `seq-macro`): the
+//! coefficients are immediates, the stages stay in registers, and a right-hand side the
+//! compiler inlines takes and gives its values in registers; derivatives a right-hand side
+//! left in memory are read back one scalar at a time ([`Real::opaque`]), since a vector load
+//! over several just-stored scalars stalls until they reach the cache. Bit-identical to the
+//! generic loop (tested); −8…−10 % time per evaluation on Arenstorf, −17…−30 % on Lorenz and
+//! Van der Pol, 0…+5 % with the right-hand side out of line. Set-up (`RkStepper::new`, DOP853, no HINIT): all weight rows in
 //! one buffer, the eight state-length vectors in one allocation (`y`, `y_prev`, `y_new`
 //! rotate by index on acceptance), the dense-output rows pushed on first use: 225 ns (516 ns
 //! before these three, 1070 ns before the row buffer). These change only round-off: every

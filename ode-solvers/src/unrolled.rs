@@ -8,9 +8,12 @@
 //! coefficients become immediates, the stages live in a local array the compiler keeps in
 //! registers, and a right-hand side it can inline takes its argument and gives its derivative
 //! in registers. On small states the step sequence is latency-bound, and those round trips
-//! are on its critical path: with DOP853 on the Arenstorf orbit the time outside the
-//! right-hand side per evaluation falls by a fifth (`cargo bench -p benches --bench ode --
-//! zzz`). A right-hand side kept out of line gains nothing and loses nothing.
+//! are on its critical path: the time outside the right-hand side per evaluation falls by
+//! 8–10 % on the Arenstorf orbit and by 17–30 % on Lorenz and Van der Pol (`cargo bench -p
+//! benches --bench ode -- zzz`). Behind a right-hand side kept out of line the values go
+//! through memory again, and the call clobbers every vector register the unrolled code
+//! holds: there it costs up to 5 % (loose tolerances) against the generic loop, still ahead
+//! of the `ode_solvers` crate.
 //!
 //! The sums are [`crate::rk`]'s `combine_fixed`: the same operations in the same order, so
 //! results are bit-identical to the generic loop (tested against a copy of each tableau that
