@@ -130,19 +130,16 @@ pub(crate) fn stages<T: Real, S: OdeSystem<T> + ?Sized>(
     k: &mut [T],
     y_new: &mut [T],
 ) -> bool {
+    // One arm per length `1..=MAX_N`.
+    const { assert!(MAX_N == 8) };
     macro_rules! by_len {
         ($m:ty) => {
-            match y.len() {
-                1 => stages_fixed::<$m, T, S, 1>(sys, t, h, y, k, y_new),
-                2 => stages_fixed::<$m, T, S, 2>(sys, t, h, y, k, y_new),
-                3 => stages_fixed::<$m, T, S, 3>(sys, t, h, y, k, y_new),
-                4 => stages_fixed::<$m, T, S, 4>(sys, t, h, y, k, y_new),
-                5 => stages_fixed::<$m, T, S, 5>(sys, t, h, y, k, y_new),
-                6 => stages_fixed::<$m, T, S, 6>(sys, t, h, y, k, y_new),
-                7 => stages_fixed::<$m, T, S, 7>(sys, t, h, y, k, y_new),
-                8 => stages_fixed::<$m, T, S, 8>(sys, t, h, y, k, y_new),
-                _ => return false,
-            }
+            seq!(L in 1..=8 {
+                match y.len() {
+                    #(L => stages_fixed::<$m, T, S, L>(sys, t, h, y, k, y_new),)*
+                    _ => return false,
+                }
+            })
         };
     }
     match u {
