@@ -122,29 +122,29 @@
 //! against our 584).
 //! Time per evaluation outside the right-hand side
 //! (`time(solve)/nfe − time(rhs)`, fastest of 31 solves, set-up included, n = 2..4; the
-//! right-hand side costs 3.7, 1.4 and 1.1 ns; 2 shared cores: the whole table drifts by up
+//! right-hand side costs 3.6, 1.4 and 1.1 ns; 2 shared cores: the whole table drifts by up
 //! to ±0.5 ns between runs, the ratios between columns by a few per cent), nfe / ns:
 //!
 //! | problem | tol | Dopri5 | Tsit5 | Dop853 | peer Dopri5 | peer Dop853 | diffsol Tsit45 |
 //! |---|---|---|---|---|---|---|---|
-//! | Arenstorf | 1e-3 | 332 / 17.1 | 272 / 17.8 | 427 / 12.9 | 333 / 18.5 | 428 / 13.5 | 326 / 42.1 |
-//! | Arenstorf | 1e-6 | 986 / 16.5 | 1076 / 16.8 | 1035 / 12.1 | 987 / 18.2 | 1036 / 13.4 | 1148 / 40.5 |
-//! | Arenstorf | 1e-10 | 5060 / 16.0 | 5186 / 16.3 | 2785 / 11.6 | 5061 / 18.1 | 2786 / 13.1 | 4916 / 40.5 |
-//! | Lorenz | 1e-3 | 614 / 12.4 | 590 / 12.7 | 883 / 8.9 | 615 / 17.1 | 884 / 12.2 | 674 / 26.5 |
-//! | Lorenz | 1e-6 | 2060 / 12.0 | 1856 / 12.4 | 1711 / 8.7 | 2061 / 17.0 | 1712 / 12.2 | 1922 / 26.2 |
-//! | Lorenz | 1e-10 | 12494 / 11.9 | 11354 / 12.3 | 4737 / 8.4 | 12495 / 17.0 | 4738 / 12.1 | 10748 / 26.2 |
-//! | Van der Pol | 1e-3 | 356 / 12.2 | 374 / 12.1 | 462 / 8.2 | 357 / 15.4 | 463 / 13.3 | 452 / 25.8 |
-//! | Van der Pol | 1e-6 | 1088 / 11.6 | 1010 / 11.7 | 1088 / 7.8 | 1089 / 15.2 | 1089 / 13.2 | 1106 / 25.2 |
-//! | Van der Pol | 1e-10 | 5288 / 11.3 | 5144 / 11.4 | 2826 / 7.4 | 5289 / 15.0 | 2827 / 12.9 | 4904 / 25.0 |
+//! | Arenstorf | 1e-3 | 332 / 16.9 | 272 / 17.3 | 427 / 12.5 | 333 / 18.3 | 428 / 13.2 | 326 / 41.5 |
+//! | Arenstorf | 1e-6 | 986 / 16.3 | 1076 / 16.7 | 1035 / 11.8 | 987 / 18.1 | 1036 / 13.1 | 1148 / 39.9 |
+//! | Arenstorf | 1e-10 | 5060 / 15.9 | 5186 / 16.3 | 2785 / 11.5 | 5061 / 18.0 | 2786 / 13.0 | 4916 / 40.0 |
+//! | Lorenz | 1e-3 | 614 / 12.4 | 590 / 12.7 | 883 / 8.9 | 615 / 17.0 | 884 / 12.2 | 674 / 25.9 |
+//! | Lorenz | 1e-6 | 2060 / 11.9 | 1856 / 12.3 | 1711 / 8.5 | 2061 / 16.8 | 1712 / 12.0 | 1922 / 25.4 |
+//! | Lorenz | 1e-10 | 12494 / 11.9 | 11354 / 12.2 | 4737 / 8.3 | 12495 / 16.8 | 4738 / 11.9 | 10748 / 25.3 |
+//! | Van der Pol | 1e-3 | 356 / 11.9 | 374 / 11.8 | 462 / 8.0 | 357 / 15.1 | 463 / 13.1 | 452 / 25.1 |
+//! | Van der Pol | 1e-6 | 1088 / 11.5 | 1010 / 11.4 | 1088 / 7.6 | 1089 / 14.8 | 1089 / 13.0 | 1106 / 24.4 |
+//! | Van der Pol | 1e-10 | 5288 / 11.2 | 5144 / 11.2 | 2826 / 7.3 | 5289 / 14.6 | 2827 / 12.8 | 4904 / 24.3 |
 //!
 //! So (ratios over all eight tolerances, confirmed by a second run): against diffsol, about
-//! the same evaluations and 2.1–2.5× less time outside the right-hand side. Against
+//! the same evaluations and 2.0–2.5× less time outside the right-hand side. Against
 //! `ode_solvers`, one evaluation fewer, and per evaluation less time everywhere: Dopri5
-//! 8–12 % on Arenstorf, 27–30 % on Lorenz, 21–25 % on Van der Pol; Dop853 4–11 % on
-//! Arenstorf, 27–31 % on Lorenz, 38–43 % on Van der Pol. The table's
+//! 8–12 % on Arenstorf, 27–30 % on Lorenz, 21–24 % on Van der Pol; Dop853 5–12 % on
+//! Arenstorf, 27–30 % on Lorenz, 39–43 % on Van der Pol. The table's
 //! `arenstorf (rhs out of line)` rows (the same maths behind `#[inline(never)]`, as a
-//! network or a function pointer is) give 13.7–15.2 ns against the peer's 15.7–16.5 (Dop853)
-//! and 18.3–19.8 against 20.1–21.1 (Dopri5). For right-hand sides that cost more than
+//! network or a function pointer is) give 14.0–15.0 ns against the peer's 16.1–16.6 (Dop853)
+//! and 18.4–19.5 against 20.4–21.1 (Dopri5). For right-hand sides that cost more than
 //! ~100 ns (any neural network), these differences are below 1 % of a solve.
 //!
 //! Until the stage loops were unrolled (item (6) below), Dop853 on the inlined Arenstorf
@@ -173,13 +173,15 @@
 //! compiler inlines takes and gives its values in registers; derivatives a right-hand side
 //! left in memory are read back one scalar at a time ([`Real::opaque`]), since a vector load
 //! over several just-stored scalars stalls until they reach the cache. Bit-identical to the
-//! generic loop (tested); −8…−10 % time per evaluation on Arenstorf, −17…−30 % on Lorenz and
-//! Van der Pol, 0…+5 % with the right-hand side out of line. Set-up (`RkStepper::new`, DOP853, no HINIT): all weight rows in
-//! one buffer, the eight state-length vectors in one allocation (`y`, `y_prev`, `y_new`
-//! rotate by index on acceptance), the dense-output rows pushed on first use: 225 ns (516 ns
-//! before these three, 1070 ns before the row buffer). These change only round-off: every
-//! evaluation count above and in the Hairer table is unchanged, and so is every error to
-//! the digits shown.
+//! generic loop (tested); −13…−16 % time per evaluation on Arenstorf, −20…−34 % on Lorenz
+//! and Van der Pol (the peer's columns moved by at most 6 % between those runs), unchanged
+//! (±2 %) with the right-hand side out of line; `a`'s rows are then not built at set-up.
+//! Set-up (`RkStepper::new`, DOP853, no HINIT): all weight rows in one buffer, the eight
+//! state-length vectors in one allocation (`y`, `y_prev`, `y_new` rotate by index on
+//! acceptance), the dense-output rows pushed on first use: 206 ns (225 ns with `a`'s rows,
+//! 516 ns before these three, 1070 ns before the row buffer). These change only round-off:
+//! every evaluation count above and in the Hairer table is unchanged, and so is every error
+//! to the digits shown.
 //!
 //! Tried and rejected, measured: scaling the rows by `h` once per step (a loop on the step's
 //! critical path: +4 %); removing bounds checks, a reciprocal of the error scale, fusing the

@@ -9,11 +9,10 @@
 //! registers, and a right-hand side it can inline takes its argument and gives its derivative
 //! in registers. On small states the step sequence is latency-bound, and those round trips
 //! are on its critical path: the time outside the right-hand side per evaluation falls by
-//! 8–10 % on the Arenstorf orbit and by 17–30 % on Lorenz and Van der Pol (`cargo bench -p
+//! 13–16 % on the Arenstorf orbit and by 20–34 % on Lorenz and Van der Pol (`cargo bench -p
 //! benches --bench ode -- zzz`). Behind a right-hand side kept out of line the values go
-//! through memory again, and the call clobbers every vector register the unrolled code
-//! holds: there it costs up to 5 % (loose tolerances) against the generic loop, still ahead
-//! of the `ode_solvers` crate.
+//! through memory again and the call clobbers the vector registers the unrolled code holds:
+//! there it is as fast as the generic loop (±2 %).
 //!
 //! The sums are [`crate::rk`]'s `combine_fixed`: the same operations in the same order, so
 //! results are bit-identical to the generic loop (tested against a copy of each tableau that
