@@ -1,20 +1,23 @@
-//! Adjoint vs forward-sensitivity scaling in the number of parameters (item 8).
+//! Adjoint vs forward-sensitivity scaling in the number of parameters.
 //!
 //! `cargo run --release -p adjoint --example sensitivity_scaling [-- --quick] [--json]`
 //!
-//! Prints the table of one gradient's time per mode against `P`, the log-log slopes and
-//! the crossover (`--json` prints the table as JSON for plotting).
+//! Prints the table of one gradient's time per mode against `P` for the built-in
+//! 2 → W → W → 2 tanh MLP family, the log-log slopes and the crossover (`--json` prints
+//! the table as JSON for plotting). To measure your own dynamics, replace the family:
+//! any closure `FnMut(size) -> Result<Instance>` works (see `adjoint::scaling`).
 
-use adjoint::scaling::{ScalingConfig, measure};
+use adjoint::scaling::{MlpFamily, measure};
 
 fn main() -> Result<(), adjoint::Error> {
     let args: Vec<String> = std::env::args().collect();
-    let mut cfg = ScalingConfig::default();
+    let family = MlpFamily::new(1);
+    let mut cfg = family.config::<f64>();
     if args.iter().any(|a| a == "--quick") {
-        cfg.widths = vec![8, 16, 32];
+        cfg.sizes = vec![8, 16, 32];
         cfg.repeats = 1;
     }
-    let table = measure(&cfg)?;
+    let table = measure(&cfg, |w| family.instance(w))?;
     if args.iter().any(|a| a == "--json") {
         println!(
             "{}",
@@ -23,16 +26,8 @@ fn main() -> Result<(), adjoint::Error> {
         return Ok(());
     }
     println!("{table}");
-    for m in [
-        "checkpointed",
-        "backsolve",
-        "direct",
-        "forward-jvp",
-        "forward-jacobian",
-    ] {
-        if let Some(s) = table.slope(m) {
-            println!("log-log slope of time vs P, {m:<17}: {s:.2}");
-        }
+    for (m, s) in table.slopes() {
+        println!("log-log slope of time vs P, {m:<17}: {s:.2}");
     }
     match table.crossover("checkpointed", "forward-jvp") {
         Some(p) => println!(

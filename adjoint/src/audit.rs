@@ -18,8 +18,8 @@ use ode_solvers::Real;
 
 use crate::dynamics::Vjp;
 use crate::error::Result;
+use crate::rng::SplitMix64;
 use crate::solver::{AdjointSolver, GradStats, GradientMode, Gradients};
-use crate::test_problems::SplitMix64;
 
 /// Settings of [`audit`].
 #[derive(Debug, Clone, PartialEq)]

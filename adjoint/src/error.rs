@@ -4,8 +4,7 @@
 ///
 /// Solver failures (tolerances, step-size underflow, too many steps, non-finite states)
 /// arrive unchanged as [`Error::Solve`]; failures of an autodiff-backed right-hand side as
-/// [`Error::Autodiff`]; the sparse discrete adjoint keeps its own
-/// [`crate::discrete::DiscreteAdjointError`], wrapped as [`Error::Discrete`].
+/// [`Error::Autodiff`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -16,9 +15,6 @@ pub enum Error {
     #[cfg(feature = "tape")]
     #[error(transparent)]
     Autodiff(#[from] autodiff::Error),
-    /// The sparse discrete adjoint failed.
-    #[error(transparent)]
-    Discrete(#[from] crate::discrete::DiscreteAdjointError),
     /// Two sizes that must agree do not.
     #[error("length mismatch for {what}: expected {expected}, found {found}")]
     LengthMismatch {

@@ -1,4 +1,7 @@
-//! Gradients through ODE solves, and discrete adjoints of sparse constraints.
+//! Gradients through ODE solves.
+//!
+//! (The discrete adjoint of a sparse constraint `c(u, s) = 0`, which needs no ODE solver,
+//! lives in the `pde-adjoint` crate: `pde_adjoint::discrete`.)
 //!
 //! Given dynamics `ż = f(t, z, θ)`, an initial state `z(t₀) = z0`, output times
 //! `t₀ < t₁ < … < t_N` (or all decreasing) and a loss `L(z(t₀), …, z(t_N))`, this crate
@@ -40,7 +43,8 @@
 //! [`Dynamics`] (`eval`) and [`Vjp`] (`vjp_z = aᵀ∂f/∂z`, `vjp_theta = aᵀ∂f/∂θ`,
 //! `vjp_t = aᵀ∂f/∂t`, their one-pass combination `vjp`, and an optional `jvp`), all
 //! writing into caller buffers; [`FnDynamics`] adapts closures, [`TapeDynamics`] a tape.
-//! [`test_problems`] holds hand-written dynamics with exact derivatives (linear, tanh MLP).
+//! [`TanhMlp`] is a batched tanh MLP with hand-written VJP and JVP (no tape). The feature
+//! `test-support` adds `test_problems` (dynamics with closed-form gradients, for tests).
 //!
 //! # The maths
 //!
@@ -86,13 +90,11 @@
 //! * **Backsolve** (Chen et al. 2018, Algorithm 1): the augmented state `[z, a, a_θ, a_t]`
 //!   integrated backwards from `t_N`, with `z` re-anchored to the stored output at every
 //!   output time; `dL/dt₀ = a_t(t₀)`. `seminorm: true` controls the error on `[z, a]` only
-//!   (Kidger, Chen & Lyons 2021).
-//!   Backward evaluations without → with the seminorm (2→5→5→2 tanh MLP with time input,
-//!   batch 2, three outputs, rtol 1e-11, `cargo test --release -p adjoint --test mlp_modes
-//!   -- --nocapture`): Bosh3 4912 → 2794 (−43 %), Tsit5 256 → 178 (−30 %), Dop853 111 → 88
-//!   (−21 %), Dopri5 226 → 208 (−8 %); over 16 random 2→16→16→2 MLPs at rtol 1e-7 with
-//!   Dopri5 the median saving is only 3 % (short solves of ~15 steps; the 40 % of Kidger
-//!   et al. is for longer, larger problems).
+//!   (Kidger, Chen & Lyons 2021): the step size is no longer limited by the error of the
+//!   parameter and time integrals, so the backward pass can take fewer steps. How many
+//!   fewer depends on the problem and can be few on short solves (`tests/mlp_modes.rs`
+//!   checks that the median saving over random MLPs is positive; measured savings are in
+//!   `benches/README.md`).
 //! * **Direct**: see above. Needs the step sizes, the state at the start of each step and
 //!   recomputes the stages in the backward pass.
 //! * **Forward**: the dynamics' JVP when it has one, otherwise explicit Jacobians from
@@ -100,42 +102,33 @@
 //!   Jacobians: its JVP is a double VJP). **ForwardJvp** forces the JVPs.
 //!
 //! The integrator restarts at every output time (the step size is carried over, no new
-//! initial-step estimate), so outputs are step boundaries. Every ode-solvers [`Method`]
-//! works for the forward solve; the direct mode needs an explicit Runge–Kutta method (its
-//! stages are what it differentiates) and refuses Adams with [`Error::UnsupportedMethod`];
-//! the checkpointed adjoint's quadrature of `a_θ` needs an RK *backward* method (with an
-//! Adams backward method `a_θ` stays integrator state).
+//! initial-step estimate), so outputs are step boundaries. Every mode but the direct one
+//! works with every ode-solvers [`Method`], Adams included, for the forward solve and for
+//! the backward one (by default the forward method). The direct mode needs an explicit
+//! Runge–Kutta method (its stages are what it differentiates) and refuses Adams with
+//! [`Error::UnsupportedMethod`] at [`AdjointSolver::forward`]. The checkpointed adjoint's
+//! quadrature of `a_θ` (with the seminorm) needs an RK *backward* method: with an Adams
+//! backward method `a_θ` stays integrator state.
 //!
-//! # Performance (measured)
+//! # Cost
 //!
-//! One value + gradient of the 2→64→64→2 tanh MLP Neural ODE ([`TapeDynamics`]) at batch
-//! 16, Dopri5, `rtol = atol = 1e-6`, `t ∈ [0, 1]`, loss = mean `z(1)²`
-//! (`cargo bench -p benches --bench adjoint -- neural_ode_b16`, 2 shared cores, load ≈ 2):
-//! forward 79.7 µs (20 evaluations of 3.9 µs), checkpointed value + gradient 223 µs, so
-//! backward / forward = 1.8 (13 VJPs of 9.25 µs and 2 evaluations); 92 % of the whole is
-//! the network's own evaluations and VJPs (98 % of the forward, 89 % of the backward).
-//! Direct: 331 µs; backsolve: 514 µs (446 µs with seminorm).
+//! The checkpointed adjoint's backward pass costs about one VJP per forward evaluation
+//! whatever the number of parameters `P`, so a gradient costs a small multiple of the
+//! forward solve. Forward sensitivities carry `n (P + n)` values and cost `P + n` JVPs per
+//! evaluation (or `n` VJPs and `O(n²(P + n))` products through explicit Jacobians): their
+//! cost grows with `P` where the adjoint's does not. [`scaling`] measures both against `P`
+//! on any family of dynamics, yours or the built-in MLP
+//! (`cargo run --release -p adjoint --example sensitivity_scaling`); the benches crate
+//! times one gradient of an MLP Neural ODE in every mode
+//! (`cargo bench -p benches --bench adjoint`). Recorded figures: `benches/README.md`.
 //!
-//! Adjoint versus forward sensitivities against the parameter count
-//! (`cargo run --release -p adjoint --example sensitivity_scaling`, 2→W→W→2 MLP, batch 1):
-//! the checkpointed adjoint uses 13 VJPs per gradient at every `P` (time slope 0.65 in
-//! log-log, the cost of the network itself), forward sensitivities through JVPs need
-//! `P + n` JVPs per evaluation (slope 1.67; 0.34 s against 92 µs at `P = 4482`). They are
-//! slower at every measured `P` (≥ 18); the fitted power laws cross at `P ≈ 2`.
-//!
-//! # Backsolve drifts: measured errors
+//! # Backsolve drifts
 //!
 //! `ż = A z`, `A = [[−0.2, 0.5], [0.3, −3]]`, `z0 = (1, 1)`, `t ∈ [0, 6]`, `L = Σ z(6)`,
-//! Dopri5 at `rtol = atol = 1e-8`, relative error of `(dL/dA, dL/dz0)` against the
-//! closed form (Van Loan's block exponential; `tests/memory_drift.rs`):
-//!
-//! | mode | relative error |
-//! |---|---|
-//! | backsolve | 1.6e-3 |
-//! | checkpointed | 2.3e-9 |
-//! | direct | 5.5e-10 |
-//! | forward | 4.7e-10 |
-//!
+//! Dopri5 at `rtol = atol = 1e-8`, against the closed-form gradient (Van Loan's block
+//! exponential; `tests/memory_drift.rs` asserts it): the checkpointed, direct and forward
+//! modes are within `1e-6` relative error, backsolve more than 100 times further off than
+//! the checkpointed and direct modes (the measured errors are in `benches/README.md`).
 //! Re-integrating `z` backwards amplifies the solver's errors in the fast mode by about
 //! `e^{3·6}`: backsolve is approximate, prefer the checkpointed adjoint (as diffrax and
 //! SciMLSensitivity do).
@@ -158,17 +151,24 @@
 //! Hairer, Nørsett & Wanner, Solving ODEs I (dense output, step control).
 
 pub mod audit;
-pub mod discrete;
+mod dense_store;
 pub mod dynamics;
 pub mod error;
+mod integrate;
+mod mlp;
+mod modes;
+mod rng;
 pub mod scaling;
 pub mod solver;
 #[cfg(feature = "tape")]
 pub mod tape_dynamics;
+#[cfg(feature = "test-support")]
+#[doc(hidden)]
 pub mod test_problems;
 
 pub use dynamics::{Dynamics, FnDynamics, Vjp};
 pub use error::{Error, Result};
+pub use mlp::TanhMlp;
 pub use ode_solvers::{Method, Options, Real, Stats};
 pub use solver::{AdjointSolver, BackwardSolver, Checkpoints, GradStats, GradientMode, Gradients};
 #[cfg(feature = "tape")]

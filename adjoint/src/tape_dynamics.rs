@@ -1,7 +1,6 @@
 //! [`TapeDynamics`]: dynamics written as a forward pass on an autodiff tape.
 
 use autodiff::{Float, Tape, Var};
-use ode_solvers::Real;
 
 use crate::dynamics::{Dynamics, Vjp};
 use crate::error::{Error, Result};
@@ -68,7 +67,7 @@ impl<T: Float, F> core::fmt::Debug for TapeDynamics<T, F> {
 
 impl<T, F> TapeDynamics<T, F>
 where
-    T: Float + Real,
+    T: Float,
     F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T>,
 {
     /// Wraps the forward pass `f(tape, t, z, θ)` for a state of shape `state_dims` (up to
@@ -106,7 +105,7 @@ where
 
 impl<T, F> Dynamics<T> for TapeDynamics<T, F>
 where
-    T: Float + Real,
+    T: Float,
     F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T>,
 {
     fn n_states(&self) -> usize {
@@ -137,7 +136,7 @@ where
 
 impl<T, F> Vjp<T> for TapeDynamics<T, F>
 where
-    T: Float + Real,
+    T: Float,
     F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T>,
 {
     fn vjp_z(&mut self, t: T, z: &[T], theta: &[T], a: &[T], out: &mut [T]) -> Result<()> {
@@ -201,7 +200,7 @@ where
 
 impl<T, F> TapeDynamics<T, F>
 where
-    T: Float + Real,
+    T: Float,
     F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T>,
 {
     fn record_vjp(

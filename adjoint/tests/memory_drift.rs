@@ -1,5 +1,5 @@
-//! Item 4: memory of backsolve is flat while the number of steps grows tenfold (direct's
-//! grows with it). Item 7: a long-horizon problem where backsolve drifts while the
+//! Memory of backsolve is flat while the number of steps grows tenfold (direct's
+//! grows with it); a long-horizon problem where backsolve drifts while the
 //! checkpointed adjoint and direct backpropagation stay exact.
 
 use adjoint::test_problems::Linear;

@@ -2,8 +2,6 @@
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
-use std::fmt::{Debug, Display};
-use std::iter::Sum;
 
 mod sealed {
     pub trait Sealed {}
@@ -11,25 +9,13 @@ mod sealed {
     impl Sealed for f64 {}
 }
 
-/// A floating-point element type (`f32` or `f64`), with the slice kernels the tape uses.
-pub trait Float:
-    num_traits::Float
-    + num_traits::FloatConst
-    + num_traits::NumAssign
-    + Default
-    + Debug
-    + Display
-    + Send
-    + Sync
-    + Sum
-    + 'static
-    + sealed::Sealed
-{
-    /// Converts from `f64` (rounding for `f32`).
-    fn of(x: f64) -> Self;
-    /// Converts to `f64`.
-    fn to_f64_(self) -> f64;
-
+/// A floating-point element type (`f32` or `f64`): the workspace's one scalar trait
+/// [`Real`](real::Real) plus the slice kernels the tape uses.
+///
+/// Conversions are `Real`'s: [`Real::from_f64_const`](real::Real::from_f64_const) and
+/// [`Real::to_f64_lossy`](real::Real::to_f64_lossy). Sealed: the kernels exist for `f32`
+/// and `f64` only.
+pub trait Float: real::Real + sealed::Sealed {
     /// `C (+)= alpha · op(A) · op(B)` on row-major slices, where `op(A)` is `m × k`
     /// (`A` stored `k × m` when `ta`), `op(B)` is `k × n`; `accumulate` adds to `C`.
     fn gemm(
@@ -91,14 +77,6 @@ macro_rules! impl_float {
             #[inline]
             fn cos_slice(x: &[Self], y: &mut [Self]) {
                 $m::cos(x, y)
-            }
-            #[inline(always)]
-            fn of(x: f64) -> Self {
-                x as $t
-            }
-            #[inline(always)]
-            fn to_f64_(self) -> f64 {
-                self as f64
             }
             fn gemm(
                 c: &mut [Self],

@@ -122,11 +122,14 @@
 //! them first, and in the reverse pass a node whose only use is an elementwise op, a
 //! bias add or a matrix product gets its gradient written (`=`) instead of zeroed and
 //! accumulated (tested: a recording poisoned with NaN and inf changes nothing);
-//! `vzeroupper` follows every faer call (the AVX→SSE transition penalty measured in
-//! CRATES.md). Figures from `cargo bench -p benches --bench autodiff` are in the API
-//! note (`notes/autodiff-api.md`); on this machine (AMD EPYC with AVX-512, one core) a
-//! 2→64→64→2 tanh MLP evaluates 1.6–2.6× faster than with scalar libm kernels, and the
-//! arithmetic (faer's GEMM and the `tanh` kernel) dominates from batch 16 upwards.
+//! `vzeroupper` follows every faer call: faer's AVX-512 kernels leave the upper halves of
+//! the vector registers dirty, and SSE-encoded code that runs next (glibc's scalar `tanh`,
+//! for one) would pay a state-transition penalty on every instruction until they are
+//! cleared.
+//!
+//! `cargo bench -p benches --bench autodiff` measures a 2→64→64→2 tanh MLP and a
+//! convolutional block against candle and PyTorch, and the slice kernels against libm;
+//! the recorded figures are in `benches/README.md`.
 //!
 //! # Requirements and references
 //!
@@ -154,5 +157,6 @@ pub use api::{
 pub use error::{Error, NonFiniteInfo};
 pub use float::Float;
 pub use ops::CustomOp;
+pub use real::Real;
 pub use shape::Shape;
 pub use tape::{Tape, Var};

@@ -193,8 +193,8 @@ impl<'t, T: Float> Var<'t, T> {
         let q = d.mul(log_var.neg().exp());
         let s = q
             .add(log_var)
-            .add_scalar(T::of((2.0 * std::f64::consts::PI).ln()));
-        s.sum().mul_scalar(T::of(-0.5))
+            .add_scalar(T::from_f64_const((2.0 * std::f64::consts::PI).ln()));
+        s.sum().mul_scalar(T::from_f64_const(-0.5))
     }
     /// `KL(N(μ₁, e^{lv₁}) ‖ N(μ₂, e^{lv₂}))` summed over elements, for diagonal Gaussians
     /// (`self` is μ₁): `½ Σ [lv₂ − lv₁ + (e^{lv₁} + (μ₁ − μ₂)²) e^{−lv₂} − 1]`.
@@ -203,7 +203,7 @@ impl<'t, T: Float> Var<'t, T> {
         let num = log_var.exp().add(dm);
         let q = num.mul(log_var2.neg().exp());
         let s = log_var2.sub(log_var).add(q).add_scalar(-T::one());
-        s.sum().mul_scalar(T::of(0.5))
+        s.sum().mul_scalar(T::from_f64_const(0.5))
     }
 }
 

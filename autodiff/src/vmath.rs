@@ -24,7 +24,9 @@
 use crate::Float;
 
 /// Clears the upper halves of the vector registers after faer's AVX code, so that the
-/// following SSE-encoded elementwise code pays no transition penalty (see CRATES.md).
+/// following SSE-encoded elementwise code pays no transition penalty (faer's AVX-512
+/// kernels leave the upper halves dirty; until `vzeroupper`, every SSE instruction that
+/// follows, glibc's scalar `tanh` included, runs many times slower).
 #[inline]
 pub(crate) fn zero_upper() {
     #[cfg(target_arch = "x86_64")]
@@ -347,7 +349,7 @@ fn sincos_k64<const F: bool>(x: f64) -> (f64, f64) {
 /// NaN) with libm.
 #[inline(always)]
 fn trig_fixup<T: Float>(x: &[T], y: &mut [T], f: fn(T) -> T) {
-    let lim = T::of(TRIG_LIMIT);
+    let lim = T::from_f64_const(TRIG_LIMIT);
     let outside = |v: T| v.abs() > lim || v.is_nan();
     if x.iter().any(|&v| outside(v)) {
         for (y, &x) in y.iter_mut().zip(x) {

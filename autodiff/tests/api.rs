@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 fn vals<T: Float>(n: usize, a: f64) -> Vec<T> {
     (0..n)
-        .map(|i| T::of(((i as f64 + 1.0) * a).sin()))
+        .map(|i| T::from_f64_const(((i as f64 + 1.0) * a).sin()))
         .collect()
 }
 
@@ -38,7 +38,7 @@ const N_MLP: usize = 2 * 16 + 16 + 16 * 16 + 16 + 16 * 2 + 2;
 fn mlp_end_to_end<T: Float>() {
     let theta: Vec<T> = vals(N_MLP, 0.37)
         .iter()
-        .map(|&v: &T| v * T::of(0.5))
+        .map(|&v: &T| v * T::from_f64_const(0.5))
         .collect();
     let z: Vec<T> = vals(5 * 2, 0.91);
     // Gradient w.r.t. θ (with z fixed) and w.r.t. z (θ fixed) both pass gradcheck.
@@ -97,15 +97,21 @@ fn conv_block<'t, T: Float>(x: Var<'t, T>, th: Var<'t, T>, c: usize) -> Var<'t, 
     let k2 = th.view(w, &[c, c, 3, 3]);
     let gamma = th.view(2 * w, &[c, 1, 1]);
     let beta = th.view(2 * w + c, &[c, 1, 1]);
-    let h = x.conv2d(k1, 1, 1).group_norm(2, T::of(1e-5)) * gamma + beta;
-    let h = h.softplus().conv2d(k2, 1, 1).group_norm(2, T::of(1e-5));
+    let h = x.conv2d(k1, 1, 1).group_norm(2, T::from_f64_const(1e-5)) * gamma + beta;
+    let h = h
+        .softplus()
+        .conv2d(k2, 1, 1)
+        .group_norm(2, T::from_f64_const(1e-5));
     h + x
 }
 
 fn conv_end_to_end<T: Float>() {
     let c = 4;
     let np = 2 * c * c * 9 + 2 * c;
-    let theta: Vec<T> = vals(np, 0.53).iter().map(|&v: &T| v * T::of(0.3)).collect();
+    let theta: Vec<T> = vals(np, 0.53)
+        .iter()
+        .map(|&v: &T| v * T::from_f64_const(0.3))
+        .collect();
     let x: Vec<T> = vals(2 * c * 5 * 5, 0.77);
     let a: Vec<T> = vals(2 * c * 5 * 5, 1.3);
     let tol = default_gradcheck_tolerance::<T>();
@@ -310,7 +316,7 @@ impl<T: Float> CustomOp<T> for Cube {
         gx: &mut [T],
     ) -> Result<(), Error> {
         for ((d, &x), &g) in gx.iter_mut().zip(inputs[0]).zip(g) {
-            *d += T::of(3.0) * x * x * g;
+            *d += T::from_f64_const(3.0) * x * x * g;
         }
         Ok(())
     }
@@ -321,7 +327,7 @@ impl<T: Float> CustomOp<T> for Cube {
         _out: Var<'t, T>,
         g: Var<'t, T>,
     ) -> Result<Var<'t, T>, Error> {
-        Ok(inputs[0].square().mul(g).mul_scalar(T::of(3.0)))
+        Ok(inputs[0].square().mul(g).mul_scalar(T::from_f64_const(3.0)))
     }
 }
 

@@ -39,8 +39,8 @@ fn bits<T: Float>(s: &ParamStore<T>) -> Vec<u64> {
         .iter()
         .map(|v| {
             let x = *v;
-            // to_f64_ is exact for f32 except NaN payloads, checked separately.
-            x.to_f64_().to_bits()
+            // to_f64_lossy is exact for f32 except NaN payloads, checked separately.
+            x.to_f64_lossy().to_bits()
         })
         .collect()
 }

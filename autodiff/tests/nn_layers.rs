@@ -18,7 +18,7 @@ fn noise<T: Float>(n: usize, seed: u64) -> Vec<T> {
             s = s
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            T::of(((s >> 11) as f64) / ((1u64 << 53) as f64) * 2.0 - 1.0)
+            T::from_f64_const(((s >> 11) as f64) / ((1u64 << 53) as f64) * 2.0 - 1.0)
         })
         .collect()
 }

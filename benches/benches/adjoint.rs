@@ -1,12 +1,12 @@
 //! Adjoint benchmarks.
 //!
-//! * `adjoint/neural_ode_b16/*` (item 9): one value + gradient of the 2→64→64→2 tanh MLP
+//! * `adjoint/neural_ode_b16/*`: one value + gradient of the 2→64→64→2 tanh MLP
 //!   Neural ODE at batch 16 (`TapeDynamics`, Dopri5, rtol = atol = 1e-6, t ∈ [0, 1],
 //!   loss = mean z(1)²) in each gradient mode, next to the forward solve alone and the
 //!   network's own evaluation and VJP. Backward / forward =
 //!   `(value_and_grad − forward) / forward`; time outside the network =
 //!   `1 − (nfe · eval + n_vjp · vjp) / value_and_grad` (counts printed to stderr once).
-//! * `adjoint/scaling/*` (item 8): one gradient against the parameter count `P` of a
+//! * `adjoint/scaling/*`: one gradient against the parameter count `P` of a
 //!   2→W→W→2 MLP (hand-written derivatives), adjoint modes versus forward sensitivities;
 //!   the full sweep with its table and crossover is
 //!   `cargo run --release -p adjoint --example sensitivity_scaling`.

@@ -21,28 +21,10 @@
 //! Peer: candle-core 0.11's CPU backend (`candle_value`, `candle_value_vjp`: the same
 //! networks, parameters and inputs, gradients of `Σ a·f` by `Tensor::backward`), made
 //! single-threaded like our ops (`RAYON_NUM_THREADS=1` unless already set); both peers
-//! are checked against each other before timing. Criterion medians on the 2-core
-//! machine (AMD EPYC, AVX-512), `cargo bench -p benches --bench autodiff -- --noplot
-//! 'mlp|conv_block|gemm'` (faer GEMM 256 f64: 270 µs, 124 GFLOP/s), with PyTorch 2.15
-//! (one thread, `benches/scripts/torch_autodiff.py`, fastest of many runs) beside them:
-//!
-//! | case | ours value / value+VJP (ratio) | candle value / value+VJP | PyTorch |
-//! |---|---|---|---|
-//! | MLP f64 b16 | 3.73 / 8.94 µs (2.40) | 16.3 / 51.0 µs | 28.9 / 93.2 µs |
-//! | MLP f64 b256 | 44.6 / 103 µs (2.30) | 236 / 504 µs | 195 / 401 µs |
-//! | MLP f64 b4096 | 0.72 / 2.06 ms (2.85) | 6.33 / 28.5 ms | 2.95 / 6.00 ms |
-//! | MLP f32 b16 | 2.26 / 5.50 µs (2.43) | 16.1 / 47.0 µs | 23.1 / 82.8 µs |
-//! | MLP f32 b256 | 25.2 / 59.7 µs (2.37) | 223 / 427 µs | 109 / 242 µs |
-//! | MLP f32 b4096 | 0.41 / 1.02 ms (2.49) | 3.62 / 7.13 ms | 1.52 / 2.99 ms |
-//! | conv block f32 b128 | 5.80 / 16.2 ms (2.78) | 23.5 / 122 ms | 4.30 / 13.6 ms |
-//!
-//! MLP f64 b4096 `value` runs at ≈ 50 GFLOP/s (40 % of the GEMM peak): its products
-//! alone take 0.35 ms (faer at 120 GFLOP/s on 4096×64·64×64), the rest is `tanh` and
-//! the bias adds, memory-bound on 2 MiB tensors that leave L2. The reverse pass reads a
-//! bias add's gradient in place rather than copying it (`Inner::goff` in the autodiff
-//! crate), which took that case from 2.35 to 2.06 ms (ratio 3.38 → 2.85). PyTorch's
-//! oneDNN convolutions beat ours by 20–25 % on the conv block; everything else here is
-//! faster than both peers.
+//! are checked against each other before timing. `benches/scripts/torch_autodiff.py`
+//! runs the same work in PyTorch (one thread) for reference. The recorded results of
+//! `cargo bench -p benches --bench autodiff -- --noplot 'mlp|conv_block|gemm'`, with
+//! PyTorch's beside them, are in `benches/README.md`.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -56,7 +38,7 @@ const N_MLP: usize = D * H + H + H * H + H + H * D + D;
 
 fn vals<T: Float>(n: usize, a: f64, s: f64) -> Vec<T> {
     (0..n)
-        .map(|i| T::of(s * ((i as f64 + 1.0) * a).sin()))
+        .map(|i| T::from_f64_const(s * ((i as f64 + 1.0) * a).sin()))
         .collect()
 }
 

@@ -3,7 +3,7 @@
 //! with the sparse Cholesky factorisation included (a fresh problem) and with
 //! a factor kept across design iterations.
 //!
-//! Goal (issue 5): adjoint / forward ≤ 1.5 with factorisation included, and
+//! Goal: adjoint / forward ≤ 1.5 with factorisation included, and
 //! time linear in `n`. `pde_rod/tridiagonal_floor` is the bound for the rod: a
 //! hand-written Thomas elimination doing the same state solve, objective and
 //! adjoint solve (checked to give the same gradient).

@@ -1,8 +1,69 @@
-//! Neural ODE models and the `neuralode` command-line program.
+//! Neural ODE models, and the library side of the `neuralode` command-line program.
 //!
-//! This crate holds the models (ODENet, CNF, latent ODE, function encoders and the
-//! extensions, as they are built) and the pieces the program needs to report results:
-//! atomic file output ([`output`]) and PNG/SVG plots ([`plot`]).
+//! # What is here
+//!
+//! * [`neural_ode`]: an MLP Neural ODE `dz/dt = f_θ(φ(z))` on `dim` state components
+//!   (`φ(z) = z³` elementwise or `φ(z) = z`, tanh hidden layers), with its parameters in
+//!   one flat `autodiff` parameter store, saved as safetensors under PyTorch's
+//!   `nn.Sequential` names (`f.0.weight`, `f.0.bias`, `f.2.weight`, …), and a
+//!   [`Trainer`](neural_ode::Trainer) that takes Adam steps with the gradient from any
+//!   of the `adjoint` crate's modes.
+//! * [`data`]: sampled trajectories, read from and written to CSV.
+//! * [`spiral`]: the cubic spiral `dy/dt = A y³` of the Neural ODE demonstrations.
+//! * [`jobs`]: the subcommands of the `neuralode` program (`train`, `solve`, `rod`,
+//!   `sensitivity`) with their options and reports; [`output`] (atomic file writes) and
+//!   [`plot`] (PNG and SVG line plots) are what they report with.
+//!
+//! The other model types of the design (the ODE block as one operation on the autodiff
+//! tape, ODENet, CNF / FFJORD, latent ODE, function encoders) are not built yet.
+//!
+//! # The training problem
+//!
+//! Given samples `y(t_k)` of a trajectory, a training step draws windows of `w`
+//! consecutive samples starting at `s_1, …, s_B`, solves the model from each window's
+//! first sample to its sample times, and minimises the mean squared error
+//!
+//! ```text
+//! L(θ) = 1/(B w d) Σ_b Σ_{k<w} ‖z_b(t_{s_b + k}; θ) − y(t_{s_b + k})‖²,
+//! ```
+//!
+//! `z_b(t_{s_b}) = y(t_{s_b})`. Evenly spaced samples make every window the same relative
+//! time grid, so the `B` windows are one batched solve of a `[B, d]` state; irregular ones
+//! are solved one window at a time. `dL/dθ` comes from one backward pass of the chosen
+//! gradient mode ([`GradientModeArg`](neural_ode::GradientModeArg)), and Adam steps with a
+//! learning rate cosine-decayed to 1 % of its peak.
+//!
+//! # Example
+//!
+//! ```
+//! use models::neural_ode::{Features, GradientModeArg, NeuralOde, SolverSettings};
+//! use models::spiral::spiral_trajectory;
+//! use ode_solvers::Method;
+//!
+//! let data = spiral_trajectory(200, 5.0)?; // 200 samples on [0, 5]
+//! let mut model = NeuralOde::new(2, Features::Cubic, 16, 2, 0)?; // 2 → 16 → 16 → 2
+//! let settings = SolverSettings {
+//!     method: Method::Dopri5,
+//!     rtol: 1e-6,
+//!     atol: 1e-8,
+//!     mode: GradientModeArg::Checkpointed,
+//! };
+//! let iters = 40;
+//! let mut trainer = model.trainer(&settings, 1e-2, iters, 1)?;
+//! let windows = [0, 50, 100, 150]; // four windows of 10 samples
+//! let first = trainer.step(&mut model, &data, &windows, 10)?;
+//! let mut last = first;
+//! for _ in 1..iters {
+//!     last = trainer.step(&mut model, &data, &windows, 10)?;
+//! }
+//! assert!(last < first);
+//! let predicted = model.predict(&data, &settings)?; // the whole trajectory from y(0)
+//! assert_eq!(predicted.len(), data.len());
+//! # Ok::<(), models::ModelsError>(())
+//! ```
+//!
+//! `cargo run --release` runs the full training job (`neuralode train`); the root
+//! `README.md` describes every command.
 
 pub mod data;
 pub mod error;

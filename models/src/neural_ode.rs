@@ -81,7 +81,9 @@ type Forward = Box<
 pub type ModelDynamics = TapeDynamics<f64, Forward>;
 
 /// An MLP Neural ODE on `dim` state components: `dz/dt = MLP(φ(z))`, autonomous, all
-/// parameters in one flat [`ParamStore`] (names `f.layer{i}.weight`, `f.layer{i}.bias`).
+/// parameters in one flat [`ParamStore`] under PyTorch's `nn.Sequential` names
+/// `f.{2i}.weight`, `f.{2i}.bias` for the `i`-th linear layer (`f.0.*`, `f.2.*`, …; the
+/// odd indices are the tanh activations), as [`NeuralOde::save`] writes them.
 #[derive(Debug, Clone)]
 pub struct NeuralOde {
     dim: usize,

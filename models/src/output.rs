@@ -4,16 +4,16 @@
 use std::fs;
 use std::path::Path;
 
-use autodiff::io::AtomicWriteError;
+use atomic_write::AtomicWriteError;
 
 use crate::error::ModelsError;
 
-/// Writes `bytes` to `path` atomically ([`autodiff::io::write_atomic`]: a temporary
+/// Writes `bytes` to `path` atomically ([`atomic_write::write_atomic`]: a temporary
 /// sibling file is written and synced, then renamed over `path`). Creates the parent
 /// directory if needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelsError> {
     create_parent(path)?;
-    autodiff::io::write_atomic(path, bytes).map_err(|e| {
+    atomic_write::write_atomic(path, bytes).map_err(|e| {
         io_error(e, |source| ModelsError::Io {
             path: path.to_path_buf(),
             source,
@@ -31,7 +31,7 @@ pub fn write_json<V: serde::Serialize>(path: &Path, value: &V) -> Result<(), Mod
 }
 
 /// Runs `write` on a temporary sibling of `path` (keeping its extension), then renames it
-/// over `path` ([`autodiff::io::write_atomic_with`]); for writers (such as image encoders)
+/// over `path` ([`atomic_write::write_atomic_with`]); for writers (such as image encoders)
 /// that insist on opening the file themselves. Creates the parent directory if needed.
 pub fn write_atomic_with<E>(
     path: &Path,
@@ -39,7 +39,7 @@ pub fn write_atomic_with<E>(
     describe: impl FnOnce(E) -> ModelsError,
 ) -> Result<(), ModelsError> {
     create_parent(path)?;
-    autodiff::io::write_atomic_with(path, write).map_err(|e| io_error(e, describe))
+    atomic_write::write_atomic_with(path, write).map_err(|e| io_error(e, describe))
 }
 
 /// Creates `path`'s directory; an error names `path` (the file the user asked for).

@@ -21,9 +21,10 @@ use core::ops::Range;
 
 use crate::dense::DenseStep;
 use crate::error::SolveError;
+use crate::initial_step::hinit;
 use crate::options::{ErrorNorm, Options, Stats};
 use crate::real::{Real, c};
-use crate::rk::{first_non_finite, hinit};
+use crate::slices::{axpy, first_non_finite};
 use crate::stepper::{StepInfo, Stepper, next_attempt};
 use crate::system::OdeSystem;
 
@@ -224,11 +225,6 @@ impl<T: Real> AdamsStepper<T> {
         Ok(st)
     }
 
-    /// Start of the last accepted step.
-    pub fn last_step_start(&self) -> T {
-        self.t_prev
-    }
-
     /// Current order.
     pub fn order(&self) -> usize {
         self.order
@@ -252,12 +248,12 @@ impl<T: Real> AdamsStepper<T> {
         out.copy_from_slice(&self.y);
         let off = usize::from(first.is_some());
         if let Some(w0) = first {
-            crate::rk::axpy(h * w0, &self.fp, out);
+            axpy(h * w0, &self.fp, out);
         }
         let cap = self.ring_t.len();
         for i in 0..m {
             let k = (self.head + cap - i) % cap;
-            crate::rk::axpy(h * self.w[off + i], &self.ring_f[k], out);
+            axpy(h * self.w[off + i], &self.ring_f[k], out);
         }
     }
 
@@ -293,6 +289,18 @@ impl<T: Real> Stepper<T> for AdamsStepper<T> {
 
     fn stats(&self) -> Stats {
         self.stats
+    }
+
+    fn last_step(&self) -> Option<StepInfo<T>> {
+        self.has_step.then_some(StepInfo {
+            t_prev: self.t_prev,
+            t_new: self.t,
+            h: self.h_last,
+        })
+    }
+
+    fn y_prev(&self) -> &[T] {
+        &self.y_prev
     }
 
     fn step<S: OdeSystem<T> + ?Sized>(&mut self, sys: &mut S) -> Result<StepInfo<T>, SolveError> {
@@ -447,6 +455,17 @@ impl<T: Real> Stepper<T> for AdamsStepper<T> {
         &mut self,
         _sys: &mut S,
         _h: T,
+    ) -> Result<StepInfo<T>, SolveError> {
+        Err(SolveError::Unsupported {
+            method: "adams",
+            what: "take a fixed step (it is variable-step by design)",
+        })
+    }
+
+    fn step_to<S: OdeSystem<T> + ?Sized>(
+        &mut self,
+        _sys: &mut S,
+        _t_target: T,
     ) -> Result<StepInfo<T>, SolveError> {
         Err(SolveError::Unsupported {
             method: "adams",

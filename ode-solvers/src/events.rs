@@ -1,12 +1,10 @@
 //! Event location: integrate until `g(t, y)` crosses zero.
 
-use crate::adams::AdamsStepper;
+use crate::driver::{Integrator, StepControl};
 use crate::error::SolveError;
 use crate::odeint::{Method, check_times};
 use crate::options::{Options, Stats};
 use crate::real::{Real, c};
-use crate::rk::RkStepper;
-use crate::stepper::Stepper;
 use crate::system::OdeSystem;
 
 /// Which zero crossings of `g` count.
@@ -59,54 +57,27 @@ where
     G: FnMut(T, &[T]) -> T,
 {
     check_times(&[t0, t_end])?;
-    match method.tableau() {
-        Some(tab) => {
-            let mut st = RkStepper::new(tab, sys, t0, y0, t_end, options)?;
-            let fixed = options.fixed_step;
-            if fixed.is_none() && !tab.is_adaptive() {
-                return Err(SolveError::Unsupported {
-                    method: tab.name,
-                    what: "locate events without Options::fixed_step",
-                });
-            }
-            locate(
-                &mut st,
-                sys,
-                &mut g,
-                direction,
-                t_tol,
-                |st, sys| match fixed {
-                    Some(h) => {
-                        let dir = (st.t_end() - st.t()).signum();
-                        st.step_fixed(sys, dir * h).map(|_| ())
-                    }
-                    None => st.step(sys).map(|_| ()),
-                },
-            )
-        }
-        None => {
-            let mut st = AdamsStepper::new(sys, t0, y0, t_end, options)?;
-            locate(&mut st, sys, &mut g, direction, t_tol, |st, sys| {
-                st.step(sys).map(|_| ())
-            })
-        }
+    let mut it = Integrator::new(method, sys, t0, y0, t_end, options)?;
+    if it.control() == StepControl::ToTargets {
+        return Err(SolveError::Unsupported {
+            method: method.name(),
+            what: "locate events without Options::fixed_step",
+        });
     }
+    locate(&mut it, sys, &mut g, direction, t_tol)
 }
 
-fn locate<T, S, St, G, A>(
-    st: &mut St,
+fn locate<T, S, G>(
+    st: &mut Integrator<T>,
     sys: &mut S,
     g: &mut G,
     direction: EventDirection,
     t_tol: T,
-    mut advance: A,
 ) -> Result<Event<T>, SolveError>
 where
     T: Real,
     S: OdeSystem<T> + ?Sized,
-    St: Stepper<T>,
     G: FnMut(T, &[T]) -> T,
-    A: FnMut(&mut St, &mut S) -> Result<(), SolveError>,
 {
     let n = st.y().len();
     let mut buf = vec![T::zero(); n];
@@ -122,7 +93,7 @@ where
     };
     while !st.is_done() {
         let t_prev = st.t();
-        advance(st, sys)?;
+        st.advance(sys, st.t_end())?;
         let t_new = st.t();
         let g_new = g(t_new, st.y());
         if crosses(g_prev, g_new) {

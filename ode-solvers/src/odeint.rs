@@ -1,11 +1,9 @@
 //! The one-call entry point [`odeint`].
 
-use crate::adams::AdamsStepper;
+use crate::driver::Integrator;
 use crate::error::SolveError;
 use crate::options::{Options, Stats};
 use crate::real::Real;
-use crate::rk::RkStepper;
-use crate::stepper::Stepper;
 use crate::system::OdeSystem;
 use crate::tableau::{self, Tableau};
 
@@ -157,97 +155,30 @@ pub fn odeint<T: Real, S: OdeSystem<T> + ?Sized>(
 ) -> Result<Solution<T>, SolveError> {
     check_times(ts)?;
     let n = y0.len();
-    let t0 = ts[0];
-    let t_end = ts[ts.len() - 1];
+    let mut it = Integrator::new(method, sys, ts[0], y0, ts[ts.len() - 1], options)?;
     let mut ys = vec![T::zero(); n * ts.len()];
-    match method.tableau() {
-        Some(tab) => {
-            let mut st = RkStepper::new(tab, sys, t0, y0, t_end, options)?;
-            ys[..n].copy_from_slice(st.y());
-            match options.fixed_step {
-                Some(h) => {
-                    let dir = if t_end >= t0 { T::one() } else { -T::one() };
-                    let mut k = T::zero();
-                    drive(&mut st, sys, ts, &mut ys, |st, sys, _| {
-                        k += T::one();
-                        let mut target = t0 + dir * k * h;
-                        if (target - t_end) * dir > -h * T::from_f64_const(1e-10) {
-                            target = t_end;
-                        }
-                        st.step_to(sys, target).map(|_| ())
-                    })?;
-                }
-                None if !tab.is_adaptive() => {
-                    drive(&mut st, sys, ts, &mut ys, |st, sys, next| {
-                        st.step_to(sys, next).map(|_| ())
-                    })?;
-                }
-                None => {
-                    drive(&mut st, sys, ts, &mut ys, |st, sys, _| {
-                        st.step(sys).map(|_| ())
-                    })?;
-                }
-            }
-            Ok(Solution {
-                ts: ts.to_vec(),
-                ys,
-                n,
-                stats: st.stats(),
-            })
-        }
-        None => {
-            if options.fixed_step.is_some() {
-                return Err(SolveError::Unsupported {
-                    method: "adams",
-                    what: "run with a fixed step (it is variable-step by design)",
-                });
-            }
-            let mut st = AdamsStepper::new(sys, t0, y0, t_end, options)?;
-            ys[..n].copy_from_slice(st.y());
-            drive(&mut st, sys, ts, &mut ys, |st, sys, _| {
-                st.step(sys).map(|_| ())
-            })?;
-            Ok(Solution {
-                ts: ts.to_vec(),
-                ys,
-                n,
-                stats: st.stats(),
-            })
-        }
-    }
-}
-
-/// The output loop: advance with `advance(stepper, sys, next_output_time)` and fill every
-/// output time passed by dense output.
-fn drive<T, S, St, A>(
-    st: &mut St,
-    sys: &mut S,
-    ts: &[T],
-    ys: &mut [T],
-    mut advance: A,
-) -> Result<(), SolveError>
-where
-    T: Real,
-    S: OdeSystem<T> + ?Sized,
-    St: Stepper<T>,
-    A: FnMut(&mut St, &mut S, T) -> Result<(), SolveError>,
-{
-    let n = st.y().len();
+    ys[..n].copy_from_slice(it.y());
     let dir = if ts[ts.len() - 1] >= ts[0] {
         T::one()
     } else {
         -T::one()
     };
+    // Fill every output time the last step passed by dense output, then step on.
     let mut idx = 1;
     while idx < ts.len() {
-        while idx < ts.len() && (ts[idx] - st.t()) * dir <= T::zero() {
-            st.interpolate(sys, ts[idx], &mut ys[idx * n..(idx + 1) * n])?;
+        while idx < ts.len() && (ts[idx] - it.t()) * dir <= T::zero() {
+            it.interpolate(sys, ts[idx], &mut ys[idx * n..(idx + 1) * n])?;
             idx += 1;
         }
         if idx == ts.len() {
             break;
         }
-        advance(st, sys, ts[idx])?;
+        it.advance(sys, ts[idx])?;
     }
-    Ok(())
+    Ok(Solution {
+        ts: ts.to_vec(),
+        ys,
+        n,
+        stats: it.stats(),
+    })
 }

@@ -4,90 +4,14 @@ use core::ops::Range;
 
 use crate::dense::DenseStep;
 use crate::error::SolveError;
+use crate::initial_step::hinit;
 use crate::options::{ErrorNorm, Options, PiController, Stats};
 use crate::real::{Real, c};
+use crate::slices::{axpy, first_non_finite};
 use crate::stepper::{StepInfo, Stepper, next_attempt};
 use crate::system::OdeSystem;
 use crate::tableau::{DenseKind, Tableau};
 use crate::unrolled::{self, Unrolled};
-
-/// `y += a x`.
-#[inline(always)]
-pub(crate) fn axpy<T: Real>(a: T, x: &[T], y: &mut [T]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += a * xi;
-    }
-}
-
-/// Index of the first non-finite entry, if any (fast path: one pass, no branches).
-#[inline]
-pub(crate) fn first_non_finite<T: Real>(v: &[T]) -> Option<usize> {
-    let probe = v.iter().fold(T::zero(), |acc, &x| acc + x * T::zero());
-    if probe.is_finite() {
-        None
-    } else {
-        v.iter().position(|x| !x.is_finite())
-    }
-}
-
-/// Hairer's `HINIT`: `h0 = 0.01 ‖y‖/‖f‖`, one explicit Euler step to estimate `‖y''‖`,
-/// then `h = min(100 h0, (0.01 / max(‖f‖, ‖y''‖))^{1/p}, max_step)` (sums of squares of the
-/// scaled components as in the Fortran code). Costs one evaluation.
-pub(crate) fn hinit<T: Real, S: OdeSystem<T> + ?Sized>(
-    sys: &mut S,
-    t: T,
-    y: &[T],
-    f0: &[T],
-    dir: T,
-    max_step: T,
-    rtol: &[T],
-    atol: &[T],
-    range: Range<usize>,
-    order: u32,
-    ytmp: &mut [T],
-    f1: &mut [T],
-    stats: &mut Stats,
-) -> T {
-    let mut dnf = T::zero();
-    let mut dny = T::zero();
-    for i in range.clone() {
-        let sk = atol[i] + rtol[i] * y[i].abs();
-        let a = f0[i] / sk;
-        let b = y[i] / sk;
-        dnf += a * a;
-        dny += b * b;
-    }
-    let tiny: T = c(1e-10);
-    let mut h = if dnf <= tiny || dny <= tiny {
-        c(1e-6)
-    } else {
-        (dny / dnf).sqrt() * c(0.01)
-    };
-    h = h.min(max_step) * dir;
-    for i in 0..y.len() {
-        ytmp[i] = y[i] + h * f0[i];
-    }
-    sys.rhs(t + h, ytmp, f1);
-    stats.nfe += 1;
-    let mut der2 = T::zero();
-    for i in range {
-        let sk = atol[i] + rtol[i] * y[i].abs();
-        let a = (f1[i] - f0[i]) / sk;
-        der2 += a * a;
-    }
-    let der2 = der2.sqrt() / h.abs();
-    let der12 = der2.max(dnf.sqrt());
-    let h1 = if !(der12 > c(1e-15)) {
-        (h.abs() * c(1e-3)).max(c(1e-6))
-    } else {
-        (c::<T>(0.01) / der12).powf(T::one() / c(f64::from(order.max(1))))
-    };
-    let mut hh = (h.abs() * c(100.0)).min(h1).min(max_step);
-    if !(hh.is_finite() && hh > T::zero()) {
-        hh = h.abs();
-    }
-    hh * dir
-}
 
 /// Sparse weight rows `(index, w)` (non-zeros only) stored back to back in one buffer, so a
 /// solve's set-up allocates twice for all of a tableau's rows instead of once per row.
@@ -152,7 +76,7 @@ const SMALL_N: usize = 32;
 /// rounding), and all of that is ready while `f` computes `k_l`. The newest stage is then one
 /// multiply and one add away from the next right-hand side call; Hairer's form has two
 /// multiplies and two adds on that path. The step sequence is latency-bound on small states,
-/// so this path sets the speed of a solve (−10 % time on Arenstorf and Lorenz with DOP853).
+/// so this path sets the speed of a solve (measured in `benches/README.md`).
 ///
 /// States of up to 8 components dispatch to [`combine_fixed`], the same sums with the length
 /// known at compile time.
@@ -431,8 +355,8 @@ pub struct RkStepper<T: Real> {
 impl<T: Real> RkStepper<T> {
     /// Sets up a solve of `y' = f(t, y)`, `y(t0) = y0` towards `t_end` with method `tab`.
     ///
-    /// Evaluates `f(t0, y0)` once and, for adaptive runs without `first_step`, once more for
-    /// Hairer's initial-step heuristic. Validates all options and inputs.
+    /// Evaluates `f(t0, y0)` once and, for adaptive runs without `first_step` or
+    /// `fixed_step`, once more for Hairer's initial-step heuristic. Validates all options and inputs.
     pub fn new<S: OdeSystem<T> + ?Sized>(
         tab: &'static Tableau,
         sys: &mut S,
@@ -560,8 +484,9 @@ impl<T: Real> RkStepper<T> {
                 index: i,
             });
         }
+        // With a fixed step the first step is that step: no initial-step probe.
         if tab.is_adaptive() && span > T::zero() {
-            st.h = match opts.first_step {
+            st.h = match opts.fixed_step.or(opts.first_step) {
                 Some(h) => dir * h.min(max_step),
                 None => st.hinit(sys),
             };
@@ -577,20 +502,6 @@ impl<T: Real> RkStepper<T> {
     /// The step size the controller proposes next.
     pub fn next_h(&self) -> T {
         self.h
-    }
-
-    /// The last accepted step, if any.
-    pub fn last_step(&self) -> Option<StepInfo<T>> {
-        self.has_step.then_some(StepInfo {
-            t_prev: self.t_prev,
-            t_new: self.t,
-            h: self.h_last,
-        })
-    }
-
-    /// State at the start of the last accepted step.
-    pub fn y_prev(&self) -> &[T] {
-        self.v.y_prev()
     }
 
     /// `f(t, y)` at the current point (the first stage of the next step).
@@ -892,42 +803,6 @@ impl<T: Real> RkStepper<T> {
         })
     }
 
-    /// One step without error control landing exactly on `t_target` (which must lie
-    /// between `t` and `t_end`).
-    pub fn step_to<S: OdeSystem<T> + ?Sized>(
-        &mut self,
-        sys: &mut S,
-        t_target: T,
-    ) -> Result<StepInfo<T>, SolveError> {
-        if self.t == self.t_end {
-            return Err(SolveError::EndReached {
-                t: self.t_end.to_f64_lossy(),
-            });
-        }
-        let t_target = if (t_target - self.t_end) * self.dir > T::zero() {
-            self.t_end
-        } else {
-            t_target
-        };
-        let h = t_target - self.t;
-        if !(h * self.dir > T::zero()) {
-            return Err(SolveError::InvalidOption {
-                name: "h",
-                value: h.to_f64_lossy(),
-                reason: "a fixed step must be finite, non-zero and point towards t_end",
-            });
-        }
-        if self.attempts >= self.max_steps {
-            return Err(SolveError::TooManySteps {
-                t: self.t.to_f64_lossy(),
-                max_steps: self.max_steps,
-            });
-        }
-        self.attempts += 1;
-        self.attempt(sys, h, false)?;
-        self.accept(sys, h, t_target)
-    }
-
     fn compute_dense<S: OdeSystem<T> + ?Sized>(&mut self, sys: &mut S) {
         let n = self.n;
         let s = self.s;
@@ -999,6 +874,18 @@ impl<T: Real> Stepper<T> for RkStepper<T> {
 
     fn stats(&self) -> Stats {
         self.stats
+    }
+
+    fn last_step(&self) -> Option<StepInfo<T>> {
+        self.has_step.then_some(StepInfo {
+            t_prev: self.t_prev,
+            t_new: self.t,
+            h: self.h_last,
+        })
+    }
+
+    fn y_prev(&self) -> &[T] {
+        self.v.y_prev()
     }
 
     fn step<S: OdeSystem<T> + ?Sized>(&mut self, sys: &mut S) -> Result<StepInfo<T>, SolveError> {
@@ -1082,6 +969,40 @@ impl<T: Real> Stepper<T> for RkStepper<T> {
         }
         let target = self.t + h;
         self.step_to(sys, target)
+    }
+
+    fn step_to<S: OdeSystem<T> + ?Sized>(
+        &mut self,
+        sys: &mut S,
+        t_target: T,
+    ) -> Result<StepInfo<T>, SolveError> {
+        if self.t == self.t_end {
+            return Err(SolveError::EndReached {
+                t: self.t_end.to_f64_lossy(),
+            });
+        }
+        let t_target = if (t_target - self.t_end) * self.dir > T::zero() {
+            self.t_end
+        } else {
+            t_target
+        };
+        let h = t_target - self.t;
+        if !(h * self.dir > T::zero()) {
+            return Err(SolveError::InvalidOption {
+                name: "h",
+                value: h.to_f64_lossy(),
+                reason: "a fixed step must be finite, non-zero and point towards t_end",
+            });
+        }
+        if self.attempts >= self.max_steps {
+            return Err(SolveError::TooManySteps {
+                t: self.t.to_f64_lossy(),
+                max_steps: self.max_steps,
+            });
+        }
+        self.attempts += 1;
+        self.attempt(sys, h, false)?;
+        self.accept(sys, h, t_target)
     }
 
     fn dense_output<S: OdeSystem<T> + ?Sized>(

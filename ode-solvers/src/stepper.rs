@@ -30,6 +30,10 @@ pub trait Stepper<T: Real> {
     fn t_end(&self) -> T;
     /// Counters so far.
     fn stats(&self) -> Stats;
+    /// The last accepted step, if any.
+    fn last_step(&self) -> Option<StepInfo<T>>;
+    /// State at the start of the last accepted step (the current state before any step).
+    fn y_prev(&self) -> &[T];
     /// `true` once `t() == t_end()`.
     fn is_done(&self) -> bool {
         self.t() == self.t_end()
@@ -41,6 +45,13 @@ pub trait Stepper<T: Real> {
         &mut self,
         sys: &mut S,
         h: T,
+    ) -> Result<StepInfo<T>, SolveError>;
+    /// One step without error control landing exactly on `t_target` (clipped to `t_end`;
+    /// it must lie beyond `t()` in the direction of integration).
+    fn step_to<S: OdeSystem<T> + ?Sized>(
+        &mut self,
+        sys: &mut S,
+        t_target: T,
     ) -> Result<StepInfo<T>, SolveError>;
     /// The interpolant of the last accepted step (computing it if needed; DOP853 spends
     /// three evaluations the first time).

@@ -8,11 +8,11 @@
 //! coefficients become immediates, the stages live in a local array the compiler keeps in
 //! registers, and a right-hand side it can inline takes its argument and gives its derivative
 //! in registers. On small states the step sequence is latency-bound, and those round trips
-//! are on its critical path: the time outside the right-hand side per evaluation falls by
-//! 13–16 % on the Arenstorf orbit and by 20–34 % on Lorenz and Van der Pol (`cargo bench -p
-//! benches --bench ode -- zzz`). Behind a right-hand side kept out of line the values go
-//! through memory again and the call clobbers the vector registers the unrolled code holds:
-//! there it is as fast as the generic loop (±2 %).
+//! are on its critical path, so the time outside the right-hand side per evaluation falls.
+//! Behind a right-hand side kept out of line the values go through memory again and the call
+//! clobbers the vector registers the unrolled code holds: there it is no faster than the
+//! generic loop. Measured effect, with the command: `benches/README.md` ("Where the time
+//! goes").
 //!
 //! The sums are [`crate::rk`]'s `combine_fixed`: the same operations in the same order, so
 //! results are bit-identical to the generic loop (tested against a copy of each tableau that
@@ -62,8 +62,8 @@ impl Unrolled {
     /// The unrolled loop for `tab` on `n` components, if there is one: `tab` has a built-in
     /// tableau's name and the `a`, `c` and FSAL property the loop is compiled from (the rest
     /// the driver reads from `tab` itself). A user's copy under another name runs the
-    /// generic loop. About 20 ns, a tenth of a DOP853 set-up (the slices are compared by
-    /// address first, by content when that differs).
+    /// generic loop. Runs once per stepper set-up (the slices are compared by address
+    /// first, by content when that differs).
     pub(crate) fn new(tab: &Tableau, n: usize) -> Option<Self> {
         if n == 0 || n > MAX_N {
             return None;

@@ -2,6 +2,7 @@
 //! tolerance and falls in proportion to it (tolerance proportionality), for tolerances
 //! 1e-3 … 1e-10 in f64 and 1e-3 … 1e-5 in f32.
 
+use ode_solvers::convergence::loglog_slope;
 use ode_solvers::problems::{Harmonic, LinearSystem, TestProblem};
 use ode_solvers::{Method, Options, Real, odeint};
 
@@ -34,15 +35,6 @@ fn errors<T: Real, P: TestProblem<T> + Clone>(p: &P, method: Method, tols: &[f64
         .collect()
 }
 
-fn slope(xs: &[f64], ys: &[f64]) -> f64 {
-    let n = xs.len() as f64;
-    let mx = xs.iter().sum::<f64>() / n;
-    let my = ys.iter().sum::<f64>() / n;
-    let sxy: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-    sxy / sxx
-}
-
 fn check_proportionality<T: Real, P: TestProblem<T> + Clone>(p: &P, tols: &[f64], factor: f64) {
     for method in ADAPTIVE {
         let errs = errors::<T, P>(p, method, tols);
@@ -55,9 +47,7 @@ fn check_proportionality<T: Real, P: TestProblem<T> + Clone>(p: &P, tols: &[f64]
             );
         }
         // Proportionality: log err against log tol has slope ≈ 1.
-        let lx: Vec<f64> = tols.iter().map(|t| t.log10()).collect();
-        let ly: Vec<f64> = errs.iter().map(|e| e.log10()).collect();
-        let s = slope(&lx, &ly);
+        let s = loglog_slope(tols, &errs).unwrap_or(f64::NAN);
         assert!(
             (0.75..=1.35).contains(&s),
             "{} {}: d log err / d log tol = {s} ({errs:?})",

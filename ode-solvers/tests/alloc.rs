@@ -64,7 +64,7 @@ fn adams_steps_do_not_allocate() {
         let mut k = 0;
         while !st.is_done() && k < 300 {
             st.step(&mut p).unwrap();
-            let tm = 0.5 * (st.last_step_start() + st.t());
+            let tm = 0.5 * (st.last_step().unwrap().t_prev + st.t());
             st.interpolate(&mut p, tm, &mut out).unwrap();
             k += 1;
         }

@@ -1,4 +1,4 @@
-//! Item 10: function-evaluation counts against Hairer's DOPRI5 and DOP853.
+//! Function-evaluation counts against Hairer's DOPRI5 and DOP853.
 //!
 //! The Fortran codes cannot run here, so `hairer_port` below is a line-by-line port of the
 //! core loops `DOPCOR` (dopri5.f) and `DP86CO` (dop853.f) with `HINIT`, in Fortran's

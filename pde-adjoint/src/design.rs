@@ -1,7 +1,8 @@
 //! Inverse design: find the heater `s` whose temperature matches a target,
 //! by L-BFGS on the adjoint gradient, with optional Tikhonov smoothing.
 
-use adjoint::discrete::Real;
+use faer::traits::RealField;
+use real::Real;
 use sprs::{CsMat, TriMat};
 
 use crate::error::{PdeError, Result, check_finite, check_len};
@@ -102,7 +103,7 @@ pub struct DesignResult<T> {
 
 /// Minimises `J(s) + R(s)` over `s` from `s0` on `grid`, each evaluation being
 /// one state solve and one adjoint solve with a single factorisation of `−Δ_h`.
-pub fn inverse_design<G: Grid, T: Real>(
+pub fn inverse_design<G: Grid, T: Real + RealField>(
     grid: &G,
     target: &[T],
     s0: &[T],
@@ -158,7 +159,7 @@ pub struct Recovery<T> {
 }
 
 /// Runs the recovery experiment for the heater `s_true` on `grid`.
-pub fn recover_heater<G: Grid, T: Real>(
+pub fn recover_heater<G: Grid, T: Real + RealField>(
     grid: &G,
     s_true: &[T],
     options: &DesignOptions<T>,

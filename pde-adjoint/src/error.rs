@@ -1,6 +1,6 @@
 //! The error type of the crate.
 
-use adjoint::discrete::DiscreteAdjointError;
+use crate::discrete::DiscreteAdjointError;
 
 /// Everything that can go wrong in `pde-adjoint`. Bad input is reported, never
 /// a panic.
@@ -97,7 +97,7 @@ pub(crate) fn check_len(what: &'static str, expected: usize, found: usize) -> Re
     }
 }
 
-pub(crate) fn check_finite<T: num_traits::Float>(what: &'static str, v: &[T]) -> Result<()> {
+pub(crate) fn check_finite<T: real::Real>(what: &'static str, v: &[T]) -> Result<()> {
     match v.iter().position(|x| !x.is_finite()) {
         Some(index) => Err(PdeError::NonFinite { what, index }),
         None => Ok(()),

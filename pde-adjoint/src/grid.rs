@@ -1,7 +1,9 @@
 //! Grids and their finite-difference Laplacians: the heated rod (1-D) and the
 //! heated plate (2-D) behind one [`Grid`] trait.
 
-use adjoint::discrete::{FillOrdering, Real};
+use real::Real;
+
+use crate::discrete::FillOrdering;
 use sprs::CsMat;
 
 use crate::error::{PdeError, Result};
@@ -9,7 +11,7 @@ use crate::error::{PdeError, Result};
 /// Converts an `f64` constant to the working float type.
 #[inline]
 pub(crate) fn lit<T: Real>(x: f64) -> T {
-    <T as num_traits::NumCast>::from(x).unwrap_or_else(T::nan)
+    T::from_f64_const(x)
 }
 
 /// A uniform grid of interior nodes on the unit interval or square, with

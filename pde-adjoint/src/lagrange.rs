@@ -10,7 +10,7 @@
 //! ```
 //!
 //! (symmetric but indefinite, so it is solved with the sparse LU of
-//! [`adjoint::discrete::SparseLu`]). For `b = 1`: `(x, y, λ) = (½, ½, −1)`.
+//! [`crate::discrete::SparseLu`]). For `b = 1`: `(x, y, λ) = (½, ½, −1)`.
 //!
 //! **Sensitivity.** The optimal value is `f*(b) = b²/2`, so
 //! `df*/db = b = −λ`: perturbing the constraint to `x + y = 1 + ε` moves the
@@ -18,7 +18,10 @@
 //! `dJ/ds = ∂J/∂s + λᵀ ∂c/∂s` the heated rod uses, with `c = x + y − b`,
 //! `∂c/∂b = −1`.
 
-use adjoint::discrete::{Real, SparseLu, TransposeSolve};
+use faer::traits::RealField;
+use real::Real;
+
+use crate::discrete::{SparseLu, TransposeSolve};
 use sprs::TriMat;
 
 use crate::error::{Result, check_finite};
@@ -37,7 +40,7 @@ pub struct LagrangeSolution<T> {
 }
 
 /// Solves `min x² + y²` subject to `x + y = b` through its KKT system.
-pub fn lagrange_example<T: Real>(b: T) -> Result<LagrangeSolution<T>> {
+pub fn lagrange_example<T: Real + RealField>(b: T) -> Result<LagrangeSolution<T>> {
     check_finite("b", &[b])?;
     let two = T::one() + T::one();
     let mut kkt = TriMat::new((3, 3));

@@ -6,7 +6,7 @@
 //! slices generic over `f32`/`f64`, allocates its history once, and passes the
 //! caller's error type through untouched.
 
-use adjoint::discrete::Real;
+use real::Real;
 
 use crate::error::PdeError;
 use crate::grid::lit;

@@ -3,6 +3,11 @@
 //!
 //! # The problems
 //!
+//! * [`discrete`]: the discrete adjoint of any sparse constraint `c(u, s) = 0`
+//!   (`(∂c/∂u)ᵀ λ = −∂J/∂u`, `dJ/ds = ∂J/∂s + λᵀ ∂c/∂s`) on faer's sparse Cholesky or
+//!   LU, the symbolic analysis kept apart for reuse; everything below is built on it. It
+//!   needs no ODE solver and no tape. Scalars are `T: Real + RealField`: the
+//!   workspace's one float trait plus faer's requirement.
 //! * [`lagrange_example`]: `min x² + y²` subject to `x + y = 1` through its KKT
 //!   system, `(x, y, λ) = (½, ½, −1)`; perturbing the constraint by `ε` moves
 //!   the optimal value by `−λ ε`.
@@ -30,15 +35,15 @@
 //! `A` is factored once by faer's sparse Cholesky (`P A Pᵀ = L Lᵀ`; AMD
 //! ordering on the plate, the natural order on the rod, whose tridiagonal
 //! factor then has no fill: [`Grid::fill_ordering`]), the symbolic analysis and the numeric factor kept apart
-//! ([`adjoint::discrete::CholeskySymbolic`],
-//! [`adjoint::discrete::SparseCholesky`]), so a new heater, a new target, a new
+//! ([`discrete::CholeskySymbolic`],
+//! [`discrete::SparseCholesky`]), so a new heater, a new target, a new
 //! design iteration or an operator with new values on the same pattern reuses
 //! them. Each solve then costs `O(nnz(L))` and allocates nothing.
 //!
 //! # The adjoint, its sign and its scaling
 //!
 //! Write the constraint in residual form `c(u, s) = A u − s = 0`, and the
-//! Lagrangian `L = J_h + λᵀ c`. Then (see [`adjoint::discrete`])
+//! Lagrangian `L = J_h + λᵀ c`. Then (see [`discrete`])
 //!
 //! ```text
 //! Aᵀ λ = −∂J_h/∂u = −2w (u − ū),       dJ_h/ds = ∂J_h/∂s + λᵀ ∂c/∂s = −λ ,
@@ -97,6 +102,7 @@
 //! `cargo run --release -- rod scaling`.
 
 mod design;
+pub mod discrete;
 mod error;
 mod grid;
 mod lagrange;
@@ -104,13 +110,17 @@ mod lbfgs;
 mod problem;
 mod scaling;
 
-pub use adjoint::discrete::{FillOrdering, Real};
 pub use design::{
     DesignOptions, DesignResult, Recovery, Smoothing, inverse_design, recover_heater,
 };
+pub use discrete::FillOrdering;
 pub use error::{PdeError, Result};
+/// The scalar bound of this crate's solvers is `Real + RealField`: the workspace's one
+/// float trait plus faer's requirement for its sparse factorisations.
+pub use faer::traits::RealField;
 pub use grid::{Grid, Plate, Rod};
 pub use lagrange::{LagrangeSolution, lagrange_example};
 pub use lbfgs::{Lbfgs, LbfgsReport, StopReason};
 pub use problem::{HeatProblem, relative_error};
+pub use real::Real;
 pub use scaling::{ScalingOptions, ScalingRow, ScalingTable, measure_grid, measure_scaling};

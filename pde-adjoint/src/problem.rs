@@ -2,11 +2,13 @@
 //! adjoint gradient, forward sensitivities and finite differences, all reusing
 //! one sparse Cholesky factorisation.
 
-use adjoint::discrete::{
-    CholeskySymbolic, DiscreteAdjoint, Real, ScaledIdentity, SparseCholesky, TransposeSolve,
-};
+use faer::traits::RealField;
+use real::Real;
 use sprs::CsMat;
 
+use crate::discrete::{
+    CholeskySymbolic, DiscreteAdjoint, ScaledIdentity, SparseCholesky, TransposeSolve,
+};
 use crate::error::{PdeError, Result, check_finite, check_len};
 use crate::grid::{Grid, lit};
 
@@ -23,10 +25,10 @@ use crate::grid::{Grid, lit};
 /// state, adjoint, each forward sensitivity, each finite-difference probe —
 /// reuses that factor and the problem's buffers, so no evaluation allocates.
 ///
-/// The adjoint is [`adjoint::discrete::DiscreteAdjoint`] applied to the
+/// The adjoint is [`crate::discrete::DiscreteAdjoint`] applied to the
 /// constraint `c(u, s) = A u − s`, for which `∂c/∂s = −I` and therefore
 /// `dJ/ds = −λ` (see the crate docs for the derivation and the sign).
-pub struct HeatProblem<T: Real> {
+pub struct HeatProblem<T: Real + RealField> {
     a: CsMat<T>,
     weight: T,
     target: Vec<T>,
@@ -38,7 +40,7 @@ pub struct HeatProblem<T: Real> {
     n_solves: usize,
 }
 
-impl<T: Real> std::fmt::Debug for HeatProblem<T> {
+impl<T: Real + RealField> std::fmt::Debug for HeatProblem<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HeatProblem")
             .field("n", &self.a.rows())
@@ -48,7 +50,7 @@ impl<T: Real> std::fmt::Debug for HeatProblem<T> {
     }
 }
 
-impl<T: Real> HeatProblem<T> {
+impl<T: Real + RealField> HeatProblem<T> {
     /// The problem on `grid` (`A = −Δ_h`, `w = hᵈ`) tracking `target` (one value
     /// per unknown).
     pub fn new<G: Grid>(grid: &G, target: &[T]) -> Result<Self> {

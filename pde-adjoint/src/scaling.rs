@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use adjoint::discrete::Real;
+use faer::traits::RealField;
+use real::Real;
 
 use crate::error::{PdeError, Result};
 use crate::grid::Grid;
@@ -130,7 +131,10 @@ fn time<R>(repeats: usize, mut f: impl FnMut() -> Result<R>) -> Result<f64> {
 }
 
 /// Measures one grid: heater `s(x) = 1`, target `sin(πx)` (times `sin(πy)`).
-pub fn measure_grid<G: Grid, T: Real>(grid: &G, options: &ScalingOptions) -> Result<ScalingRow> {
+pub fn measure_grid<G: Grid, T: Real + RealField>(
+    grid: &G,
+    options: &ScalingOptions,
+) -> Result<ScalingRow> {
     if options.repeats == 0 {
         return Err(PdeError::InvalidOption {
             name: "repeats",
@@ -193,7 +197,7 @@ pub fn measure_grid<G: Grid, T: Real>(grid: &G, options: &ScalingOptions) -> Res
 }
 
 /// Measures `grids` in turn (e.g. rods with `n = 10², …, 10⁶`).
-pub fn measure_scaling<G: Grid, T: Real>(
+pub fn measure_scaling<G: Grid, T: Real + RealField>(
     grids: &[G],
     options: &ScalingOptions,
 ) -> Result<ScalingTable> {

@@ -7,10 +7,10 @@
 //! by a load is bit-exact (NaN payloads, signed zeros and subnormals included). The
 //! header carries the metadata `{"format": "pt"}` that PyTorch tooling expects.
 //!
-//! Writes are atomic ([`write_atomic`], also for other files): the bytes go to a
-//! temporary file in the destination's directory, are flushed to disk (`fsync`), and the
-//! temporary file is renamed over the destination. A crash leaves either the old
-//! checkpoint or the new one, never a torn file.
+//! Writes are atomic (the workspace's `atomic-write` crate): the bytes go to a temporary
+//! file in the destination's directory, are flushed to disk (`fsync`), and the temporary
+//! file is renamed over the destination. A crash leaves either the old checkpoint or the
+//! new one, never a torn file.
 //!
 //! Loading into an existing store ([`load_safetensors`]) is strict by default: every
 //! registered parameter must be in the file with the same shape and the same dtype,
@@ -43,10 +43,8 @@
 //!
 //! [safetensors]: https://huggingface.co/docs/safetensors
 
-mod atomic;
 mod safetensors_io;
 
-pub use atomic::{AtomicWriteError, write_atomic, write_atomic_with};
 pub use safetensors_io::{
     CheckpointError, Dtype, LoadOptions, from_safetensors_bytes, load_safetensors,
     load_safetensors_bytes_with, load_safetensors_with, read_optimizer_state, read_safetensors,

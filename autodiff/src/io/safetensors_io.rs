@@ -1,9 +1,9 @@
 //! safetensors save / load of a [`ParamStore`].
 
-use super::AtomicWriteError;
 use crate::Float;
 use crate::nn::ParamStore;
 use crate::optim::OptimizerState;
+use atomic_write::AtomicWriteError;
 use safetensors::tensor::{Metadata, SafeTensors, TensorView};
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -197,7 +197,7 @@ fn decode<T: Float>(dtype: Dtype, bytes: &[u8], out: &mut [T]) {
         match (dtype, slot.downcast_mut::<f32>()) {
             (Dtype::F32, Some(d)) => *d = x32,
             (_, Some(d)) => *d = x64 as f32,
-            (_, None) => *o = T::of(x64),
+            (_, None) => *o = T::from_f64_const(x64),
         }
     }
 }
@@ -251,9 +251,9 @@ pub fn to_safetensors_bytes<T: Float>(store: &ParamStore<T>) -> Result<Vec<u8>, 
     serialize_named(store.as_slice(), &tensors, &[])
 }
 
-/// [`super::write_atomic`] with the error as a [`CheckpointError`].
+/// [`atomic_write::write_atomic`] with the error as a [`CheckpointError`].
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    super::write_atomic(path, bytes).map_err(|e| match e {
+    atomic_write::write_atomic(path, bytes).map_err(|e| match e {
         AtomicWriteError::Write(e) => CheckpointError::io("write", path, &e),
         AtomicWriteError::Io { op, path, source } => CheckpointError::io(op, &path, &source),
     })

@@ -49,7 +49,7 @@ impl Activation {
             Activation::Relu => x.relu(),
             Activation::Softplus => x.softplus(),
             Activation::Sigmoid => x.sigmoid(),
-            Activation::Elu(a) => x.elu(T::of(a)),
+            Activation::Elu(a) => x.elu(T::from_f64_const(a)),
             Activation::Silu => x * x.sigmoid(),
             Activation::Sin => x.sin(),
         }
@@ -426,7 +426,7 @@ impl GroupNorm {
                 },
             );
         }
-        let y = x.group_norm(self.groups, T::of(self.eps));
+        let y = x.group_norm(self.groups, T::from_f64_const(self.eps));
         // [c] broadcast over [n, c, *spatial]: view it as [c, 1, ..., 1].
         let mut d = [1usize; 3];
         d[0] = self.channels;

@@ -138,14 +138,14 @@ impl Init {
         let uniform = |out: &mut [T], rng: &mut StdRng, low: f64, high: f64| {
             if let Ok(u) = Uniform::new(low, high) {
                 for o in out.iter_mut() {
-                    *o = T::of(u.sample(rng));
+                    *o = T::from_f64_const(u.sample(rng));
                 }
             }
         };
         match *self {
             Init::Zeros => out.fill(T::zero()),
             Init::Ones => out.fill(T::one()),
-            Init::Constant(v) => out.fill(T::of(v)),
+            Init::Constant(v) => out.fill(T::from_f64_const(v)),
             Init::Uniform { low, high } => uniform(out, rng, low, high),
             Init::KaimingUniform { fan_in } => {
                 let b = 1.0 / (fan_in as f64).sqrt();
@@ -154,7 +154,7 @@ impl Init {
             Init::Normal { mean, std } => {
                 if let Ok(n) = Normal::new(mean, std) {
                     for o in out.iter_mut() {
-                        *o = T::of(n.sample(rng));
+                        *o = T::from_f64_const(n.sample(rng));
                     }
                 }
             }

@@ -100,10 +100,9 @@ fn im2col_walk(g: &Geo, ld: usize, coff: usize, mut run: impl FnMut(usize, usize
 }
 
 /// Samples per chunk (one GEMM each, forward and backward): about 1024 columns, where
-/// faer's products are as fast as with larger ones (measured on 64-channel 7×7 maps:
-/// 1024 to 2048 columns run the GEMMs at 2.0 ms per 128 samples, 4096 at 2.5 ms) and the
-/// im2col scratch (`C·k² × 1024`, 2.4 MB at 64 channels, f32) stays in the L2/L3 caches
-/// instead of round-tripping through memory.
+/// faer's products were measured as fast as with larger chunks on 64-channel 7×7 maps
+/// (figures in `benches/README.md`), and the im2col scratch (`C·k² × 1024`, 2.4 MB at
+/// 64 channels, f32) stays in the L2/L3 caches instead of round-tripping through memory.
 fn chunk(g: &Geo) -> usize {
     (1024 / (g.ho * g.wo).max(g.h * g.w).max(1)).clamp(1, g.n.max(1))
 }
@@ -485,7 +484,7 @@ struct Pool {
 
 /// `y = avg_pool(x)`.
 fn pool_fwd<T: Float>(g: &Pool, x: &[T], y: &mut [T]) {
-    let inv = T::one() / T::of((g.k * g.k) as f64);
+    let inv = T::one() / T::from_f64_const((g.k * g.k) as f64);
     for p in 0..g.planes {
         for oy in 0..g.ho {
             for ox in 0..g.wo {
@@ -504,7 +503,7 @@ fn pool_fwd<T: Float>(g: &Pool, x: &[T], y: &mut [T]) {
 
 /// `x += avg_poolᵀ(y)` (the VJP of pooling; accumulates).
 fn pool_t<T: Float>(g: &Pool, y: &[T], x: &mut [T]) {
-    let inv = T::one() / T::of((g.k * g.k) as f64);
+    let inv = T::one() / T::from_f64_const((g.k * g.k) as f64);
     for p in 0..g.planes {
         for oy in 0..g.ho {
             for ox in 0..g.wo {
@@ -717,7 +716,7 @@ impl<T: Float> Inner<T> {
         let shape = Shape::new(&[s.dim(0), s.dim(1)]).unwrap_or_default();
         let off = self.alloc_uninit(shape.len());
         let (src, dst) = self.vals.split_at_mut(off);
-        let inv = T::one() / T::of(hw.max(1) as f64);
+        let inv = T::one() / T::from_f64_const(hw.max(1) as f64);
         for p in 0..s.dim(0) * s.dim(1) {
             let mut acc = T::zero();
             for &v in &src[n.off + p * hw..n.off + (p + 1) * hw] {
@@ -789,7 +788,7 @@ fn gn_back_dispatch<T: Float>(gy: &[T], y: &[T], gx: &mut [T], st: &[T], m: usiz
 /// `stats[2q], stats[2q + 1] = μ, r` of group `q`.
 #[inline(always)]
 fn gn_fwd<T: Float>(xs: &[T], ys: &mut [T], stats: &mut [T], m: usize, eps: T) {
-    let inv_m = T::one() / T::of(m as f64);
+    let inv_m = T::one() / T::from_f64_const(m as f64);
     let groups = xs.chunks_exact(m).zip(ys.chunks_exact_mut(m));
     for ((x, y), st) in groups.zip(stats.chunks_exact_mut(2)) {
         let mu = lane_sum(x, |v| v) * inv_m;
@@ -808,7 +807,7 @@ fn gn_fwd<T: Float>(xs: &[T], ys: &mut [T], stats: &mut [T], m: usize, eps: T) {
 #[inline(always)]
 fn gn_back<T: Float>(gy: &[T], y: &[T], gx: &mut [T], stats: &[T], m: usize, assign: bool) {
     const L: usize = 16;
-    let inv_m = T::one() / T::of(m as f64);
+    let inv_m = T::one() / T::from_f64_const(m as f64);
     let groups = gy.chunks_exact(m).zip(y.chunks_exact(m));
     for (((g, y), gx), st) in groups
         .zip(gx.chunks_exact_mut(m))
@@ -963,7 +962,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
                 stride,
             };
             let d = &mut lo[xn.off..xn.off + xn.shape.len()];
-            let inv = T::one() / T::of((pg.k * pg.k) as f64);
+            let inv = T::one() / T::from_f64_const((pg.k * pg.k) as f64);
             for p in 0..pg.planes {
                 for oy in 0..pg.ho {
                     for ox in 0..pg.wo {
@@ -984,7 +983,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
                 return;
             }
             let hw = xn.shape.dim(2) * xn.shape.dim(3);
-            let inv = T::one() / T::of(hw.max(1) as f64);
+            let inv = T::one() / T::from_f64_const(hw.max(1) as f64);
             let gx = &mut lo[xn.off..xn.off + xn.shape.len()];
             for (p, &g) in gy.iter().enumerate() {
                 gx[p * hw..(p + 1) * hw]
@@ -1075,7 +1074,7 @@ pub(crate) fn backward_graph<T: Float>(t: &mut Inner<T>, i: usize, g: Id) -> Res
             let e = t.expand(r, sx);
             let v = t.scalar_op(
                 e,
-                T::one() / T::of((sx.dim(2) * sx.dim(3)).max(1) as f64),
+                T::one() / T::from_f64_const((sx.dim(2) * sx.dim(3)).max(1) as f64),
                 false,
             );
             t.acc_gvar(x, v);

@@ -54,7 +54,8 @@ impl<T: Float> Inner<T> {
             });
         }
         let aux = self.aux.len();
-        self.aux.extend(labels.iter().map(|&l| T::of(l as f64)));
+        self.aux
+            .extend(labels.iter().map(|&l| T::from_f64_const(l as f64)));
         let shape = Shape::new(&[s.dim(0)]).unwrap_or_default();
         let off = self.alloc_uninit(s.dim(0));
         for (r, &l) in labels.iter().enumerate() {
@@ -69,7 +70,7 @@ impl<T: Float> Inner<T> {
         let (rows, k) = (shape.dim(0), shape.dim(1));
         let off = self.alloc(shape.len());
         for r in 0..rows {
-            let l = self.aux[aux + r].to_f64_() as usize;
+            let l = self.aux[aux + r].to_f64_lossy() as usize;
             self.vals[off + r * k + l] = self.vals[n.off + r];
         }
         self.push(Op::Unpick { aux }, shape, off, &[g])
@@ -77,7 +78,7 @@ impl<T: Float> Inner<T> {
 }
 
 fn label<T: Float>(t: &Inner<T>, aux: usize, r: usize) -> usize {
-    t.aux[aux + r].to_f64_() as usize
+    t.aux[aux + r].to_f64_lossy() as usize
 }
 
 /// Fast VJP.
@@ -103,13 +104,13 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
         Op::Pick { aux } => {
             let k = xn.shape.dim(1);
             for r in 0..xn.shape.dim(0) {
-                gx[r * k + t.aux[aux + r].to_f64_() as usize] += gy[r];
+                gx[r * k + t.aux[aux + r].to_f64_lossy() as usize] += gy[r];
             }
         }
         Op::Unpick { aux } => {
             let k = n.shape.dim(1);
             for r in 0..n.shape.dim(0) {
-                gx[r] += gy[r * k + t.aux[aux + r].to_f64_() as usize];
+                gx[r] += gy[r * k + t.aux[aux + r].to_f64_lossy() as usize];
             }
         }
         _ => {}

@@ -16,7 +16,7 @@ impl<T: Float> Inner<T> {
             s += v;
         }
         if mean {
-            s /= T::of(len.max(1) as f64);
+            s /= T::from_f64_const(len.max(1) as f64);
         }
         let off = self.alloc_uninit(1);
         self.vals[off] = s;
@@ -40,7 +40,7 @@ impl<T: Float> Inner<T> {
         let (src, dst) = self.vals.split_at_mut(off);
         let xs = &src[n.off..n.off + n.shape.len()];
         let scale = if mean {
-            T::one() / T::of(d.max(1) as f64)
+            T::one() / T::from_f64_const(d.max(1) as f64)
         } else {
             T::one()
         };
@@ -76,14 +76,14 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
         Op::SumAll | Op::MeanAll => {
             let mut g = hi[0];
             if matches!(n.op, Op::MeanAll) {
-                g /= T::of(gx.len().max(1) as f64);
+                g /= T::from_f64_const(gx.len().max(1) as f64);
             }
             gx.iter_mut().for_each(|d| *d += g);
         }
         Op::SumAxis(axis) | Op::MeanAxis(axis) => {
             let (outer, d, inner) = x.shape.split_at_axis(axis);
             let scale = if matches!(n.op, Op::MeanAxis(_)) {
-                T::one() / T::of(d.max(1) as f64)
+                T::one() / T::from_f64_const(d.max(1) as f64)
             } else {
                 T::one()
             };
@@ -109,14 +109,22 @@ pub(crate) fn backward_graph<T: Float>(t: &mut Inner<T>, i: usize, g: Id) {
         Op::SumAll => t.expand(g, sx),
         Op::MeanAll => {
             let e = t.expand(g, sx);
-            t.scalar_op(e, T::one() / T::of(sx.len().max(1) as f64), false)
+            t.scalar_op(
+                e,
+                T::one() / T::from_f64_const(sx.len().max(1) as f64),
+                false,
+            )
         }
         Op::SumAxis(axis) | Op::MeanAxis(axis) => {
             let keep = sx.with_dim(axis, 1);
             let r = t.view(g, 0, keep);
             let e = t.expand(r, sx);
             if matches!(n.op, Op::MeanAxis(_)) {
-                t.scalar_op(e, T::one() / T::of(sx.dim(axis).max(1) as f64), false)
+                t.scalar_op(
+                    e,
+                    T::one() / T::from_f64_const(sx.dim(axis).max(1) as f64),
+                    false,
+                )
             } else {
                 e
             }

@@ -202,7 +202,7 @@ pub(crate) fn backward_graph<T: Float>(t: &mut Inner<T>, i: usize, g: Id) {
             UnOp::Log => t.div(g, x),
             UnOp::Sqrt => {
                 let q = t.div(g, y);
-                t.scalar_op(q, T::of(0.5), false)
+                t.scalar_op(q, T::from_f64_const(0.5), false)
             }
             UnOp::Square => {
                 let q = t.mul(g, x);

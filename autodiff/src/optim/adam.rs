@@ -124,15 +124,18 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         let t = self.t as f64;
         let bc1 = 1.0 - c.beta1.powf(t);
         let bc2_sqrt = (1.0 - c.beta2.powf(t)).sqrt();
-        let step_size = T::of(c.lr / bc1);
-        let inv_bc2_sqrt = T::of(1.0 / bc2_sqrt);
-        let (b1, b2) = (T::of(c.beta1), T::of(c.beta2));
-        let (omb1, omb2) = (T::of(1.0 - c.beta1), T::of(1.0 - c.beta2));
-        let eps = T::of(c.eps);
+        let step_size = T::from_f64_const(c.lr / bc1);
+        let inv_bc2_sqrt = T::from_f64_const(1.0 / bc2_sqrt);
+        let (b1, b2) = (T::from_f64_const(c.beta1), T::from_f64_const(c.beta2));
+        let (omb1, omb2) = (
+            T::from_f64_const(1.0 - c.beta1),
+            T::from_f64_const(1.0 - c.beta2),
+        );
+        let eps = T::from_f64_const(c.eps);
         let (l2, decay) = if c.decoupled_weight_decay {
-            (T::zero(), T::of(1.0 - c.lr * c.weight_decay))
+            (T::zero(), T::from_f64_const(1.0 - c.lr * c.weight_decay))
         } else {
-            (T::of(c.weight_decay), T::one())
+            (T::from_f64_const(c.weight_decay), T::one())
         };
         let it = params
             .iter_mut()

@@ -172,7 +172,7 @@ impl<T: Float, O: Optimizer<T> + ?Sized> Optimizer<T> for Box<O> {
 pub fn clip_grad_norm<T: Float>(grads: &mut [T], max_norm: T) -> T {
     let norm = grads.iter().map(|&g| g * g).sum::<T>().sqrt();
     if norm.is_finite() && norm > max_norm {
-        let s = max_norm / (norm + T::of(1e-6));
+        let s = max_norm / (norm + T::from_f64_const(1e-6));
         for g in grads.iter_mut() {
             *g *= s;
         }

@@ -100,14 +100,14 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         } else {
             check_lengths::<T>("Sgd::step gradient", np, ng, &mut [])?;
         }
-        let (lr, wd) = (T::of(c.lr), T::of(c.weight_decay));
+        let (lr, wd) = (T::from_f64_const(c.lr), T::from_f64_const(c.weight_decay));
         if mu == 0.0 {
             for (p, &g) in params.iter_mut().zip(grads) {
                 let g = g + wd * *p;
                 *p -= lr * g;
             }
         } else {
-            let (m, damp) = (T::of(mu), T::of(1.0 - c.dampening));
+            let (m, damp) = (T::from_f64_const(mu), T::from_f64_const(1.0 - c.dampening));
             let first = self.t == 0;
             for ((p, &g), b) in params.iter_mut().zip(grads).zip(self.buf.iter_mut()) {
                 let g = g + wd * *p;

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use adjoint::scaling::{ScalingConfig, ScalingTable, measure};
+use adjoint::scaling::{MODE_LABELS, MlpFamily, ScalingConfig, ScalingTable, TimedMode, measure};
 use clap::Args;
 use serde_json::json;
 
@@ -13,21 +13,11 @@ use crate::ModelsError;
 use crate::output::write_json;
 use crate::plot::{Figure, Series};
 
-/// The modes `adjoint::scaling` knows, in plotting order.
-const MODES: [&str; 6] = [
-    "checkpointed",
-    "backsolve",
-    "backsolve-seminorm",
-    "direct",
-    "forward-jvp",
-    "forward-jacobian",
-];
-
 /// Options of `neuralode sensitivity`.
 #[derive(Debug, Clone, Args, serde::Serialize)]
 pub struct SensitivityArgs {
     /// Hidden widths W of the 2 → W → W → 2 tanh MLP (P = W² + 6W + 2), comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = ScalingConfig::default().widths)]
+    #[arg(long, value_delimiter = ',', default_values_t = MlpFamily::DEFAULT_WIDTHS.to_vec())]
     pub widths: Vec<usize>,
     /// Gradient modes to time, comma-separated: checkpointed, backsolve,
     /// backsolve-seminorm, direct, forward-jvp, forward-jacobian.
@@ -57,7 +47,7 @@ pub struct SensitivityArgs {
     pub out: PathBuf,
 }
 
-fn config(a: &SensitivityArgs) -> Result<ScalingConfig, ModelsError> {
+fn config(a: &SensitivityArgs) -> Result<ScalingConfig<f64>, ModelsError> {
     let bad = |name, reason: String| ModelsError::InvalidArgument { name, reason };
     if a.widths.is_empty() || a.widths.contains(&0) {
         return Err(bad("widths", "give at least one width, each >= 1".into()));
@@ -69,42 +59,48 @@ fn config(a: &SensitivityArgs) -> Result<ScalingConfig, ModelsError> {
         .modes
         .iter()
         .map(|m| {
-            MODES.iter().copied().find(|k| k == m).ok_or_else(|| {
+            TimedMode::named(m).ok_or_else(|| {
                 bad(
                     "modes",
-                    format!("unknown mode {m:?}; expected one of {}", MODES.join(", ")),
+                    format!(
+                        "unknown mode {m:?}; expected one of {}",
+                        MODE_LABELS.join(", ")
+                    ),
                 )
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let t1 = positive("t1", a.t1)?;
+    let tol = positive("tol", a.tol)?;
     Ok(ScalingConfig {
-        widths: a.widths.clone(),
-        batch: a.batch,
-        t1: positive("t1", a.t1)?,
-        tol: positive("tol", a.tol)?,
+        sizes: a.widths.clone(),
+        modes,
+        rtol: tol,
+        atol: tol,
+        t1,
         repeats: a.repeats,
         time_budget: positive("time-budget", a.time_budget)?,
-        modes,
+        ..MlpFamily::new(a.batch).config()
     })
 }
 
 /// Runs the job: prints the table, writes `sensitivity.{png,svg,json}`.
 pub fn run(a: &SensitivityArgs) -> Result<ScalingTable, ModelsError> {
     let cfg = config(a)?;
-    let table = measure(&cfg)?;
+    let family = MlpFamily::new(a.batch);
+    let table = measure(&cfg, |w| family.instance(w))?;
     println!("{table}");
     let mut slopes = serde_json::Map::new();
-    for m in &cfg.modes {
-        if let Some(s) = table.slope(m) {
-            println!("log-log slope of time vs P, {m:<18}: {s:.2}");
-            slopes.insert((*m).to_string(), json!(s));
-        }
+    for (m, s) in table.slopes() {
+        println!("log-log slope of time vs P, {m:<18}: {s:.2}");
+        slopes.insert(m, json!(s));
     }
+    let measured = |label: &str| cfg.modes.iter().any(|m| m.label == label);
     // Where forward sensitivities stop being the cheaper gradient, for each forward
     // variant measured: inside the measured range, else where the fitted power laws meet.
     let mut crossovers = serde_json::Map::new();
     for fwd in ["forward-jacobian", "forward-jvp"] {
-        if !cfg.modes.contains(&fwd) || !cfg.modes.contains(&"checkpointed") {
+        if !measured(fwd) || !measured("checkpointed") {
             continue;
         }
         let inside = table.crossover("checkpointed", fwd);
@@ -130,9 +126,9 @@ pub fn run(a: &SensitivityArgs) -> Result<ScalingTable, ModelsError> {
     )
     .log_log();
     for m in &cfg.modes {
-        let points = table.series(m);
+        let points = table.series(&m.label);
         if !points.is_empty() {
-            fig = fig.with(Series::line_markers(*m, points));
+            fig = fig.with(Series::line_markers(&m.label, points));
         }
     }
     fig.save(&a.out, "sensitivity")?;

@@ -2,20 +2,45 @@
 //! is flushed to disk (`fsync`), and the temporary file is renamed over the destination
 //! (then the directory is synced, best effort). A crash or an error leaves either the old
 //! file or the new one, never a torn one, and no temporary file behind.
+//!
+//! The workspace's one home for this: `autodiff`'s safetensors checkpoints and every file
+//! the `neuralode` program writes (JSON, CSV, PNG, SVG) go through it. Standard library
+//! only.
+//!
+//! # Example
+//!
+//! ```
+//! use atomic_write::{write_atomic, write_atomic_with};
+//!
+//! let dir = std::env::temp_dir().join(format!("atomic-write-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("metrics.json");
+//! write_atomic(&path, b"{\"loss\": 0.5}")?;
+//! write_atomic(&path, b"{\"loss\": 0.25}")?; // replaces the old content in one step
+//! assert_eq!(std::fs::read(&path)?, b"{\"loss\": 0.25}");
+//!
+//! // A writer that opens the file itself (an image encoder, say) gets the temporary path,
+//! // which keeps the destination's extension.
+//! write_atomic_with(&dir.join("plot.svg"), |tmp| {
+//!     assert_eq!(tmp.extension().and_then(|e| e.to_str()), Some("svg"));
+//!     std::fs::write(tmp, "<svg/>")
+//! })?;
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why [`write_atomic_with`] failed; the destination is unchanged either way.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum AtomicWriteError<E> {
     /// The caller's writer failed on the temporary file.
-    #[error("{0}")]
     Write(E),
     /// The file system refused to create, sync or rename the temporary file.
-    #[error("cannot {op} `{}`: {source}", path.display())]
     Io {
         /// What was attempted ("create", "write", "sync", "rename onto").
         op: &'static str,
@@ -26,7 +51,27 @@ pub enum AtomicWriteError<E> {
     },
 }
 
-/// Writes `bytes` to `path` atomically (see the module docs). Every error is an
+impl<E: fmt::Display> fmt::Display for AtomicWriteError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AtomicWriteError::Write(e) => e.fmt(f),
+            AtomicWriteError::Io { op, path, source } => {
+                write!(f, "cannot {op} `{}`: {source}", path.display())
+            }
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for AtomicWriteError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AtomicWriteError::Write(_) => None,
+            AtomicWriteError::Io { source, .. } => Some(source),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically (see the crate docs). Every error is an
 /// [`AtomicWriteError::Io`] naming the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError<std::io::Error>> {
     write_atomic_with(path, |tmp| {
@@ -48,7 +93,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError<st
 
 /// Runs `write` on a fresh temporary sibling of `path` (hidden, same directory, unique per
 /// process and call, keeping `path`'s extension for writers that choose a format from it),
-/// then syncs it and renames it over `path` (see the module docs). The parent directory
+/// then syncs it and renames it over `path` (see the crate docs). The parent directory
 /// must exist.
 pub fn write_atomic_with<E>(
     path: &Path,
@@ -102,8 +147,7 @@ mod tests {
     use super::*;
 
     fn scratch(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("autodiff-atomic-{tag}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("atomic-write-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
@@ -136,8 +180,34 @@ mod tests {
         })
         .unwrap_err();
         assert!(matches!(err, AtomicWriteError::Write(_)), "{err}");
+        assert_eq!(err.to_string(), "encoder failed");
+        assert!(std::error::Error::source(&err).is_none());
         assert_eq!(fs::read(&path).unwrap(), b"old");
         assert_eq!(entries(&dir), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failing_rename_keeps_the_destination_and_removes_the_temporary() {
+        let dir = scratch("rename");
+        // The destination is a non-empty directory: the rename must fail.
+        let blocker = dir.join("blocked.bin");
+        fs::create_dir(&blocker).unwrap();
+        fs::write(blocker.join("keep"), b"x").unwrap();
+        let err = write_atomic(&blocker, b"new").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AtomicWriteError::Io {
+                    op: "rename onto",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        assert_eq!(fs::read(blocker.join("keep")).unwrap(), b"x");
+        assert_eq!(entries(&dir), 1, "no temporary file left behind");
         fs::remove_dir_all(&dir).unwrap();
     }
 

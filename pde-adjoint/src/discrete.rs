@@ -29,6 +29,12 @@
 //! `dJ/ds = −λ` in one text and `+λ` in another are looking at `c = Au − s`
 //! versus `c = s − Au`.
 //!
+//! # Scalars
+//!
+//! Everything here is generic over `T: Real + RealField`: the workspace's one float
+//! trait [`Real`] (`f32`, `f64`) plus faer's [`RealField`], which its sparse
+//! factorisations require (both re-exported at the crate root).
+//!
 //! # Factorisations
 //!
 //! * [`SparseCholesky`]: `∂c/∂u` symmetric positive definite, faer's sparse
@@ -57,7 +63,7 @@
 //! `J = ½‖u‖²`; the adjoint gradient is `dJ/ds = A⁻¹ u`.
 //!
 //! ```
-//! use adjoint::discrete::{DiscreteAdjoint, SparseCholesky, Structure, TransposeSolve};
+//! use pde_adjoint::discrete::{DiscreteAdjoint, SparseCholesky, Structure, TransposeSolve};
 //! use sprs::{CsMat, TriMat};
 //!
 //! let n = 4;
@@ -86,7 +92,7 @@
 //! for (g, e) in grad.gradient.iter().zip(&expected) {
 //!     assert!((g - e).abs() < 1e-12);
 //! }
-//! # Ok::<(), adjoint::discrete::DiscreteAdjointError>(())
+//! # Ok::<(), pde_adjoint::discrete::DiscreteAdjointError>(())
 //! ```
 
 use std::fmt::Debug;
@@ -100,21 +106,10 @@ use faer::sparse::linalg::cholesky::{
 };
 use faer::sparse::linalg::solvers::{Lu, SymbolicLu};
 use faer::sparse::{FaerError, SparseColMatRef, SymbolicSparseColMatRef};
+use faer::traits::RealField;
 use faer::{Conj, MatMut, Par, Side};
+use real::Real;
 use sprs::CsMat;
-
-/// Floating-point scalars the sparse factorisations run on (`f32`, `f64`).
-///
-/// A blanket alias of `num_traits::Float` and faer's `RealField`.
-pub trait Real:
-    num_traits::Float + faer::traits::RealField + Default + Debug + Send + Sync + 'static
-{
-}
-
-impl<T> Real for T where
-    T: num_traits::Float + faer::traits::RealField + Default + Debug + Send + Sync + 'static
-{
-}
 
 /// Errors of the discrete adjoint and its sparse factorisations.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -381,7 +376,7 @@ impl<T: Debug> Debug for SparseCholesky<T> {
     }
 }
 
-impl<T: Real> SparseCholesky<T> {
+impl<T: Real + RealField> SparseCholesky<T> {
     /// Analyses and factors a symmetric positive-definite matrix given in full
     /// symmetric storage (or its upper triangle); the upper triangle is read.
     pub fn new(a: &CsMat<T>) -> Result<Self> {
@@ -454,7 +449,7 @@ impl<T: Real> SparseCholesky<T> {
     }
 }
 
-impl<T: Real> TransposeSolve<T> for SparseCholesky<T> {
+impl<T: Real + RealField> TransposeSolve<T> for SparseCholesky<T> {
     fn dim(&self) -> usize {
         self.symbolic.dim()
     }
@@ -489,7 +484,7 @@ pub struct SparseLu<T> {
     n: usize,
 }
 
-impl<T: Real> SparseLu<T> {
+impl<T: Real + RealField> SparseLu<T> {
     /// Analyses and factors a square non-singular matrix.
     pub fn new(a: &CsMat<T>) -> Result<Self> {
         let a = square_csc("matrix", a)?;
@@ -517,7 +512,7 @@ impl<T: Real> SparseLu<T> {
     }
 }
 
-impl<T: Real> TransposeSolve<T> for SparseLu<T> {
+impl<T: Real + RealField> TransposeSolve<T> for SparseLu<T> {
     fn dim(&self) -> usize {
         self.n
     }
@@ -576,7 +571,7 @@ impl DiscreteAdjoint {
     ///
     /// Use [`DiscreteAdjoint::gradient_with`] to reuse a factorisation you
     /// already hold.
-    pub fn gradient<T: Real, B: ConstraintJacobian<T> + ?Sized>(
+    pub fn gradient<T: Real + RealField, B: ConstraintJacobian<T> + ?Sized>(
         &self,
         dc_du: &CsMat<T>,
         dc_ds: &B,
@@ -612,7 +607,7 @@ impl DiscreteAdjoint {
         gradient: &mut [T],
     ) -> Result<()>
     where
-        T: Real,
+        T: Real + RealField,
         S: TransposeSolve<T> + ?Sized,
         B: ConstraintJacobian<T> + ?Sized,
     {
