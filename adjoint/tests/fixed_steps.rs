@@ -4,10 +4,12 @@
 //! Fixed steps used to fail in the checkpointed and backsolve modes (the backward pass took
 //! its step with the forward sign); this matrix is the test that would have caught it.
 
+mod common;
+
 use adjoint::test_problems::{Linear, SplitMix64};
 use adjoint::{AdjointSolver, BackwardSolver, Checkpoints, Error, GradientMode, Method, Options};
+use common::{closed_form, rel};
 use ode_solvers::SolveError;
-use ode_solvers::problems::expm;
 
 fn modes() -> Vec<GradientMode<f64>> {
     vec![
@@ -29,70 +31,6 @@ fn modes() -> Vec<GradientMode<f64>> {
         GradientMode::Forward,
         GradientMode::ForwardJvp,
     ]
-}
-
-fn matvec(m: &[f64], n: usize, v: &[f64], transpose: bool) -> Vec<f64> {
-    (0..n)
-        .map(|i| {
-            (0..n)
-                .map(|j| if transpose { m[j * n + i] } else { m[i * n + j] } * v[j])
-                .sum()
-        })
-        .collect()
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// `L = Σᵢ wᵢᵀ z(tᵢ)`, `z(tᵢ) = e^{AΔᵢ} z0`, `Δᵢ = tᵢ − t₀`: returns `(dL/dz0, dL/dA, dL/dtᵢ)`.
-/// `dL/dA` sums Van Loan's block exponentials `[[Aᵀ, wᵢ z0ᵀ], [0, Aᵀ]]`; `dL/dtᵢ = wᵢᵀ A z(tᵢ)`
-/// for `i ≥ 1` and `dL/dt₀ = −Σᵢ wᵢᵀ e^{AΔᵢ} A z0`.
-fn closed_form(
-    a: &[f64],
-    n: usize,
-    z0: &[f64],
-    w: &[f64],
-    ts: &[f64],
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let mut gz0 = w[..n].to_vec();
-    let mut ga = vec![0.0; n * n];
-    let mut gts = vec![0.0; ts.len()];
-    let az0 = matvec(a, n, z0, false);
-    for (i, wi) in w.chunks_exact(n).enumerate().skip(1) {
-        let dt = ts[i] - ts[0];
-        let e = expm(a, n, dt);
-        for (g, v) in gz0.iter_mut().zip(matvec(&e, n, wi, true)) {
-            *g += v;
-        }
-        let zi = matvec(&e, n, z0, false);
-        gts[i] = dot(wi, &matvec(a, n, &zi, false));
-        gts[0] -= dot(wi, &matvec(&e, n, &az0, false));
-        let m = 2 * n;
-        let mut big = vec![0.0; m * m];
-        for r in 0..n {
-            for c in 0..n {
-                big[r * m + c] = a[c * n + r];
-                big[(n + r) * m + n + c] = a[c * n + r];
-                big[r * m + n + c] = wi[r] * z0[c];
-            }
-        }
-        let eb = expm(&big, m, dt);
-        for (k, g) in ga.iter_mut().enumerate() {
-            *g += eb[(k / n) * m + n + k % n];
-        }
-    }
-    (gz0, ga, gts)
-}
-
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    let num = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    num / b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300)
 }
 
 struct Case {

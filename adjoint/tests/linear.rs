@@ -1,8 +1,10 @@
 //! Closed-form gradients of `ż = A z` (with respect to `A`, `z0`, `t0`, `t1`) in every mode.
 
+mod common;
+
 use adjoint::test_problems::{Linear, SplitMix64};
 use adjoint::{AdjointSolver, Checkpoints, GradientMode, Method, Options};
-use ode_solvers::problems::expm;
+use common::{closed_form, rel};
 
 fn modes() -> Vec<GradientMode<f64>> {
     vec![
@@ -34,54 +36,19 @@ fn modes() -> Vec<GradientMode<f64>> {
     ]
 }
 
-/// `L = wᵀ z(t1)`: `dL/dz0 = e^{AΔ}ᵀ w`, `dL/dA` from Van Loan's block exponential,
-/// `dL/dt1 = wᵀ A z(t1)`, `dL/dt0 = −wᵀ e^{AΔ} A z0`.
-fn closed_form(
+/// `L = wᵀ z(t1)`: `(dL/dz0, dL/dA, dL/dt0, dL/dt1)`.
+fn one_output(
     a: &[f64],
     n: usize,
     z0: &[f64],
     w: &[f64],
-    dt: f64,
+    t0: f64,
+    t1: f64,
 ) -> (Vec<f64>, Vec<f64>, f64, f64) {
-    let e = expm(a, n, dt);
-    let z1: Vec<f64> = (0..n)
-        .map(|i| (0..n).map(|j| e[i * n + j] * z0[j]).sum())
-        .collect();
-    let gz0: Vec<f64> = (0..n)
-        .map(|j| (0..n).map(|i| e[i * n + j] * w[i]).sum())
-        .collect();
-    // M = [[Aᵀ, w z0ᵀ], [0, Aᵀ]]; upper-right block of e^{MΔ} = ∫ e^{Aᵀ(Δ−s)} w z0ᵀ e^{Aᵀ s} ds.
-    let m = 2 * n;
-    let mut big = vec![0.0; m * m];
-    for i in 0..n {
-        for j in 0..n {
-            big[i * m + j] = a[j * n + i];
-            big[(n + i) * m + n + j] = a[j * n + i];
-            big[i * m + n + j] = w[i] * z0[j];
-        }
-    }
-    let eb = expm(&big, m, dt);
-    let ga: Vec<f64> = (0..n * n).map(|k| eb[(k / n) * m + n + k % n]).collect();
-    let az1: Vec<f64> = (0..n)
-        .map(|i| (0..n).map(|j| a[i * n + j] * z1[j]).sum())
-        .collect();
-    let gt1: f64 = w.iter().zip(&az1).map(|(x, y)| x * y).sum();
-    let az0: Vec<f64> = (0..n)
-        .map(|i| (0..n).map(|j| a[i * n + j] * z0[j]).sum())
-        .collect();
-    let gt0 = -gz0.iter().zip(&az0).map(|(x, y)| x * y).sum::<f64>();
-    (gz0, ga, gt0, gt1)
-}
-
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    let num = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    let den = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
-    num / den
+    let mut weights = vec![0.0; n];
+    weights.extend_from_slice(w);
+    let (gz0, ga, gts) = closed_form(a, n, z0, &weights, &[t0, t1]);
+    (gz0, ga, gts[0], gts[1])
 }
 
 #[test]
@@ -94,7 +61,7 @@ fn linear_closed_form_all_modes() {
     let z0: Vec<f64> = (0..n).map(|_| rng.uniform_pm1()).collect();
     let w: Vec<f64> = (0..n).map(|_| rng.uniform_pm1()).collect();
     let (t0, t1) = (0.3, 1.7);
-    let (gz0, ga, gt0, gt1) = closed_form(&a, n, &z0, &w, t1 - t0);
+    let (gz0, ga, gt0, gt1) = one_output(&a, n, &z0, &w, t0, t1);
     for mode in modes() {
         let name = mode.name();
         let mut solver =
@@ -126,7 +93,7 @@ fn linear_closed_form_f32_decreasing_times() {
     let z0 = [1.0f64, -0.5];
     let w = [0.7f64, 0.2];
     let (t0, t1) = (1.5f64, 0.5f64);
-    let (gz0, ga, gt0, gt1) = closed_form(&a, n, &z0, &w, t1 - t0);
+    let (gz0, ga, gt0, gt1) = one_output(&a, n, &z0, &w, t0, t1);
     let a32: Vec<f32> = a.iter().map(|x| *x as f32).collect();
     let z32: Vec<f32> = z0.iter().map(|x| *x as f32).collect();
     for mode in modes() {
