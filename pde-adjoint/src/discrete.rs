@@ -278,8 +278,9 @@ pub struct CholeskySymbolic {
     row_idx: Arc<[usize]>,
     /// The upper triangle handed to faer, and where its values sit in the
     /// full value array. faer is given only one triangle with the matching
-    /// `Side`: with the natural ordering and a full symmetric matrix it
-    /// returns a wrong factor or a spurious pivot failure (see CRATES.md).
+    /// `Side`: faer 0.24.4's LDLᵀ with the identity ordering, given the full
+    /// symmetric matrix (e.g. tridiag(−1, 2, −1), n = 6), silently returns a
+    /// wrong factor or a spurious pivot failure.
     upper_col_ptr: Arc<[usize]>,
     upper_row_idx: Arc<[usize]>,
     upper_map: Arc<[usize]>,
