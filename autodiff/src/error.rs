@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 use crate::Shape;
+use std::sync::Arc;
 
 /// Everything that can go wrong when building or differentiating a computation.
 ///
@@ -89,12 +90,57 @@ pub enum Error {
         /// What is wrong and what to change.
         reason: &'static str,
     },
+    /// A custom operation's fallible forward ([`CustomOp::try_forward`](crate::CustomOp::try_forward))
+    /// or its backward failed with an error of its own (e.g. an ODE solve inside the op);
+    /// [`CustomOpError::inner`] gives it back for downcasting.
+    #[error("{op} failed: {source}")]
+    CustomOpFailed {
+        /// Name of the custom operation.
+        op: &'static str,
+        /// The operation's own error.
+        source: CustomOpError,
+    },
     /// Two parameters were registered under the same name in one `nn::ParamStore`.
     #[error("parameter `{name}` is already registered; give each layer a distinct name")]
     DuplicateParameter {
         /// The repeated name.
         name: String,
     },
+}
+
+/// The error of a custom operation, shared (the tape's sticky error is cloned on every
+/// read). Two values are equal when they share the same error.
+#[derive(Debug, Clone)]
+pub struct CustomOpError(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl CustomOpError {
+    /// Wraps an operation's own error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        CustomOpError(Arc::new(e))
+    }
+
+    /// The wrapped error (`inner().downcast_ref::<E>()` recovers its type).
+    pub fn inner(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl PartialEq for CustomOpError {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.0), Arc::as_ptr(&other.0))
+    }
+}
+
+impl std::fmt::Display for CustomOpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for CustomOpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
 }
 
 /// Where a non-finite value was first produced (see [`Error::NonFinite`]).

@@ -154,7 +154,7 @@ pub mod vmath;
 pub use api::{
     GradcheckReport, default_gradcheck_tolerance, func, grad, gradcheck, jacobian, jvp, vjp,
 };
-pub use error::{Error, NonFiniteInfo};
+pub use error::{CustomOpError, Error, NonFiniteInfo};
 pub use float::Float;
 pub use ops::CustomOp;
 pub use real::Real;

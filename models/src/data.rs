@@ -8,8 +8,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use atomic_write::AtomicWriteError;
+
 use crate::error::ModelsError;
-use crate::output::write_atomic;
 
 /// A sampled trajectory: `ts[k]` and the state `ys[k*dim .. (k+1)*dim]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,9 +227,20 @@ impl Trajectory {
         Ok(sum / self.ys.len().max(1) as f64)
     }
 
-    /// Writes the CSV file atomically.
+    /// Writes the CSV file atomically ([`atomic_write::write_atomic`]: a synced temporary
+    /// sibling renamed over `path`), creating its directory if needed.
     pub fn write_csv(&self, path: &Path) -> Result<(), ModelsError> {
-        write_atomic(path, self.to_csv().as_bytes())
+        let io = |path: &Path, source| ModelsError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| io(path, e))?;
+        }
+        atomic_write::write_atomic(path, self.to_csv().as_bytes()).map_err(|e| match e {
+            AtomicWriteError::Write(source) => io(path, source),
+            AtomicWriteError::Io { path, source, .. } => io(&path, source),
+        })
     }
 
     /// Component `i` against time, as plot points.

@@ -1,39 +1,17 @@
-//! The error type of the `models` crate and the `neuralode` program.
+//! The error type of the `models` crate.
 
 use std::path::PathBuf;
 
-/// Everything that can go wrong in `models` and the `neuralode` program.
+/// Everything that can go wrong in `models`.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelsError {
-    /// Reading or writing a file failed.
+    /// Reading or writing a data file failed.
     #[error("cannot write or read {path}: {source}")]
     Io {
         /// The file concerned.
         path: PathBuf,
         /// The operating system's reason.
         source: std::io::Error,
-    },
-    /// A value could not be serialised as JSON.
-    #[error("cannot serialise {path} as JSON: {source}")]
-    Json {
-        /// The file that was being written.
-        path: PathBuf,
-        /// The serialiser's reason.
-        source: serde_json::Error,
-    },
-    /// Drawing a plot failed.
-    #[error("cannot draw the plot {path}: {reason}")]
-    Plot {
-        /// The image that was being drawn.
-        path: PathBuf,
-        /// What the plotting backend reported.
-        reason: String,
-    },
-    /// A plot was asked for with nothing to draw or with no finite point.
-    #[error("the plot {name} has no finite point to draw")]
-    EmptyPlot {
-        /// The plot's file stem.
-        name: String,
     },
     /// A data file is malformed; names the line and column (both 1-based).
     #[error("{path}:{line}:{column}: {reason}")]
@@ -47,7 +25,18 @@ pub enum ModelsError {
         /// What is wrong there.
         reason: String,
     },
-    /// A command-line value or option combination is invalid.
+    /// A binary data file (IDX, gzip) is malformed; names the byte offset where reading
+    /// failed (0-based, in the decompressed data).
+    #[error("{path}: byte {offset}: {reason}")]
+    BinaryData {
+        /// The file read.
+        path: PathBuf,
+        /// 0-based byte offset (after decompression) of the offending field.
+        offset: usize,
+        /// What is wrong there.
+        reason: String,
+    },
+    /// An argument (a size, a window, a setting) is invalid.
     #[error("invalid {name}: {reason}")]
     InvalidArgument {
         /// The option concerned.
@@ -58,9 +47,6 @@ pub enum ModelsError {
     /// An ODE solve failed.
     #[error(transparent)]
     Solve(#[from] ode_solvers::SolveError),
-    /// The heated rod or plate failed.
-    #[error(transparent)]
-    Pde(#[from] pde_adjoint::PdeError),
     /// Saving or loading parameters failed.
     #[error("checkpoint {path}: {source}")]
     Checkpoint {

@@ -1,4 +1,5 @@
-//! Neural ODE models, and the library side of the `neuralode` command-line program.
+//! Neural ODE models: a library for research code (the `neuralode` command-line
+//! program that runs them lives in the `cli` crate).
 //!
 //! # What is here
 //!
@@ -10,12 +11,14 @@
 //!   of the `adjoint` crate's modes.
 //! * [`data`]: sampled trajectories, read from and written to CSV.
 //! * [`spiral`]: the cubic spiral `dy/dt = A y³` of the Neural ODE demonstrations.
-//! * [`jobs`]: the subcommands of the `neuralode` program (`train`, `solve`, `rod`,
-//!   `sensitivity`) with their options and reports; [`output`] (atomic file writes) and
-//!   [`plot`] (PNG and SVG line plots) are what they report with.
+//! * [`ode_block`]: the ODE block, an ODE solve as one differentiable operation on the
+//!   autodiff tape (state and parameters in, states at the output times out, backward by
+//!   any gradient mode), so that an ODE sits inside any network. It is the base on which
+//!   the other model types of the design (ODENet, CNF / FFJORD, latent ODE, function
+//!   encoders) are to be built; those are not built yet.
 //!
-//! The other model types of the design (the ODE block as one operation on the autodiff
-//! tape, ODENet, CNF / FFJORD, latent ODE, function encoders) are not built yet.
+//! The crate has no command-line, plotting or progress-bar dependency: the `cli` crate's
+//! `neuralode` program adds those around it.
 //!
 //! # The training problem
 //!
@@ -62,15 +65,16 @@
 //! # Ok::<(), models::ModelsError>(())
 //! ```
 //!
-//! `cargo run --release` runs the full training job (`neuralode train`); the root
-//! `README.md` describes every command.
+//! `cargo run --release -p models --example fit_your_csv [FILE.csv]` fits a CSV
+//! trajectory with this API; `cargo run --release` at the workspace root runs the full
+//! training job (`neuralode train`, in the `cli` crate), and the root `README.md`
+//! describes every command.
 
 pub mod data;
 pub mod error;
-pub mod jobs;
 pub mod neural_ode;
-pub mod output;
-pub mod plot;
+pub mod ode_block;
 pub mod spiral;
 
 pub use error::ModelsError;
+pub use ode_block::OdeBlock;

@@ -8,15 +8,12 @@ use adjoint::{AdjointSolver, GradientMode, Method, Options, TapeDynamics};
 use autodiff::nn::{Mlp, ParamStore};
 use autodiff::optim::{Adam, Optimizer, Schedule, Scheduled};
 use autodiff::{Tape, Var};
-use clap::ValueEnum;
-use serde::Serialize;
 
 use crate::ModelsError;
 use crate::data::Trajectory;
 
 /// What the network sees of the state `z`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Features {
     /// `φ(z) = z³` elementwise (the spiral's own nonlinearity, as in torchdiffeq's demo).
     Cubic,
@@ -25,8 +22,7 @@ pub enum Features {
 }
 
 /// How the gradient through the solver is computed (see [`adjoint::GradientMode`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GradientModeArg {
     /// Adjoint integrated backwards against the interpolated forward solution.
     Checkpointed,

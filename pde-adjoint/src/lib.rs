@@ -97,7 +97,7 @@
 //! Inverse design ([`inverse_design`], [`recover_heater`]) runs the crate's own
 //! [`Lbfgs`] (strong-Wolfe line search) on `J + R` with optional Tikhonov
 //! smoothing `R = (α/2) ∫ |∇s|²`; [`measure_scaling`] times the gradient
-//! methods against the forward solve. The program `neuralode` (crate `models`)
+//! methods against the forward solve. The program `neuralode` (crate `cli`)
 //! runs both with plots and JSON: `cargo run --release -- rod design` and
 //! `cargo run --release -- rod scaling`.
 

@@ -46,6 +46,14 @@ pub trait CustomOp<T: Float>: Send + Sync {
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape, Error>;
     /// Writes the output (`out` is zeroed, of the output shape's length).
     fn forward(&self, inputs: &[&[T]], out: &mut [T]);
+    /// The forward the tape calls: as [`forward`](CustomOp::forward), but may fail (an op
+    /// that runs a solver, say). An error is recorded on the tape as the errors of the
+    /// built-in ops are (sticky, returned by the next reading call); wrap an error of your
+    /// own in [`Error::CustomOpFailed`]. The default calls `forward`.
+    fn try_forward(&self, inputs: &[&[T]], out: &mut [T]) -> Result<(), Error> {
+        self.forward(inputs, out);
+        Ok(())
+    }
     /// Accumulates (`+=`) the VJP `gᵀ ∂out/∂inputs[k]` into `grad_input`.
     fn backward(
         &self,
@@ -60,6 +68,28 @@ pub trait CustomOp<T: Float>: Send + Sync {
             op: self.name(),
             detail: "",
         })
+    }
+    /// The VJPs of every input at once, the one [`Tape::backward`](crate::Tape::backward)
+    /// calls: accumulates (`+=`) `gᵀ ∂out/∂inputs[k]` into `grad_inputs[k]` for each slot
+    /// that is `Some` (the inputs that need a gradient; `None` for the others). Override it
+    /// when the VJPs share work, e.g. an ODE solve whose one adjoint pass yields the
+    /// gradients of the initial state, the parameters and the times together. The slots
+    /// never alias: an input given twice (or overlapping another's storage) gets a
+    /// separate zeroed slot, added to its gradient afterwards. The default calls
+    /// [`backward`](CustomOp::backward) once per `Some` slot.
+    fn backward_all(
+        &self,
+        inputs: &[&[T]],
+        out: &[T],
+        grad_out: &[T],
+        grad_inputs: &mut [Option<&mut [T]>],
+    ) -> Result<(), Error> {
+        for (k, g) in grad_inputs.iter_mut().enumerate() {
+            if let Some(g) = g {
+                self.backward(k, inputs, out, grad_out, g)?;
+            }
+        }
+        Ok(())
     }
     /// The VJP `gᵀ ∂out/∂inputs[k]` written with tape operations on `Var`s (the
     /// differentiable `inputs`, the node's output `out` and its gradient variable
@@ -109,7 +139,9 @@ impl<T: Float> Inner<T> {
             let n = self.nodes[x as usize];
             ins[k] = &src[n.off..n.off + n.shape.len()];
         }
-        op.forward(&ins[..xs.len()], &mut dst[..shape.len()]);
+        if let Err(e) = op.try_forward(&ins[..xs.len()], &mut dst[..shape.len()]) {
+            return self.fail(e);
+        }
         let id = self.customs.len();
         self.customs.push(op.clone());
         let first = self.list.len();
@@ -133,33 +165,182 @@ impl<T: Float> Inner<T> {
     }
 }
 
-/// Fast VJP through the user's kernel.
+/// Fast VJP through the user's kernel: one [`CustomOp::backward_all`] call for all inputs.
 pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) -> Result<(), Error> {
     let n = t.nodes[i];
     let Op::Custom { id, first, count } = n.op else {
         return Ok(());
     };
     let op = t.customs[id].clone();
-    let empty: &[T] = &[];
-    let mut ins = [empty; MAX_CUSTOM_INPUTS];
-    for k in 0..count {
-        let x = t.nodes[t.list[first + k] as usize];
-        ins[k] = &t.vals[x.off..x.off + x.shape.len()];
-    }
-    let out = &t.vals[n.off..n.off + n.shape.len()];
+    // Gradient range (offset, length) of each input that needs one. An input whose range
+    // overlaps an earlier slot's (the same node twice, overlapping views) gets a range of
+    // the scratch buffer instead, added to its gradient after the call.
+    let mut ranges: [Option<(usize, usize)>; MAX_CUSTOM_INPUTS] = [None; MAX_CUSTOM_INPUTS];
+    let mut in_scratch = [false; MAX_CUSTOM_INPUTS];
+    let mut scratch_len = 0;
     for k in 0..count {
         let x = t.nodes[t.list[first + k] as usize];
         if !x.rg {
             continue;
         }
-        let (lo, g) = split_grad(&mut t.grads, &t.goff, &n, i);
-        op.backward(
-            k,
-            &ins[..count],
-            out,
-            g,
-            &mut lo[x.off..x.off + x.shape.len()],
-        )?;
+        let (o, l) = (x.off, x.shape.len());
+        in_scratch[k] = ranges[..k]
+            .iter()
+            .zip(&in_scratch)
+            .any(|(r, &s)| matches!(*r, Some((oj, lj)) if !s && o < oj + lj && oj < o + l));
+        if in_scratch[k] {
+            scratch_len += l;
+        }
+        ranges[k] = Some((o, l));
+    }
+    let Inner {
+        nodes,
+        vals,
+        grads,
+        goff,
+        list,
+        scratch,
+        ..
+    } = t;
+    scratch.clear();
+    scratch.resize(scratch_len, T::zero());
+    let empty: &[T] = &[];
+    let mut ins = [empty; MAX_CUSTOM_INPUTS];
+    for k in 0..count {
+        let x = nodes[list[first + k] as usize];
+        ins[k] = &vals[x.off..x.off + x.shape.len()];
+    }
+    let out = &vals[n.off..n.off + n.shape.len()];
+    let (lo, g) = split_grad(grads, goff, &n, i);
+    let mut slots: [Option<&mut [T]>; MAX_CUSTOM_INPUTS] = std::array::from_fn(|_| None);
+    // Disjoint ranges of the arena, carved in increasing offset order.
+    let mut order = [0usize; MAX_CUSTOM_INPUTS];
+    let mut m = 0;
+    for k in 0..count {
+        if ranges[k].is_some() && !in_scratch[k] {
+            order[m] = k;
+            m += 1;
+        }
+    }
+    order[..m].sort_unstable_by_key(|&k| ranges[k].map_or(0, |r| r.0));
+    let (mut rest, mut base) = (lo, 0);
+    for &k in &order[..m] {
+        if let Some((o, l)) = ranges[k] {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(o - base);
+            let (mine, tail) = tail.split_at_mut(l);
+            slots[k] = Some(mine);
+            rest = tail;
+            base = o + l;
+        }
+    }
+    let mut srest: &mut [T] = scratch;
+    for k in 0..count {
+        if let (Some((_, l)), true) = (ranges[k], in_scratch[k]) {
+            let (mine, tail) = std::mem::take(&mut srest).split_at_mut(l);
+            slots[k] = Some(mine);
+            srest = tail;
+        }
+    }
+    op.backward_all(&ins[..count], out, g, &mut slots[..count])?;
+    let mut at = 0;
+    for k in 0..count {
+        if let (Some((o, l)), true) = (ranges[k], in_scratch[k]) {
+            for (d, &s) in t.grads[o..o + l].iter_mut().zip(&t.scratch[at..at + l]) {
+                *d += s;
+            }
+            at += l;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{CustomOp, CustomOpError, Error, Shape, Tape};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// `y = x0 · x1` elementwise; counts its `backward_all` calls; fails on a NaN input.
+    struct Prod(AtomicUsize);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("NaN input")]
+    struct NanInput;
+
+    impl CustomOp<f64> for Prod {
+        fn name(&self) -> &'static str {
+            "prod"
+        }
+        fn output_shape(&self, inputs: &[Shape]) -> Result<Shape, Error> {
+            Ok(inputs[0])
+        }
+        fn forward(&self, inputs: &[&[f64]], out: &mut [f64]) {
+            for ((o, a), b) in out.iter_mut().zip(inputs[0]).zip(inputs[1]) {
+                *o = a * b;
+            }
+        }
+        fn try_forward(&self, inputs: &[&[f64]], out: &mut [f64]) -> Result<(), Error> {
+            if inputs.iter().any(|x| x.iter().any(|v| v.is_nan())) {
+                return Err(Error::CustomOpFailed {
+                    op: "prod",
+                    source: CustomOpError::new(NanInput),
+                });
+            }
+            self.forward(inputs, out);
+            Ok(())
+        }
+        fn backward_all(
+            &self,
+            inputs: &[&[f64]],
+            _out: &[f64],
+            g: &[f64],
+            grads: &mut [Option<&mut [f64]>],
+        ) -> Result<(), Error> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            for (k, slot) in grads.iter_mut().enumerate() {
+                if let Some(gx) = slot {
+                    for ((d, &o), &g) in gx.iter_mut().zip(inputs[1 - k]).zip(g) {
+                        *d += o * g;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn backward_all_runs_once_and_handles_aliased_inputs() -> Result<(), Error> {
+        let prod = Arc::new(Prod(AtomicUsize::new(0)));
+        let op: Arc<dyn CustomOp<f64>> = prod.clone();
+        let tape = Tape::new();
+        tape.set_recording(true);
+        let x = tape.leaf(&[1.0, 2.0, 3.0, 4.0], &[4])?;
+        // x·x (the same node twice) and a[0..2]·a[1..3] (overlapping views).
+        let y = tape.custom(&op, &[x, x]);
+        let (u, v) = (x.view(0, &[2]), x.view(1, &[2]));
+        let w = tape.custom(&op, &[u, v]);
+        let s = y.sum() + w.sum();
+        tape.backward(s, &[1.0])?;
+        assert_eq!(prod.0.load(Ordering::Relaxed), 2);
+        // d/dx Σx² = 2x; d/dx (x0x1 + x1x2) = (x1, x0 + x2, x1, 0).
+        assert_eq!(x.grad()?, vec![2.0 + 2.0, 4.0 + 4.0, 6.0 + 2.0, 8.0]);
+        Ok(())
+    }
+
+    #[test]
+    fn failed_forward_is_recorded_on_the_tape() -> Result<(), Error> {
+        let op: Arc<dyn CustomOp<f64>> = Arc::new(Prod(AtomicUsize::new(0)));
+        let tape = Tape::new();
+        tape.set_recording(true);
+        let x = tape.leaf(&[1.0, f64::NAN], &[2])?;
+        let y = tape.custom(&op, &[x, x]).sum();
+        let e = tape.backward(y, &[1.0]).err();
+        match e {
+            Some(Error::CustomOpFailed { op: "prod", source }) => {
+                assert!(source.inner().downcast_ref::<NanInput>().is_some());
+            }
+            other => panic!("expected CustomOpFailed, got {other:?}"),
+        }
+        Ok(())
+    }
 }

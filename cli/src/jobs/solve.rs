@@ -13,10 +13,10 @@ use ode_solvers::{Method, Options, Real, Stats, odeint};
 use serde::Serialize;
 
 use super::{is_adaptive, method_parser, parse_list, positive, serialize_method};
-use crate::ModelsError;
-use crate::data::Trajectory;
+use crate::CliError;
 use crate::output::write_json;
 use crate::plot::{Figure, Series};
+use models::data::Trajectory;
 
 /// A problem `neuralode solve` can integrate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -148,14 +148,14 @@ struct Setup {
     phase_pairs: Vec<(usize, usize)>,
 }
 
-fn parse_matrix(text: &str) -> Result<(Vec<f64>, usize), ModelsError> {
+fn parse_matrix(text: &str) -> Result<(Vec<f64>, usize), CliError> {
     let rows: Vec<Vec<f64>> = text
         .split(';')
         .map(|r| parse_list("matrix", r))
         .collect::<Result<_, _>>()?;
     let n = rows.len();
     if rows.iter().any(|r| r.len() != n) {
-        return Err(ModelsError::InvalidArgument {
+        return Err(CliError::InvalidArgument {
             name: "matrix",
             reason: format!("the matrix must be square: {n} rows of lengths {:?}", {
                 rows.iter().map(Vec::len).collect::<Vec<_>>()
@@ -165,7 +165,7 @@ fn parse_matrix(text: &str) -> Result<(Vec<f64>, usize), ModelsError> {
     Ok((rows.concat(), n))
 }
 
-fn setup(args: &SolveArgs) -> Result<Setup, ModelsError> {
+fn setup(args: &SolveArgs) -> Result<Setup, CliError> {
     let boxed = |p: Box<dyn TestProblem<f64>>, pairs: Vec<(usize, usize)>| (p, pairs);
     let (problem, phase_pairs) = match args.problem {
         ProblemArg::Arenstorf => boxed(Box::new(Arenstorf), vec![(0, 1)]),
@@ -185,7 +185,7 @@ fn setup(args: &SolveArgs) -> Result<Setup, ModelsError> {
                 }
             };
             if y0.len() != n {
-                return Err(ModelsError::InvalidArgument {
+                return Err(CliError::InvalidArgument {
                     name: "y0",
                     reason: format!("the matrix has {n} rows, --y0 gives {}", y0.len()),
                 });
@@ -197,7 +197,7 @@ fn setup(args: &SolveArgs) -> Result<Setup, ModelsError> {
     let (t0, default_end) = problem.t_span();
     let t_end = args.t_end.unwrap_or(default_end);
     if !(t_end.is_finite() && t_end != t0) {
-        return Err(ModelsError::InvalidArgument {
+        return Err(CliError::InvalidArgument {
             name: "t-end",
             reason: format!("must be finite and differ from the start time {t0}, got {t_end}"),
         });
@@ -208,7 +208,7 @@ fn setup(args: &SolveArgs) -> Result<Setup, ModelsError> {
         None => default_y0.clone(),
     };
     if y0.len() != default_y0.len() {
-        return Err(ModelsError::InvalidArgument {
+        return Err(CliError::InvalidArgument {
             name: "y0",
             reason: format!(
                 "the problem has {} components, --y0 gives {}",
@@ -232,7 +232,7 @@ fn setup(args: &SolveArgs) -> Result<Setup, ModelsError> {
     })
 }
 
-fn options<T: Real>(args: &SolveArgs, rtol: f64, atol: f64) -> Result<Options<T>, ModelsError> {
+fn options<T: Real>(args: &SolveArgs, rtol: f64, atol: f64) -> Result<Options<T>, CliError> {
     let mut o = Options::with_tol(T::from_f64_const(rtol), T::from_f64_const(atol));
     o.max_steps = args.max_steps;
     if let Some(h) = args.fixed_step {
@@ -241,9 +241,9 @@ fn options<T: Real>(args: &SolveArgs, rtol: f64, atol: f64) -> Result<Options<T>
     Ok(o)
 }
 
-fn grid(t0: f64, t_end: f64, samples: usize) -> Result<Vec<f64>, ModelsError> {
+fn grid(t0: f64, t_end: f64, samples: usize) -> Result<Vec<f64>, CliError> {
     if samples < 2 {
-        return Err(ModelsError::InvalidArgument {
+        return Err(CliError::InvalidArgument {
             name: "samples",
             reason: format!("need at least 2 output times, got {samples}"),
         });
@@ -268,7 +268,7 @@ fn solve_in<T: Real>(
     ts: &[f64],
     method: Method,
     options: &Options<T>,
-) -> Result<(Vec<f64>, Stats, f64), ModelsError> {
+) -> Result<(Vec<f64>, Stats, f64), CliError> {
     let ts_t: Vec<T> = ts.iter().map(|&t| T::from_f64_const(t)).collect();
     let y0: Vec<T> = s.y0.iter().map(|&v| T::from_f64_const(v)).collect();
     let (mut y64, mut dy64) = (vec![0.0; y0.len()], vec![0.0; y0.len()]);
@@ -297,7 +297,7 @@ fn solve(
     args: &SolveArgs,
     rtol: f64,
     atol: f64,
-) -> Result<(Vec<f64>, Stats, f64), ModelsError> {
+) -> Result<(Vec<f64>, Stats, f64), CliError> {
     match args.precision {
         Precision::F32 => solve_in::<f32>(s, ts, method, &options(args, rtol, atol)?),
         Precision::F64 => solve_in::<f64>(s, ts, method, &options(args, rtol, atol)?),
@@ -313,12 +313,12 @@ fn max_error(a: &[f64], b: &[f64]) -> f64 {
 
 /// Runs the job: writes `trajectory.csv`, `trajectory.{png,svg}`, `phase.{png,svg}`,
 /// `solve.json` and, with `--work-precision`, `work_precision.{png,svg,json}`.
-pub fn run(args: &SolveArgs) -> Result<SolveReport, ModelsError> {
+pub fn run(args: &SolveArgs) -> Result<SolveReport, CliError> {
     let mut s = setup(args)?;
     positive("rtol", args.rtol)?;
     positive("atol", args.atol)?;
     if !is_adaptive(args.method) && args.fixed_step.is_none() {
-        return Err(ModelsError::InvalidArgument {
+        return Err(CliError::InvalidArgument {
             name: "fixed-step",
             reason: format!(
                 "{} has no error estimate: give --fixed-step H",
@@ -425,7 +425,7 @@ fn write_figures(
     s: &Setup,
     report: &SolveReport,
     dir: &Path,
-) -> Result<(), ModelsError> {
+) -> Result<(), CliError> {
     let title = format!("{} with {}", report.problem, report.method);
     let mut fig = Figure::new(&title, "t", "y");
     for i in 0..trajectory.dim().min(8) {
@@ -467,7 +467,7 @@ fn print_sweep(rows: &[WorkPrecisionRow]) {
     }
 }
 
-fn write_sweep(rows: &[WorkPrecisionRow], problem: &str, dir: &Path) -> Result<(), ModelsError> {
+fn write_sweep(rows: &[WorkPrecisionRow], problem: &str, dir: &Path) -> Result<(), CliError> {
     let mut fig = Figure::new(
         format!("Work–precision on {problem}"),
         "error at the end time",

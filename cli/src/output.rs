@@ -6,15 +6,15 @@ use std::path::Path;
 
 use atomic_write::AtomicWriteError;
 
-use crate::error::ModelsError;
+use crate::error::CliError;
 
 /// Writes `bytes` to `path` atomically ([`atomic_write::write_atomic`]: a temporary
 /// sibling file is written and synced, then renamed over `path`). Creates the parent
 /// directory if needed.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelsError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CliError> {
     create_parent(path)?;
     atomic_write::write_atomic(path, bytes).map_err(|e| {
-        io_error(e, |source| ModelsError::Io {
+        io_error(e, |source| CliError::Io {
             path: path.to_path_buf(),
             source,
         })
@@ -22,8 +22,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelsError> {
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically to `path`.
-pub fn write_json<V: serde::Serialize>(path: &Path, value: &V) -> Result<(), ModelsError> {
-    let text = serde_json::to_string_pretty(value).map_err(|source| ModelsError::Json {
+pub fn write_json<V: serde::Serialize>(path: &Path, value: &V) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|source| CliError::Json {
         path: path.to_path_buf(),
         source,
     })?;
@@ -36,16 +36,16 @@ pub fn write_json<V: serde::Serialize>(path: &Path, value: &V) -> Result<(), Mod
 pub fn write_atomic_with<E>(
     path: &Path,
     write: impl FnOnce(&Path) -> Result<(), E>,
-    describe: impl FnOnce(E) -> ModelsError,
-) -> Result<(), ModelsError> {
+    describe: impl FnOnce(E) -> CliError,
+) -> Result<(), CliError> {
     create_parent(path)?;
     atomic_write::write_atomic_with(path, write).map_err(|e| io_error(e, describe))
 }
 
 /// Creates `path`'s directory; an error names `path` (the file the user asked for).
-fn create_parent(path: &Path) -> Result<(), ModelsError> {
+fn create_parent(path: &Path) -> Result<(), CliError> {
     match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) => fs::create_dir_all(dir).map_err(|source| ModelsError::Io {
+        Some(dir) => fs::create_dir_all(dir).map_err(|source| CliError::Io {
             path: path.to_path_buf(),
             source,
         }),
@@ -53,11 +53,11 @@ fn create_parent(path: &Path) -> Result<(), ModelsError> {
     }
 }
 
-/// An atomic write's error as a [`ModelsError`], the writer's own through `describe`.
-fn io_error<E>(e: AtomicWriteError<E>, describe: impl FnOnce(E) -> ModelsError) -> ModelsError {
+/// An atomic write's error as a [`CliError`], the writer's own through `describe`.
+fn io_error<E>(e: AtomicWriteError<E>, describe: impl FnOnce(E) -> CliError) -> CliError {
     match e {
         AtomicWriteError::Write(e) => describe(e),
-        AtomicWriteError::Io { path, source, .. } => ModelsError::Io { path, source },
+        AtomicWriteError::Io { path, source, .. } => CliError::Io { path, source },
     }
 }
 
@@ -67,7 +67,7 @@ mod tests {
 
     #[test]
     fn atomic_write_replaces_content_and_leaves_no_temporary() {
-        let dir = std::env::temp_dir().join(format!("models-output-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("cli-output-{}", std::process::id()));
         let path = dir.join("a.json");
         write_json(&path, &vec![1, 2, 3]).unwrap();
         write_atomic(&path, b"[4]").unwrap();
@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn write_into_a_file_path_reports_the_path() {
-        let file = std::env::temp_dir().join(format!("models-output-file-{}", std::process::id()));
+        let file = std::env::temp_dir().join(format!("cli-output-file-{}", std::process::id()));
         fs::write(&file, b"x").unwrap();
         let err = write_atomic(&file.join("inner.json"), b"{}").unwrap_err();
         assert!(err.to_string().contains("inner.json"), "{err}");

@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::positive;
-use crate::ModelsError;
+use crate::CliError;
 use crate::output::write_json;
 use crate::plot::{Figure, Series};
 
@@ -47,8 +47,8 @@ pub struct SensitivityArgs {
     pub out: PathBuf,
 }
 
-fn config(a: &SensitivityArgs) -> Result<ScalingConfig<f64>, ModelsError> {
-    let bad = |name, reason: String| ModelsError::InvalidArgument { name, reason };
+fn config(a: &SensitivityArgs) -> Result<ScalingConfig<f64>, CliError> {
+    let bad = |name, reason: String| CliError::InvalidArgument { name, reason };
     if a.widths.is_empty() || a.widths.contains(&0) {
         return Err(bad("widths", "give at least one width, each >= 1".into()));
     }
@@ -85,7 +85,7 @@ fn config(a: &SensitivityArgs) -> Result<ScalingConfig<f64>, ModelsError> {
 }
 
 /// Runs the job: prints the table, writes `sensitivity.{png,svg,json}`.
-pub fn run(a: &SensitivityArgs) -> Result<ScalingTable, ModelsError> {
+pub fn run(a: &SensitivityArgs) -> Result<ScalingTable, CliError> {
     let cfg = config(a)?;
     let family = MlpFamily::new(a.batch);
     let table = measure(&cfg, |w| family.instance(w))?;

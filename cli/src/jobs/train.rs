@@ -2,13 +2,13 @@
 //! (an MLP on the features `φ(z) = z³` or `z`) to an observed trajectory, by gradient
 //! descent on random short windows with the gradient from the adjoint crate.
 //!
-//! The default data are the cubic spiral of [`crate::spiral`]; `--data FILE.csv` fits a
-//! user's trajectory instead (see [`crate::data`] for the format).
+//! The default data are the cubic spiral of [`models::spiral`]; `--data FILE.csv` fits a
+//! user's trajectory instead (see [`models::data`] for the format).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use ode_solvers::Method;
 use rand::rngs::StdRng;
@@ -17,12 +17,56 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{is_adaptive, method_parser, positive, serialize_method};
-use crate::ModelsError;
-use crate::data::Trajectory;
-use crate::neural_ode::{Features, GradientModeArg, NeuralOde, SolverSettings};
+use crate::CliError;
 use crate::output::{write_atomic, write_json};
 use crate::plot::{Figure, Series};
-use crate::spiral::spiral_trajectory;
+use models::data::Trajectory;
+use models::neural_ode::{Features, GradientModeArg, NeuralOde, SolverSettings};
+use models::spiral::spiral_trajectory;
+
+/// `--features`: what the network sees of the state ([`Features`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeaturesArg {
+    /// `φ(z) = z³` elementwise (the spiral's own nonlinearity, as in torchdiffeq's demo).
+    Cubic,
+    /// `φ(z) = z`.
+    Identity,
+}
+
+impl From<FeaturesArg> for Features {
+    fn from(f: FeaturesArg) -> Self {
+        match f {
+            FeaturesArg::Cubic => Features::Cubic,
+            FeaturesArg::Identity => Features::Identity,
+        }
+    }
+}
+
+/// `--gradient`: how the gradient through the solver is computed ([`GradientModeArg`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GradientArg {
+    /// Adjoint integrated backwards against the interpolated forward solution.
+    Checkpointed,
+    /// Chen et al.'s backsolve adjoint (memory independent of the steps), seminorm on.
+    Backsolve,
+    /// Backpropagation through the solver's operations (discretise-then-optimise).
+    Direct,
+    /// Forward sensitivities (cost ∝ number of parameters).
+    Forward,
+}
+
+impl From<GradientArg> for GradientModeArg {
+    fn from(g: GradientArg) -> Self {
+        match g {
+            GradientArg::Checkpointed => GradientModeArg::Checkpointed,
+            GradientArg::Backsolve => GradientModeArg::Backsolve,
+            GradientArg::Direct => GradientModeArg::Direct,
+            GradientArg::Forward => GradientModeArg::Forward,
+        }
+    }
+}
 
 /// Options of the training job.
 #[derive(Debug, Clone, Args, Serialize)]
@@ -32,8 +76,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// What the network sees of the state.
-    #[arg(long, value_enum, default_value_t = Features::Cubic)]
-    pub features: Features,
+    #[arg(long, value_enum, default_value_t = FeaturesArg::Cubic)]
+    pub features: FeaturesArg,
     /// Width of the hidden layers.
     #[arg(long, default_value_t = 64)]
     pub hidden: usize,
@@ -51,8 +95,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-8)]
     pub atol: f64,
     /// How the gradient is computed.
-    #[arg(long, value_enum, default_value_t = GradientModeArg::Checkpointed)]
-    pub gradient: GradientModeArg,
+    #[arg(long, value_enum, default_value_t = GradientArg::Checkpointed)]
+    pub gradient: GradientArg,
     /// Training iterations.
     #[arg(long, default_value_t = 10_000)]
     pub iters: usize,
@@ -135,8 +179,8 @@ pub struct TrainReport {
     pub history: Vec<HistoryPoint>,
 }
 
-fn check(args: &TrainArgs, data: &Trajectory) -> Result<(), ModelsError> {
-    let bad = |name, reason: String| Err(ModelsError::InvalidArgument { name, reason });
+fn check(args: &TrainArgs, data: &Trajectory) -> Result<(), CliError> {
+    let bad = |name, reason: String| Err(CliError::InvalidArgument { name, reason });
     positive("rtol", args.rtol)?;
     positive("atol", args.atol)?;
     positive("lr", args.lr)?;
@@ -167,7 +211,7 @@ fn check(args: &TrainArgs, data: &Trajectory) -> Result<(), ModelsError> {
 
 /// Runs the training job; writes `params.safetensors`, `metrics.json`, appends the
 /// run to `runs.jsonl`, and plots `trajectory`, `phase`, `vector_field` and `loss`.
-pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
+pub fn run(args: &TrainArgs) -> Result<TrainReport, CliError> {
     let data = match &args.data {
         Some(path) => Trajectory::read_csv(path)?,
         None => spiral_trajectory(1000, 25.0)?,
@@ -178,9 +222,15 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
         method: args.method,
         rtol: args.rtol,
         atol: args.atol,
-        mode: args.gradient,
+        mode: args.gradient.into(),
     };
-    let mut model = NeuralOde::new(dim, args.features, args.hidden, args.layers, args.seed)?;
+    let mut model = NeuralOde::new(
+        dim,
+        args.features.into(),
+        args.hidden,
+        args.layers,
+        args.seed,
+    )?;
     if let Some(path) = &args.resume {
         model.load(path)?;
     }
@@ -229,7 +279,7 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, ModelsError> {
     let (nfe_forward, nfe_backward, products_backward) = trainer.work();
 
     let dir = &args.out;
-    std::fs::create_dir_all(dir).map_err(|source| ModelsError::Io {
+    std::fs::create_dir_all(dir).map_err(|source| CliError::Io {
         path: dir.clone(),
         source,
     })?;
@@ -285,12 +335,12 @@ fn mean_loss_around(history: &[HistoryPoint], i: usize, half: usize) -> f64 {
 
 /// Appends this run's settings and results to `runs.jsonl` (one JSON object per line),
 /// rewriting the file atomically.
-fn append_run(args: &TrainArgs, report: &TrainReport) -> Result<(), ModelsError> {
+fn append_run(args: &TrainArgs, report: &TrainReport) -> Result<(), CliError> {
     let path = args.out.join("runs.jsonl");
     let mut text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(ModelsError::Io { path, source }),
+        Err(source) => return Err(CliError::Io { path, source }),
     };
     let line = json!({
         "settings": args,
@@ -312,7 +362,7 @@ fn plots(
     learned: &Trajectory,
     report: &TrainReport,
     args: &TrainArgs,
-) -> Result<(), ModelsError> {
+) -> Result<(), CliError> {
     let dir = &args.out;
     learned.write_csv(&dir.join("prediction.csv"))?;
     let mut fig = Figure::new("Learned vs true trajectory", "t", "state");
@@ -370,7 +420,7 @@ fn plots(
 
 /// The learned and true vector fields on a grid over the data's bounding box (true
 /// field only for the built-in spiral).
-fn vector_field(model: &NeuralOde, data: &Trajectory, args: &TrainArgs) -> Result<(), ModelsError> {
+fn vector_field(model: &NeuralOde, data: &Trajectory, args: &TrainArgs) -> Result<(), CliError> {
     let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
     for k in 0..data.len() {
         for i in 0..2 {
@@ -397,7 +447,7 @@ fn vector_field(model: &NeuralOde, data: &Trajectory, args: &TrainArgs) -> Resul
             .iter()
             .map(|p| {
                 let mut d = [0.0; 2];
-                crate::spiral::spiral_rhs(p, &mut d);
+                models::spiral::spiral_rhs(p, &mut d);
                 d
             })
             .collect()

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use models::jobs::{rod, sensitivity, solve, train};
+use cli::jobs::{rod, sensitivity, solve, train};
 
 /// Neural ODEs and adjoint sensitivity analysis.
 ///

@@ -14,7 +14,7 @@ use pde_adjoint::{
 use serde_json::{Value, json};
 
 use super::positive;
-use crate::ModelsError;
+use crate::CliError;
 use crate::output::write_json;
 use crate::plot::{Figure, Series};
 
@@ -69,7 +69,7 @@ pub struct ScalingArgs {
 }
 
 /// Runs `neuralode rod ...`.
-pub fn run(command: &RodCommand) -> Result<(), ModelsError> {
+pub fn run(command: &RodCommand) -> Result<(), CliError> {
     match command {
         RodCommand::Design(a) => design(a),
         RodCommand::Scaling(a) => scaling(a),
@@ -116,10 +116,10 @@ fn summary<G: Grid>(name: &str, grid: &G, alpha: f64, rec: &Recovery<f64>, secs:
     })
 }
 
-fn design(a: &DesignArgs) -> Result<(), ModelsError> {
+fn design(a: &DesignArgs) -> Result<(), CliError> {
     if !(a.alpha.is_finite() && a.alpha >= 0.0 && a.plate_alpha.is_finite() && a.plate_alpha >= 0.0)
     {
-        return Err(ModelsError::InvalidArgument {
+        return Err(CliError::InvalidArgument {
             name: "alpha",
             reason: "smoothing weights must be finite and >= 0".into(),
         });
@@ -280,15 +280,15 @@ fn print_table(name: &str, table: &ScalingTable) {
     );
 }
 
-fn scaling(a: &ScalingArgs) -> Result<(), ModelsError> {
+fn scaling(a: &ScalingArgs) -> Result<(), CliError> {
     if !(100..=10_000_000).contains(&a.max_n) {
-        return Err(ModelsError::InvalidArgument {
+        return Err(CliError::InvalidArgument {
             name: "max-n",
             reason: format!("must be between 100 and 10^7, got {}", a.max_n),
         });
     }
     if a.repeats == 0 {
-        return Err(ModelsError::InvalidArgument {
+        return Err(CliError::InvalidArgument {
             name: "repeats",
             reason: "must be at least 1".into(),
         });

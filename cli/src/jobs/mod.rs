@@ -32,11 +32,11 @@ pub(crate) fn serialize_method<S: serde::Serializer>(m: &Method, s: S) -> Result
 }
 
 /// Rejects a value that is not finite and positive.
-pub(crate) fn positive(name: &'static str, v: f64) -> Result<f64, crate::ModelsError> {
+pub(crate) fn positive(name: &'static str, v: f64) -> Result<f64, crate::CliError> {
     if v.is_finite() && v > 0.0 {
         Ok(v)
     } else {
-        Err(crate::ModelsError::InvalidArgument {
+        Err(crate::CliError::InvalidArgument {
             name,
             reason: format!("must be finite and positive, got {v}"),
         })
@@ -44,14 +44,14 @@ pub(crate) fn positive(name: &'static str, v: f64) -> Result<f64, crate::ModelsE
 }
 
 /// Parses a comma-separated list of numbers (`"2, 0"`).
-pub(crate) fn parse_list(name: &'static str, text: &str) -> Result<Vec<f64>, crate::ModelsError> {
+pub(crate) fn parse_list(name: &'static str, text: &str) -> Result<Vec<f64>, crate::CliError> {
     text.split(',')
         .map(|f| {
             let f = f.trim();
             f.parse::<f64>()
                 .ok()
                 .filter(|v| v.is_finite())
-                .ok_or_else(|| crate::ModelsError::InvalidArgument {
+                .ok_or_else(|| crate::CliError::InvalidArgument {
                     name,
                     reason: format!("{f:?} is not a finite number (expected e.g. \"2, 0\")"),
                 })

@@ -7,7 +7,7 @@ use std::sync::Once;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::error::ModelsError;
+use crate::error::CliError;
 use crate::output::{write_atomic, write_atomic_with};
 
 /// How a series is drawn.
@@ -140,7 +140,7 @@ impl Figure {
     }
 
     /// Writes `<dir>/<stem>.png` and `<dir>/<stem>.svg` atomically and returns their paths.
-    pub fn save(&self, dir: &Path, stem: &str) -> Result<[PathBuf; 2], ModelsError> {
+    pub fn save(&self, dir: &Path, stem: &str) -> Result<[PathBuf; 2], CliError> {
         register_font();
         let png = dir.join(format!("{stem}.png"));
         let svg = dir.join(format!("{stem}.svg"));
@@ -152,7 +152,7 @@ impl Figure {
                 self.draw(&root, &series)?;
                 root.present().map_err(|e| e.to_string())
             },
-            |reason| ModelsError::Plot {
+            |reason| CliError::Plot {
                 path: png.clone(),
                 reason,
             },
@@ -162,7 +162,7 @@ impl Figure {
             let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
             self.draw(&root, &series)
                 .and_then(|()| root.present().map_err(|e| e.to_string()))
-                .map_err(|reason| ModelsError::Plot {
+                .map_err(|reason| CliError::Plot {
                     path: svg.clone(),
                     reason,
                 })?;
@@ -173,7 +173,7 @@ impl Figure {
 
     /// The series in plotting coordinates (log10 where an axis is logarithmic), with
     /// non-finite and non-representable points dropped.
-    fn transformed(&self, stem: &str) -> Result<Vec<Series>, ModelsError> {
+    fn transformed(&self, stem: &str) -> Result<Vec<Series>, CliError> {
         let map = |v: f64, log: bool| {
             if log {
                 (v > 0.0).then(|| v.log10())
@@ -208,7 +208,7 @@ impl Figure {
             })
             .collect();
         if series.iter().all(|s| s.points.is_empty()) {
-            return Err(ModelsError::EmptyPlot {
+            return Err(CliError::EmptyPlot {
                 name: stem.to_string(),
             });
         }
@@ -363,7 +363,7 @@ mod tests {
 
     #[test]
     fn saves_png_and_svg_with_log_axes() {
-        let dir = std::env::temp_dir().join(format!("models-plot-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("cli-plot-{}", std::process::id()));
         let fig = Figure::new("test", "n", "time [s]")
             .log_log()
             .with(Series::line_markers(
@@ -385,6 +385,6 @@ mod tests {
             .log_log()
             .with(Series::line("a", vec![(0.0, 1.0), (f64::NAN, 2.0)]));
         let err = fig.save(&std::env::temp_dir(), "never").unwrap_err();
-        assert!(matches!(err, ModelsError::EmptyPlot { .. }));
+        assert!(matches!(err, CliError::EmptyPlot { .. }));
     }
 }

@@ -1,0 +1,38 @@
+//! The `neuralode` command-line program: the library side of its jobs.
+//!
+//! The program (`src/main.rs`) parses the command line and runs one job; everything
+//! else is here, so that the jobs can be called and tested as functions:
+//!
+//! * [`jobs`]: one module per subcommand (`train`, `solve`, `rod`, `sensitivity`) with
+//!   its options (clap) and its report. Each prints a table, writes a plot (PNG and
+//!   SVG) and a JSON summary into its output directory.
+//! * [`output`]: atomic file writes (a synced temporary sibling renamed over the
+//!   destination), so an interrupted run never leaves a half-written file behind.
+//! * [`plot`]: PNG and SVG line, marker and arrow plots.
+//! * [`error`]: [`CliError`], what the program reports; the model library's own
+//!   [`models::ModelsError`] passes through it.
+//!
+//! The models themselves are in the `models` crate (no CLI, plotting or progress-bar
+//! dependency); the heated rod and plate in `pde-adjoint`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use cli::jobs::train::{TrainArgs, run};
+//!
+//! let args = TrainArgs {
+//!     iters: 300,
+//!     out: "out/short".into(),
+//!     ..TrainArgs::default()
+//! };
+//! let report = run(&args)?; // = `neuralode train --iters 300 --out out/short`
+//! assert!(report.last_loss < report.first_loss);
+//! # Ok::<(), cli::CliError>(())
+//! ```
+
+pub mod error;
+pub mod jobs;
+pub mod output;
+pub mod plot;
+
+pub use error::CliError;
