@@ -10,6 +10,9 @@
 //!   [`Trainer`](neural_ode::Trainer) that takes Adam steps with the gradient from any
 //!   of the `adjoint` crate's modes.
 //! * [`data`]: sampled trajectories, read from and written to CSV.
+//! * [`datasets`]: image data sets for the ODENet experiments (the shipped 5,000-image
+//!   MNIST subset and the 8×8 digits, full MNIST from IDX files), with stratified splits,
+//!   normalisation, augmentation and a shuffling mini-batch [`DataLoader`](datasets::DataLoader).
 //! * [`spiral`]: the cubic spiral `dy/dt = A y³` of the Neural ODE demonstrations.
 //! * [`ode_block`]: the ODE block, an ODE solve as one differentiable operation on the
 //!   autodiff tape (state and parameters in, states at the output times out, backward by
@@ -71,6 +74,7 @@
 //! describes every command.
 
 pub mod data;
+pub mod datasets;
 pub mod error;
 pub mod neural_ode;
 pub mod ode_block;
