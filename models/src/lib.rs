@@ -16,9 +16,15 @@
 //! * [`spiral`]: the cubic spiral `dy/dt = A y³` of the Neural ODE demonstrations.
 //! * [`ode_block`]: the ODE block, an ODE solve as one differentiable operation on the
 //!   autodiff tape (state and parameters in, states at the output times out, backward by
-//!   any gradient mode), so that an ODE sits inside any network. It is the base on which
-//!   the other model types of the design (ODENet, CNF / FFJORD, latent ODE, function
-//!   encoders) are to be built; those are not built yet.
+//!   any gradient mode), so that an ODE sits inside any network. It is the base of every
+//!   model type here ([`odenet`], [`training::NeuralOde`]) and of those still to come
+//!   (CNF / FFJORD, latent ODE, function encoders).
+//! * [`training`]: a training loop generic over the model ([`Model`]: parameters, a loss
+//!   on a batch, metrics), the optimizer, the [`DataLoader`](datasets::DataLoader) and
+//!   a per-step callback, with gradient clipping and resumable checkpoints (parameters,
+//!   optimizer state, position); [`training::NeuralOde`] trains an ODE block over any field.
+//! * [`odenet`]: ODE-Net, RK-Net and ResNet, the image classifiers of Chen et al. 2018
+//!   §7.1 (torchdiffeq's `odenet_mnist.py`), sized for MNIST or the 8×8 digits.
 //!
 //! The crate has no command-line, plotting or progress-bar dependency: the `cli` crate's
 //! `neuralode` program adds those around it.
@@ -78,7 +84,11 @@ pub mod datasets;
 pub mod error;
 pub mod neural_ode;
 pub mod ode_block;
+pub mod odenet;
 pub mod spiral;
+pub mod training;
 
 pub use error::ModelsError;
 pub use ode_block::OdeBlock;
+pub use odenet::{ImageClassifier, OdeNet, ResNet, RkNet};
+pub use training::{Model, Trainer};
