@@ -24,10 +24,46 @@
 //! measured window: the workspace's code under test is single-threaded, so the
 //! calling thread is the right scope. [`allocations_in`] checks that [`Counting`] is
 //! installed (a counter that never counts would make every test pass).
+//!
+//! [`Counting`] also tracks the bytes held **by the whole process**: [`current_bytes`]
+//! and the high-water mark [`peak_bytes`] since the last [`reset_peak`] (all threads;
+//! what a program reports as "peak memory of a phase": reset, run the phase, read the
+//! peak and subtract the level the phase started from).
 #![warn(missing_docs)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grow(bytes: usize) {
+    let now = CURRENT.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+fn shrink(bytes: usize) {
+    CURRENT.fetch_sub(bytes, Ordering::Relaxed);
+}
+
+/// Bytes currently allocated through [`Counting`] by all threads (0 if it is not the
+/// global allocator).
+pub fn current_bytes() -> usize {
+    CURRENT.load(Ordering::Relaxed)
+}
+
+/// The largest [`current_bytes`] since the last [`reset_peak`] (or the start).
+pub fn peak_bytes() -> usize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+/// Sets the high-water mark to the current level and returns that level.
+pub fn reset_peak() -> usize {
+    let now = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(now, Ordering::Relaxed);
+    now
+}
 
 thread_local! {
     // `const` thread-locals without destructors: reading them never allocates and
@@ -45,7 +81,8 @@ fn note() {
 }
 
 /// The system allocator, counting `alloc`, `alloc_zeroed` and `realloc` calls made by
-/// a thread inside [`allocations_in`].
+/// a thread inside [`allocations_in`], and the bytes held by the process
+/// ([`current_bytes`], [`peak_bytes`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counting;
 
@@ -55,21 +92,35 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note();
         // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc(layout) }
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grow(layout.size());
+        }
+        p
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note();
         // SAFETY: the caller's contract, forwarded.
-        unsafe { System.alloc_zeroed(layout) }
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            grow(layout.size());
+        }
+        p
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        shrink(layout.size());
         // SAFETY: the caller's contract, forwarded.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note();
         // SAFETY: the caller's contract, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            shrink(layout.size());
+            grow(new_size);
+        }
+        p
     }
 }
 
@@ -121,6 +172,18 @@ mod tests {
             v
         });
         assert_eq!(two, 2);
+    }
+
+    #[test]
+    fn peak_bytes_tracks_the_high_water_mark() {
+        let start = reset_peak();
+        let big = std::hint::black_box(vec![0u8; 1 << 20]);
+        drop(big);
+        let small = std::hint::black_box(vec![0u8; 1 << 10]);
+        // Other test threads may allocate meanwhile: bounds, not equalities.
+        assert!(peak_bytes() >= start + (1 << 20));
+        assert!(current_bytes() > 0);
+        drop(small);
     }
 
     #[test]

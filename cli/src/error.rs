@@ -47,6 +47,9 @@ pub enum CliError {
     /// A model, its data or its training failed.
     #[error(transparent)]
     Models(#[from] models::ModelsError),
+    /// A tape operation or an optimizer step failed.
+    #[error(transparent)]
+    Autodiff(#[from] autodiff::Error),
     /// An ODE solve failed.
     #[error(transparent)]
     Solve(#[from] ode_solvers::SolveError),

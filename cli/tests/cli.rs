@@ -303,3 +303,50 @@ fn sensitivity_writes_table_and_plot() {
     let out = neuralode(&["sensitivity", "--modes", "magic"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn odenet_trains_the_three_models() {
+    let dir = out_dir("odenet");
+    ok(&neuralode(&[
+        "odenet",
+        "--epochs",
+        "1",
+        "--channels",
+        "4",
+        "--limit",
+        "128",
+        "--sweep-tols",
+        "1e-2,1e-4",
+        "--out",
+        dir.to_str().unwrap(),
+    ]));
+    let report = json(&dir.join("odenet.json"));
+    let rows = report["report"]["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ODE-Net", "RK-Net", "ResNet"]);
+    for r in rows {
+        for key in [
+            "test_error",
+            "n_params",
+            "peak_backward_bytes",
+            "nfe_forward",
+            "nfe_backward",
+            "seconds_per_epoch",
+        ] {
+            let v = r[key].as_f64().unwrap_or(f64::NAN);
+            assert!(v.is_finite() && v >= 0.0, "{key} = {v} in {r}");
+        }
+        assert!(r["peak_backward_bytes"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert_eq!(rows[0]["n_params"], rows[1]["n_params"]);
+    assert!(rows[0]["nfe_forward"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        report["report"]["memory_sweep"].as_array().unwrap().len(),
+        6
+    );
+    for stem in ["learning_curve", "test_error", "nfe", "memory_sweep"] {
+        assert_images(&dir, stem);
+    }
+    let out = neuralode(&["odenet", "--models", "vgg"]);
+    assert!(!out.status.success());
+}

@@ -2,6 +2,7 @@
 //! options (clap) and their reports. Each job prints a table, writes a plot (PNG and
 //! SVG) and a JSON summary into its output directory.
 
+pub mod odenet;
 pub mod rod;
 pub mod sensitivity;
 pub mod solve;
