@@ -2,19 +2,11 @@
 //! the gradients of whole solves, in f64 and f32.
 #![cfg(feature = "tape")]
 
+mod common;
+
 use adjoint::test_problems::{Mlp, SplitMix64};
 use adjoint::{AdjointSolver, Dynamics, GradientMode, Method, Options, TapeDynamics, Vjp};
-
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    let num = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    let den = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
-    num / den
-}
+use common::rel;
 
 macro_rules! tape_mlp {
     ($t:ty, $h:expr, $batch:expr) => {{

@@ -1,4 +1,6 @@
-//! The closed form of `ż = A z` shared by the gradient tests.
+//! The closed form of `ż = A z` and the relative error, shared by the gradient tests.
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code)]
 
 use ode_solvers::problems::expm;
 
