@@ -1,0 +1,75 @@
+//! The masked recurrent updates of the encoders.
+//!
+//! At an observation time only the series that have a value there are updated:
+//! `h ← h + m ⊙ (cell(x, h) − h)` with `m_b = 1` if series `b` has any observed component
+//! (else 0). The cell's input is `[x ⊙ mask, mask]` (Rubanova et al. 2019: the mask tells
+//! the cell which zeros are missing values), optionally with the time gap appended.
+
+use autodiff::nn::{GruCell, Linear};
+use autodiff::{Float, Tape, Var};
+
+use crate::ModelsError;
+
+/// The cell's input at row `i` of a batch `[N, B, d]`: `[x ⊙ mask, mask]` (`[B, 2d]`, or
+/// `[B, 2d + 1]` with each series' `gap[b]` appended), the update mask `m` `[B, 1]` and
+/// whether any series is observed in the row. `buf` and `m` are
+/// reused buffers.
+pub fn row_input<'t, T: Float>(
+    tape: &'t Tape<T>,
+    values: &[T],
+    mask: &[T],
+    i: usize,
+    batch: usize,
+    dim: usize,
+    gap: Option<&[T]>,
+    buf: &mut Vec<T>,
+    m: &mut Vec<T>,
+) -> Result<(Var<'t, T>, Var<'t, T>, bool), ModelsError> {
+    let w = 2 * dim + usize::from(gap.is_some());
+    buf.clear();
+    m.clear();
+    let mut any = false;
+    for b in 0..batch {
+        let r = (i * batch + b) * dim..(i * batch + b + 1) * dim;
+        buf.extend(
+            values[r.clone()]
+                .iter()
+                .zip(&mask[r.clone()])
+                .map(|(&v, &k)| v * k),
+        );
+        buf.extend_from_slice(&mask[r.clone()]);
+        if let Some(g) = gap {
+            buf.push(g[b]);
+        }
+        let seen = mask[r].iter().any(|&k| k != T::zero());
+        any |= seen;
+        m.push(if seen { T::one() } else { T::zero() });
+    }
+    let x = tape.constant(buf, &[batch, w])?;
+    let m = tape.constant(m, &[batch, 1])?;
+    Ok((x, m, any))
+}
+
+/// `h + m ⊙ (GRU(x, h) − h)`.
+pub fn masked_gru<'t, T: Float>(
+    cell: &GruCell,
+    theta: Var<'t, T>,
+    x: Var<'t, T>,
+    m: Var<'t, T>,
+    h: Var<'t, T>,
+) -> Var<'t, T> {
+    h + m * (cell.forward(theta, x, h) - h)
+}
+
+/// torchdiffeq's `RecognitionRNN` cell, `tanh(W [x, h] + b)`, masked: `h + m ⊙ (… − h)`.
+pub fn masked_rnn<'t, T: Float>(
+    tape: &'t Tape<T>,
+    cell: &Linear,
+    theta: Var<'t, T>,
+    x: Var<'t, T>,
+    m: Var<'t, T>,
+    h: Var<'t, T>,
+) -> Var<'t, T> {
+    let xh = tape.concat(&[x, h], 1);
+    h + m * (cell.forward(theta, xh).tanh() - h)
+}
