@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cli::jobs::{odenet, rod, sensitivity, solve, train};
+use cli::jobs::{cnf, fe, latent, odenet, rod, sensitivity, solve, train};
 
 /// Tracks the bytes the program holds (the `odenet` job's measured backward memory).
 #[global_allocator]
@@ -41,6 +41,18 @@ enum Command {
     /// MNIST subset: test error, parameters, measured backward memory, evaluations per
     /// batch, time per epoch; plots; backward memory against solver steps.
     Odenet(odenet::OdenetArgs),
+    /// Function encoders: train bases of K Neural ODE fields on a family of systems and
+    /// transfer them zero-shot to held-out systems (against a global and an oracle Neural
+    /// ODE): error against K and demonstration points, encoding cost; plots.
+    Fe(fe::FeArgs),
+    /// Continuous normalizing flows (FFJORD) on a 2-D toy density, with and without the
+    /// RNODE regularisers: test NLL against a Gaussian baseline, evaluations and time per
+    /// iteration; density, sample and NFE plots.
+    Cnf(cnf::CnfArgs),
+    /// Latent ODEs on irregularly sampled series (spirals, periodic toy, state-dependent
+    /// sampling, CSV) against an ODE-RNN and RNN-dt: interpolation and extrapolation MSE,
+    /// posterior trajectories with bands, optional Poisson-process likelihood of the times.
+    Latent(latent::LatentArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +64,9 @@ fn main() -> ExitCode {
         Some(Command::Train(args)) => train::run(args).map(|_| ()),
         Some(Command::Sensitivity(args)) => sensitivity::run(args).map(|_| ()),
         Some(Command::Odenet(args)) => odenet::run(args).map(|_| ()),
+        Some(Command::Fe(args)) => fe::run(args).map(|_| ()),
+        Some(Command::Cnf(args)) => cnf::run(args).map(|_| ()),
+        Some(Command::Latent(args)) => latent::run(args).map(|_| ()),
         None => train::run(&train::TrainArgs::default()).map(|_| ()),
     };
     match result {

@@ -23,8 +23,19 @@
 //!   on a batch, metrics), the optimizer, the [`DataLoader`](datasets::DataLoader) and
 //!   a per-step callback, with gradient clipping and resumable checkpoints (parameters,
 //!   optimizer state, position); [`training::NeuralOde`] trains an ODE block over any field.
+//! * [`cnf`]: continuous normalizing flows (FFJORD): stacked CNF blocks with the exact
+//!   or Hutchinson trace, concat-squash layers, RNODE regularisers, FFJORD's 2-D toy
+//!   densities, log-density and sampling.
 //! * [`odenet`]: ODE-Net, RK-Net and ResNet, the image classifiers of Chen et al. 2018
 //!   §7.1 (torchdiffeq's `odenet_mnist.py`), sized for MNIST or the 8×8 digits.
+//! * [`function_encoder`]: function encoders, a basis of `K` Neural ODE fields trained
+//!   jointly on a family of systems (Van der Pol, damped oscillators, pendulums), and
+//!   zero-shot transfer to a new system: coefficients from a few demonstrations by an
+//!   inner product or a Gram-matrix least-squares solve, no gradient step.
+//! * [`latent`]: latent ODEs for irregularly sampled series (Rubanova et al. 2019): an
+//!   ODE-RNN encoder run backwards in time with masks, the latent ODE solved once per
+//!   batch at the union of its times, ELBO with KL annealing or IWAE, a Poisson-process
+//!   likelihood of the observation times, spiral / periodic / CSV data, and baselines.
 //!
 //! The crate has no command-line, plotting or progress-bar dependency: the `cli` crate's
 //! `neuralode` program adds those around it.
@@ -79,9 +90,12 @@
 //! training job (`neuralode train`, in the `cli` crate), and the root `README.md`
 //! describes every command.
 
+pub mod cnf;
 pub mod data;
 pub mod datasets;
 pub mod error;
+pub mod function_encoder;
+pub mod latent;
 pub mod neural_ode;
 pub mod ode_block;
 pub mod odenet;

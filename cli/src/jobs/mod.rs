@@ -2,6 +2,9 @@
 //! options (clap) and their reports. Each job prints a table, writes a plot (PNG and
 //! SVG) and a JSON summary into its output directory.
 
+pub mod cnf;
+pub mod fe;
+pub mod latent;
 pub mod odenet;
 pub mod rod;
 pub mod sensitivity;
