@@ -44,6 +44,46 @@ pub enum CliError {
         /// Why it is rejected.
         reason: String,
     },
+    /// The output directory cannot be used (checked before any work).
+    #[error("cannot use the output directory {path}: {reason}")]
+    OutputDir {
+        /// The directory given.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A job would need more memory than the system has available.
+    #[error(
+        "{what} would need about {needed} of memory, more than the {available} it may use (3/4 of the memory available): choose smaller sizes"
+    )]
+    TooLarge {
+        /// The job and the options that size it.
+        what: String,
+        /// The estimate.
+        needed: String,
+        /// What the system has available.
+        available: String,
+    },
+    /// The run was interrupted (SIGINT or SIGTERM) after saving its state.
+    #[error(
+        "interrupted at iteration {iteration}; the run is saved in {checkpoint}: continue it with --resume {checkpoint}"
+    )]
+    Interrupted {
+        /// Iterations completed.
+        iteration: u64,
+        /// The checkpoint written.
+        checkpoint: String,
+    },
+    /// Training failed at an iteration; `advice` says what to change on the command line.
+    #[error("training failed at iteration {iteration}: {source}\n  {advice}")]
+    Training {
+        /// The iteration that failed (1-based).
+        iteration: u64,
+        /// What failed.
+        source: Box<models::ModelsError>,
+        /// What to change.
+        advice: String,
+    },
     /// A model, its data or its training failed.
     #[error(transparent)]
     Models(#[from] models::ModelsError),
