@@ -75,7 +75,7 @@ pub enum CliError {
         checkpoint: String,
     },
     /// Training failed at an iteration; `advice` says what to change on the command line.
-    #[error("training failed at iteration {iteration}: {source}\n  {advice}")]
+    #[error("training failed at iteration {iteration}: {}\n  {advice}", cli_words(.source, "loosen --rtol/--atol"))]
     Training {
         /// The iteration that failed (1-based).
         iteration: u64,
@@ -85,18 +85,27 @@ pub enum CliError {
         advice: String,
     },
     /// A model, its data or its training failed.
-    #[error(transparent)]
+    #[error("{}", cli_words(.0, "loosen --rtol/--atol"))]
     Models(#[from] models::ModelsError),
     /// A tape operation or an optimizer step failed.
     #[error(transparent)]
     Autodiff(#[from] autodiff::Error),
     /// An ODE solve failed.
-    #[error(transparent)]
+    #[error("{}", cli_words(.0, "give a larger --max-steps or loosen --rtol/--atol"))]
     Solve(#[from] ode_solvers::SolveError),
     /// A gradient through an ODE solve failed.
-    #[error(transparent)]
+    #[error("{}", cli_words(.0, "loosen the tolerances"))]
     Adjoint(#[from] adjoint::Error),
     /// The heated rod or plate failed.
     #[error(transparent)]
     Pde(#[from] pde_adjoint::PdeError),
+}
+
+/// A library error's message in the program's words: the solver's advice names the
+/// Rust option `max_steps`, which becomes `more_steps` (what the command offers), and
+/// `min_step`, which no command sets (its default 0 only stops at round-off).
+fn cli_words(e: &dyn std::fmt::Display, more_steps: &str) -> String {
+    e.to_string()
+        .replace("increase `max_steps` or loosen tolerances", more_steps)
+        .replace("lower `min_step`, ", "")
 }

@@ -414,6 +414,10 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport, CliError> {
         ] {
             for e in 3..=10 {
                 let tol = 10f64.powi(-e);
+                // Below 4 epsilons the solver refuses the tolerance (it cannot resolve it).
+                if args.precision == Precision::F32 && tol < 4.0 * f64::from(f32::EPSILON) {
+                    continue;
+                }
                 let mut a = args.clone();
                 a.fixed_step = None;
                 let (ys, stats, seconds) = solve(&mut s, &ts, m, &a, tol, tol)?;
