@@ -151,7 +151,9 @@ struct Setup {
     phase_pairs: Vec<(usize, usize)>,
 }
 
-fn parse_matrix(text: &str) -> Result<(Vec<f64>, usize), CliError> {
+/// Parses `--matrix`: rows separated by `;`, entries by `,`; returns the entries
+/// row-major and the size of the (square) matrix.
+pub fn parse_matrix(text: &str) -> Result<(Vec<f64>, usize), CliError> {
     let rows: Vec<Vec<f64>> = text
         .split(';')
         .map(|r| parse_list("matrix", r))
