@@ -302,6 +302,9 @@ impl<T: Real> AdjointSolver<T> {
         self.valid = false;
         let n = dynamics.n_states();
         let p = dynamics.n_params();
+        if n == 0 || z0.is_empty() {
+            return Err(ode_solvers::SolveError::EmptyState.into());
+        }
         check_len("z0", n, z0.len())?;
         check_len("theta", p, theta.len())?;
         check_finite("z0", z0)?;

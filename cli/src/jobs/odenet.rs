@@ -119,22 +119,22 @@ pub struct OdenetArgs {
     #[arg(long, value_enum, default_value_t = DataArg::Digits)]
     pub data: DataArg,
     /// Training epochs per model.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = crate::checks::whole_u64, allow_negative_numbers = true)]
     pub epochs: u64,
     /// Mini-batch size.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = crate::checks::count, allow_negative_numbers = true)]
     pub batch: usize,
     /// Channels of the feature maps (64 in the paper).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = crate::checks::count, allow_negative_numbers = true)]
     pub channels: usize,
     /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-2)]
+    #[arg(long, default_value_t = 1e-2, value_parser = crate::checks::positive_f64, allow_negative_numbers = true)]
     pub lr: f64,
     /// Seed of the split, the initialisation and the shuffles.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::checks::whole_u64, allow_negative_numbers = true)]
     pub seed: u64,
     /// rtol = atol of the ODE block's Dopri5 solve (1e-3 in the paper).
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = crate::checks::positive_f64, allow_negative_numbers = true)]
     pub tol: f64,
     /// Use at most N training and N test images (a seeded random subset), for quick runs.
     #[arg(long)]
@@ -375,6 +375,7 @@ fn check(args: &OdenetArgs) -> Result<(), CliError> {
 /// Runs the job: trains each model, prints the tables, writes `odenet.json` and the plots.
 pub fn run(args: &OdenetArgs) -> Result<OdenetReport, CliError> {
     check(args)?;
+    crate::checks::prepare_out_dir(&args.out)?;
     reserve_gemm_workspace()?;
     let (mut data, base) = match args.data {
         DataArg::Digits => (load_digits::<f32>()?, ConvNetConfig::digits()),
