@@ -101,8 +101,15 @@
 //!   `n` VJPs per evaluation ([`Vjp::prefers_jacobians`]; [`TapeDynamics`] prefers the
 //!   Jacobians: its JVP is a double VJP). **ForwardJvp** forces the JVPs.
 //!
-//! The integrator restarts at every output time (the step size is carried over, no new
-//! initial-step estimate), so outputs are step boundaries. Every mode but the direct one
+//! With adaptive steps the forward pass is one integration over `[t₀, t_N]` and the
+//! states at the output times come from the dense output of the steps that pass them, so
+//! its cost does not depend on the number of output times (as `odeint`'s). The continuous
+//! adjoints restart at every output time, where `a` jumps by `dL/dz(tᵢ)`, with the step
+//! size carried over; the direct mode differentiates through the interpolant (no extra
+//! steps). Fixed steps, fixed-step-only methods, Tsit5 (whose cubic Hermite interpolant
+//! falls short of its order) and, in the direct mode, tableaux whose interpolant is not a
+//! combination of the step's stages (DOP853) restart at every output time instead (step
+//! size carried over), so that outputs are step boundaries. Every mode but the direct one
 //! works with every ode-solvers [`Method`], Adams included, for the forward solve and for
 //! the backward one (by default the forward method). The direct mode needs an explicit
 //! Runge–Kutta method (its stages are what it differentiates) and refuses Adams with

@@ -66,8 +66,10 @@ pub enum GradientMode<T> {
         backward: BackwardSolver<T>,
     },
     /// Reverse-mode differentiation through the solver's Runge–Kutta stages
-    /// (discretize-then-optimise): the exact gradient of the computed solution, with the
-    /// accepted step sizes treated as fixed fractions of each output interval.
+    /// (discretize-then-optimise) and the dense-output interpolant that gives the states
+    /// at the output times: the exact gradient of the computed solution, with the accepted
+    /// step sizes treated as fixed fractions of the integration interval (`[t_0, t_N]`, or
+    /// each output interval where outputs are step boundaries).
     Direct,
     /// Forward sensitivities `∂z/∂θ`, `∂z/∂z0` integrated with `z` (cost ∝ parameters).
     /// The tangent columns `S' = ∂f/∂z S + ∂f/∂θ` come from `P + n` JVPs per evaluation,
@@ -285,10 +287,11 @@ impl<T: Real> AdjointSolver<T> {
     /// Solves `ż = f(t, z, θ)`, `z(ts[0]) = z0`, and records what the gradient mode needs.
     /// Returns the states at every output time (row-major, `ts.len() × n_states`).
     ///
-    /// `ts` must be strictly increasing or strictly decreasing. The integrator restarts at
-    /// every output time (carrying the step size over, no extra initial-step estimate), so
-    /// outputs are step boundaries: the adjoint's jumps fall between steps and the direct
-    /// mode differentiates plain RK steps.
+    /// `ts` must be strictly increasing or strictly decreasing. With adaptive steps this is
+    /// one integration from `ts[0]` to the last time, the states at the output times taken
+    /// from the dense output (the cost does not depend on the number of outputs); with
+    /// fixed steps (and in the cases the crate docs list) the integrator restarts at every
+    /// output time, carrying the step size over, so outputs are step boundaries.
     pub fn forward<D: Vjp<T> + ?Sized>(
         &mut self,
         dynamics: &mut D,
@@ -299,6 +302,9 @@ impl<T: Real> AdjointSolver<T> {
         self.valid = false;
         let n = dynamics.n_states();
         let p = dynamics.n_params();
+        if n == 0 || z0.is_empty() {
+            return Err(ode_solvers::SolveError::EmptyState.into());
+        }
         check_len("z0", n, z0.len())?;
         check_len("theta", p, theta.len())?;
         check_finite("z0", z0)?;

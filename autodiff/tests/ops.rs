@@ -372,6 +372,28 @@ fn cases<T: Float>() -> Vec<Case<T>> {
             },
             true,
         ),
+        // Per-channel operands (a convolution's bias `[c, 1, 1]`) take their own fast path.
+        c(
+            "channel_bias_add_sub",
+            img4,
+            |x| (x + x.view(0, &[4, 1, 1])).tanh() - x.view(1, &[1, 4, 1, 1]).sin(),
+            true,
+        ),
+        c(
+            "channel_mul",
+            img4,
+            |x| x.mul(x.view(2, &[4, 1, 1]).cos()),
+            true,
+        ),
+        c(
+            "channel_block_mul",
+            img4,
+            |x| {
+                let h = x.shape().dim(2);
+                (x.sin() * x.view(0, &[4, h, 1])).square()
+            },
+            true,
+        ),
         c("avg_pool", img4, |x| x.avg_pool2d(2, 1).square(), true),
         c(
             "avg_pool_stride2",

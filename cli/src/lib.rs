@@ -9,6 +9,8 @@
 //! * [`output`]: atomic file writes (a synced temporary sibling renamed over the
 //!   destination), so an interrupted run never leaves a half-written file behind.
 //! * [`plot`]: PNG and SVG line, marker and arrow plots.
+//! * [`checks`]: what a job checks before working (output directory, memory), the
+//!   `O_APPEND` run log, the SIGINT/SIGTERM flag, command-line value parsers.
 //! * [`error`]: [`CliError`], what the program reports; the model library's own
 //!   [`models::ModelsError`] passes through it.
 //!
@@ -30,6 +32,7 @@
 //! # Ok::<(), cli::CliError>(())
 //! ```
 
+pub mod checks;
 pub mod error;
 pub mod jobs;
 pub mod output;

@@ -4,6 +4,9 @@
 //! the first column is the time, the others the state components. Times must be
 //! finite and strictly increasing (irregular spacing is fine); every row has the
 //! header's number of fields. Blank lines and lines starting with `#` are skipped.
+//! Lines may end in LF, CRLF or CR alone; a trailing comma (an empty last field) on any
+//! line is ignored; a UTF-8 byte-order mark is skipped. A file that is not UTF-8 is
+//! reported with the line, field and byte offset of the first invalid byte.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -95,15 +98,15 @@ impl Trajectory {
             column,
             reason,
         };
-        let mut lines = text
-            .lines()
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut lines = split_lines(text)
             .enumerate()
             .map(|(i, l)| (i + 1, l.trim()))
             .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
         let (header_line, header) = lines
             .next()
             .ok_or_else(|| err(1, 1, "the file is empty (expected a header line)".into()))?;
-        let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+        let columns = fields(header);
         if columns.len() < 2 {
             return Err(err(
                 header_line,
@@ -128,7 +131,7 @@ impl Trajectory {
         let (mut ts, mut ys) = (Vec::new(), Vec::new());
         let mut last: Option<(usize, f64)> = None;
         for (line, row) in lines {
-            let fields: Vec<&str> = row.split(',').map(str::trim).collect();
+            let fields = fields(row);
             if fields.len() != columns.len() {
                 return Err(err(
                     line,
@@ -178,11 +181,45 @@ impl Trajectory {
 
     /// Reads a CSV file (see the module docs for the format).
     pub fn read_csv(path: &Path) -> Result<Self, ModelsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelsError::Io {
+        let bytes = std::fs::read(path).map_err(|source| ModelsError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse_csv(&text, path)
+        Self::parse_csv_bytes(&bytes, path)
+    }
+
+    /// Parses the bytes of a CSV file; a file that is not UTF-8 is a
+    /// [`ModelsError::Data`] naming the line and field of the first invalid byte and its
+    /// byte offset. `path` only names the source in errors.
+    pub fn parse_csv_bytes(bytes: &[u8], path: &Path) -> Result<Self, ModelsError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self::parse_csv(text, path),
+            Err(e) => {
+                let at = e.valid_up_to();
+                let before = &bytes[..at];
+                let line_start = before
+                    .iter()
+                    .rposition(|&b| b == b'\n' || b == b'\r')
+                    .map_or(0, |i| i + 1);
+                let line = 1 + before
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, &b)| {
+                        b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+                    })
+                    .count();
+                let column = 1 + before[line_start..].iter().filter(|&&b| b == b',').count();
+                Err(ModelsError::Data {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    reason: format!(
+                        "byte {at} (0x{:02x}) is not valid UTF-8: save the file as UTF-8 or plain ASCII text",
+                        bytes[at]
+                    ),
+                })
+            }
+        }
     }
 
     /// The CSV text, values printed with round-trip precision.
@@ -258,9 +295,60 @@ impl Trajectory {
     }
 }
 
+/// The lines of `text`, ended by LF, CRLF or a lone CR (old Mac files).
+fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        match t.find(['\n', '\r']) {
+            None => {
+                rest = None;
+                (!t.is_empty()).then_some(t)
+            }
+            Some(i) => {
+                let skip = if t[i..].starts_with("\r\n") { 2 } else { 1 };
+                rest = Some(&t[i + skip..]);
+                Some(&t[..i])
+            }
+        }
+    })
+}
+
+/// The trimmed comma-separated fields of a line, without one empty trailing field (a
+/// trailing comma, as some spreadsheets write).
+fn fields(line: &str) -> Vec<&str> {
+    let mut f: Vec<&str> = line.split(',').map(str::trim).collect();
+    if f.len() > 1 && f.last().is_some_and(|l| l.is_empty()) {
+        f.pop();
+    }
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trailing_commas_cr_endings_and_bom_are_read() {
+        let want = parse("t,x\n0,1\n1,2\n").unwrap();
+        assert_eq!(parse("t,x,\n0,1,\n1,2,\n").unwrap(), want);
+        assert_eq!(parse("t,x\r0,1\r1,2\r").unwrap(), want);
+        assert_eq!(parse("t,x\r\n0,1\r\n1,2").unwrap(), want);
+        assert_eq!(parse("\u{feff}t,x\n0,1\n1,2\n").unwrap(), want);
+        // Line numbers count CR-only lines.
+        assert_eq!(position(parse("t,x\r0,1\r1,z\r").unwrap_err()), (3, 2));
+    }
+
+    #[test]
+    fn invalid_utf8_is_named_with_line_field_and_byte() {
+        let e = Trajectory::parse_csv_bytes(b"t,x\n0,1\n1,\xff2\n", Path::new("d.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("d.csv:3:2: byte 10 (0xff) is not valid UTF-8"),
+            "{e}"
+        );
+    }
 
     fn parse(text: &str) -> Result<Trajectory, ModelsError> {
         Trajectory::parse_csv(text, Path::new("data.csv"))

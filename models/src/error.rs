@@ -55,6 +55,27 @@ pub enum ModelsError {
         /// What went wrong.
         source: autodiff::io::CheckpointError,
     },
+    /// A checkpoint file cannot be used: not a safetensors file, or its tensors do not
+    /// fit the model. Names the file and says what to do.
+    #[error("checkpoint {path}: {reason}")]
+    CheckpointFile {
+        /// The safetensors file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// A checkpoint was saved for another model architecture than the one loading it.
+    #[error(
+        "checkpoint {path} was saved for {file}, but this model is {model}: give the options of the run that wrote it (or train without it)"
+    )]
+    ArchitectureMismatch {
+        /// The safetensors file.
+        path: PathBuf,
+        /// The architecture recorded in the file.
+        file: String,
+        /// The architecture of the model loading it.
+        model: String,
+    },
     /// A non-finite value appeared where training cannot continue.
     #[error(
         "non-finite {what} at index {index}: lower the learning rate or tighten the tolerances"

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use adjoint::{AdjointSolver, GradientMode, Method, Options, TapeDynamics};
 use autodiff::nn::{Mlp, ParamStore};
-use autodiff::optim::{Adam, Optimizer, Schedule, Scheduled};
+use autodiff::optim::{Adam, Optimizer, OptimizerState, Schedule, Scheduled};
 use autodiff::{Tape, Var};
 
 use crate::ModelsError;
@@ -20,6 +20,77 @@ pub enum Features {
     /// `φ(z) = z`.
     Identity,
 }
+
+impl Features {
+    /// The name recorded in checkpoints and given on the command line (`cubic`, `identity`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Features::Cubic => "cubic",
+            Features::Identity => "identity",
+        }
+    }
+}
+
+/// The architecture of a [`NeuralOde`], as recorded in the metadata of its checkpoints
+/// (so that a checkpoint is never loaded into another model whose tensors happen to
+/// have the same shapes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Architecture {
+    /// State dimension.
+    pub dim: usize,
+    /// What the network sees of the state.
+    pub features: Features,
+    /// Width of the hidden layers.
+    pub hidden: usize,
+    /// Number of hidden layers.
+    pub layers: usize,
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} state components with --features {} --hidden {} --layers {}",
+            self.dim,
+            self.features.name(),
+            self.hidden,
+            self.layers
+        )
+    }
+}
+
+/// Where a training run stood, stored beside the parameters in a training checkpoint
+/// ([`NeuralOde::save_checkpoint`]) so that the run can continue exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingState {
+    /// Iterations completed.
+    pub iteration: u64,
+    /// The optimizer's state (moments and step count, which also positions the
+    /// learning-rate schedule).
+    pub optimizer: OptimizerState<f64>,
+    /// Training loss of each completed iteration.
+    pub losses: Vec<f64>,
+    /// Full-trajectory error at each completed iteration (NaN where not evaluated).
+    pub maes: Vec<f64>,
+    /// Free-form settings of the run (`key = value`), checked by the caller on resume.
+    pub settings: Vec<(String, String)>,
+}
+
+/// A tensor read from a checkpoint: its shape and values.
+type ShapedValues = (Vec<usize>, Vec<f64>);
+
+/// Metadata keys of the checkpoints.
+const META_DIM: &str = "neuralode.dim";
+const META_FEATURES: &str = "neuralode.features";
+const META_HIDDEN: &str = "neuralode.hidden";
+const META_LAYERS: &str = "neuralode.layers";
+const META_ITERATION: &str = "neuralode.iteration";
+const META_STEPS: &str = "neuralode.optimizer_steps";
+const META_SETTING: &str = "neuralode.setting.";
+/// Tensor name prefixes of the training state in a checkpoint.
+const OPTIMIZER_PREFIX: &str = "optimizer.";
+const HISTORY_LOSS: &str = "history.loss";
+const HISTORY_MAE: &str = "history.trajectory_mae";
 
 /// How the gradient through the solver is computed (see [`adjoint::GradientMode`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +155,8 @@ pub type ModelDynamics = TapeDynamics<f64, Forward>;
 pub struct NeuralOde {
     dim: usize,
     features: Features,
+    hidden: usize,
+    layers: usize,
     mlp: Mlp,
     store: ParamStore<f64>,
 }
@@ -104,9 +177,33 @@ impl NeuralOde {
         Ok(Self {
             dim,
             features,
+            hidden,
+            layers,
             mlp,
             store,
         })
+    }
+
+    /// Number of parameters of the model `new(dim, _, hidden, layers, _)` would build,
+    /// without building it (`None` if it overflows): to check the memory it needs first.
+    pub fn count_params(dim: usize, hidden: usize, layers: usize) -> Option<usize> {
+        let first = dim.checked_add(1)?.checked_mul(hidden)?;
+        let inner = hidden
+            .checked_add(1)?
+            .checked_mul(hidden)?
+            .checked_mul(layers.saturating_sub(1))?;
+        let last = hidden.checked_add(1)?.checked_mul(dim)?;
+        first.checked_add(inner)?.checked_add(last)
+    }
+
+    /// The architecture (recorded in checkpoints).
+    pub fn architecture(&self) -> Architecture {
+        Architecture {
+            dim: self.dim,
+            features: self.features,
+            hidden: self.hidden,
+            layers: self.layers,
+        }
     }
 
     /// State dimension.
@@ -124,21 +221,268 @@ impl NeuralOde {
         self.store.as_slice()
     }
 
-    /// Saves the parameters as safetensors, atomically.
+    /// Saves the parameters as safetensors (F64, PyTorch's names), atomically, with the
+    /// [`Architecture`] in the metadata.
     pub fn save(&self, path: &Path) -> Result<(), ModelsError> {
-        autodiff::io::save_safetensors(path, &self.store).map_err(|e| ModelsError::Checkpoint {
-            path: path.to_path_buf(),
-            source: e,
+        self.write_checkpoint(path, None)
+    }
+
+    /// Saves the parameters and a training run's [`TrainingState`] (optimizer moments
+    /// under `optimizer.*`, the loss history under `history.*`, the iteration and
+    /// settings in the metadata) as one safetensors file, atomically: a crash leaves the
+    /// previous file or the new one, never a mixture.
+    pub fn save_checkpoint(&self, path: &Path, state: &TrainingState) -> Result<(), ModelsError> {
+        self.write_checkpoint(path, Some(state))
+    }
+
+    fn write_checkpoint(
+        &self,
+        path: &Path,
+        state: Option<&TrainingState>,
+    ) -> Result<(), ModelsError> {
+        let bytes = self
+            .checkpoint_bytes(state)
+            .map_err(|reason| ModelsError::CheckpointFile {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+        atomic_write::write_atomic(path, &bytes).map_err(|e| match e {
+            atomic_write::AtomicWriteError::Write(source) => ModelsError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            atomic_write::AtomicWriteError::Io { path, source, .. } => {
+                ModelsError::Io { path, source }
+            }
         })
     }
 
-    /// Loads parameters saved by [`NeuralOde::save`] for the same architecture (names,
-    /// shapes and dtype must match; on error the model is unchanged).
+    /// The safetensors bytes of the parameters (and of `state`).
+    fn checkpoint_bytes(&self, state: Option<&TrainingState>) -> Result<Vec<u8>, String> {
+        use safetensors::tensor::TensorView;
+        let le = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for p in self.store.params() {
+            let values = self.store.get(&p.name).unwrap_or(&[]);
+            tensors.push((p.name.clone(), p.view.shape().dims().to_vec(), le(values)));
+        }
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("format".to_owned(), "pt".to_owned());
+        meta.insert(META_DIM.to_owned(), self.dim.to_string());
+        meta.insert(META_FEATURES.to_owned(), self.features.name().to_owned());
+        meta.insert(META_HIDDEN.to_owned(), self.hidden.to_string());
+        meta.insert(META_LAYERS.to_owned(), self.layers.to_string());
+        if let Some(st) = state {
+            meta.insert(META_ITERATION.to_owned(), st.iteration.to_string());
+            meta.insert(META_STEPS.to_owned(), st.optimizer.n_steps.to_string());
+            for (k, v) in &st.settings {
+                meta.insert(format!("{META_SETTING}{k}"), v.clone());
+            }
+            let mut vectors: Vec<(String, &[f64])> = st
+                .optimizer
+                .buffers
+                .iter()
+                .map(|(n, b)| (format!("{OPTIMIZER_PREFIX}{n}"), b.as_slice()))
+                .collect();
+            vectors.push((HISTORY_LOSS.to_owned(), &st.losses));
+            vectors.push((HISTORY_MAE.to_owned(), &st.maes));
+            for (name, v) in vectors {
+                // safetensors has no zero-sized tensors everywhere: an empty buffer is
+                // simply absent (read back as empty).
+                if !v.is_empty() {
+                    tensors.push((name, vec![v.len()], le(v)));
+                }
+            }
+        }
+        let views = tensors
+            .iter()
+            .map(|(n, shape, data)| {
+                TensorView::new(safetensors::Dtype::F64, shape.clone(), data)
+                    .map(|v| (n.as_str(), v))
+                    .map_err(|e| format!("tensor `{n}`: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
+    }
+
+    /// Loads parameters saved by [`NeuralOde::save`] or [`NeuralOde::save_checkpoint`]
+    /// for the same architecture (on error the model is unchanged).
     pub fn load(&mut self, path: &Path) -> Result<(), ModelsError> {
-        autodiff::io::load_safetensors(path, &mut self.store).map_err(|e| ModelsError::Checkpoint {
+        self.load_checkpoint(path).map(|_| ())
+    }
+
+    /// Loads the parameters of a checkpoint and returns its [`TrainingState`] if it is a
+    /// training checkpoint. Refuses, naming the file and what to do, a file that is not
+    /// safetensors, one recorded for another [`Architecture`], and tensors whose names,
+    /// shapes or element type (F64) do not fit this model. On error the model is
+    /// unchanged.
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<Option<TrainingState>, ModelsError> {
+        let bytes = std::fs::read(path).map_err(|source| ModelsError::Io {
             path: path.to_path_buf(),
-            source: e,
-        })
+            source,
+        })?;
+        self.load_checkpoint_bytes(&bytes, path)
+    }
+
+    /// [`NeuralOde::load_checkpoint`] from the bytes of a file; `path` only names it in
+    /// errors.
+    pub fn load_checkpoint_bytes(
+        &mut self,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<Option<TrainingState>, ModelsError> {
+        use safetensors::SafeTensors;
+        let fail = |reason: String| ModelsError::CheckpointFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| fail(format!("not a safetensors file ({e})")))?;
+        let (_, header) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| fail(format!("not a safetensors file ({e})")))?;
+        let meta = header.metadata().clone().unwrap_or_default();
+        let mine = self.architecture();
+        if meta.contains_key(META_DIM) || meta.contains_key(META_FEATURES) {
+            let num = |k: &str| meta.get(k).and_then(|v| v.parse::<usize>().ok());
+            let features = match meta.get(META_FEATURES).map(String::as_str) {
+                Some("cubic") => Some(Features::Cubic),
+                Some("identity") => Some(Features::Identity),
+                _ => None,
+            };
+            let recorded = match (num(META_DIM), features, num(META_HIDDEN), num(META_LAYERS)) {
+                (Some(dim), Some(features), Some(hidden), Some(layers)) => Architecture {
+                    dim,
+                    features,
+                    hidden,
+                    layers,
+                },
+                _ => {
+                    return Err(fail(
+                        "its architecture metadata (neuralode.*) is incomplete or malformed".into(),
+                    ));
+                }
+            };
+            if recorded != mine {
+                return Err(ModelsError::ArchitectureMismatch {
+                    path: path.to_path_buf(),
+                    file: recorded.to_string(),
+                    model: mine.to_string(),
+                });
+            }
+        }
+        let other_model = format!(
+            "the file was written for another model; this one has {mine}: give the options of the run that wrote it"
+        );
+        let f64_tensor = |name: &str| -> Result<Option<ShapedValues>, ModelsError> {
+            let Ok(t) = st.tensor(name) else {
+                return Ok(None);
+            };
+            if t.dtype() != safetensors::Dtype::F64 {
+                return Err(fail(format!(
+                    "tensor `{name}` holds {:?} values; this program reads F64 (convert the file to float64, e.g. with PyTorch: `{{k: v.double() for k, v in state.items()}}`)",
+                    t.dtype()
+                )));
+            }
+            let values = t
+                .data()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect();
+            Ok(Some((t.shape().to_vec(), values)))
+        };
+        // Validate every tensor before changing anything.
+        let mut params = Vec::with_capacity(self.store.params().len());
+        for p in self.store.params() {
+            let want = p.view.shape().dims().to_vec();
+            match f64_tensor(&p.name)? {
+                None => {
+                    return Err(fail(format!(
+                        "tensor `{}` is missing: {other_model}",
+                        p.name
+                    )));
+                }
+                Some((shape, _)) if shape != want => {
+                    return Err(fail(format!(
+                        "tensor `{}` has shape {shape:?} where this model has {want:?}: {other_model}",
+                        p.name
+                    )));
+                }
+                Some((_, values)) => params.push((p.name.clone(), values)),
+            }
+        }
+        let is_state =
+            |n: &str| n.starts_with(OPTIMIZER_PREFIX) || n == HISTORY_LOSS || n == HISTORY_MAE;
+        if let Some(extra) = st
+            .names()
+            .into_iter()
+            .find(|n| self.store.view(n).is_none() && !is_state(n))
+        {
+            return Err(fail(format!(
+                "tensor `{extra}` is not a parameter of this model: {other_model}"
+            )));
+        }
+        let state = match meta.get(META_ITERATION) {
+            None => None,
+            Some(it) => {
+                let number = |k: &str, v: Option<&String>| {
+                    v.and_then(|v| v.parse::<u64>().ok()).ok_or_else(|| {
+                        fail(format!(
+                            "its metadata `{k}` is missing or not a whole number"
+                        ))
+                    })
+                };
+                let iteration = number(META_ITERATION, Some(it))?;
+                let n_steps = number(META_STEPS, meta.get(META_STEPS))?;
+                let mut buffers = Vec::new();
+                let mut names: Vec<&str> = st
+                    .names()
+                    .into_iter()
+                    .filter(|n| n.starts_with(OPTIMIZER_PREFIX))
+                    .collect();
+                names.sort();
+                for n in names {
+                    let (_, v) = f64_tensor(n)?.unwrap_or_default();
+                    if v.len() != self.n_params() {
+                        return Err(fail(format!(
+                            "optimizer buffer `{n}` has {} values, the model {} parameters",
+                            v.len(),
+                            self.n_params()
+                        )));
+                    }
+                    buffers.push((n[OPTIMIZER_PREFIX.len()..].to_owned(), v));
+                }
+                let losses = f64_tensor(HISTORY_LOSS)?.unwrap_or_default().1;
+                let maes = f64_tensor(HISTORY_MAE)?.unwrap_or_default().1;
+                if losses.len() as u64 != iteration || maes.len() != losses.len() {
+                    return Err(fail(format!(
+                        "its history holds {} losses and {} errors for {iteration} iterations",
+                        losses.len(),
+                        maes.len()
+                    )));
+                }
+                let mut settings: Vec<(String, String)> = meta
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        k.strip_prefix(META_SETTING)
+                            .map(|k| (k.to_owned(), v.clone()))
+                    })
+                    .collect();
+                settings.sort();
+                Some(TrainingState {
+                    iteration,
+                    optimizer: OptimizerState { n_steps, buffers },
+                    losses,
+                    maes,
+                    settings,
+                })
+            }
+        };
+        for (name, values) in params {
+            if let Some(dst) = self.store.get_mut(&name) {
+                dst.copy_from_slice(&values);
+            }
+        }
+        Ok(state)
     }
 
     /// The dynamics on a batch of `batch` states.
@@ -338,6 +682,21 @@ fn is_uniform(ts: &[f64]) -> bool {
 }
 
 impl Trainer {
+    /// The optimizer's state (for a [`TrainingState`]).
+    pub fn optimizer_state(&self) -> OptimizerState<f64> {
+        self.optimizer.state()
+    }
+
+    /// Restores the optimizer's state (moments and step count, which also positions the
+    /// learning-rate schedule) from a checkpoint of this run.
+    pub fn load_optimizer_state(&mut self, state: &OptimizerState<f64>) -> Result<(), ModelsError> {
+        if state.buffers.is_empty() && state.n_steps == 0 {
+            return Ok(());
+        }
+        self.optimizer.load_state(state)?;
+        Ok(())
+    }
+
     /// Work so far: evaluations of `f` in forward solves, evaluations of `f` in
     /// gradient passes, and vector–Jacobian (or Jacobian–vector) products in gradient
     /// passes.

@@ -81,7 +81,9 @@ use autodiff::nn::{Conv2d, Conv2dConfig, GroupNorm, Linear, ParamStore};
 use autodiff::{Float, Tape, Var};
 
 use crate::ModelsError;
+use crate::datasets::Batch;
 use crate::ode_block::OdeBlock;
+use crate::training::{Metrics, Model};
 
 /// `eps` of every group norm (PyTorch's default).
 const GN_EPS: f64 = 1e-5;
@@ -295,6 +297,17 @@ pub trait ImageClassifier<T: Float> {
 
     /// The parameter store (names and views of every tensor).
     fn store(&self) -> &ParamStore<T>;
+
+    /// The parameter store, mutably (what [`Classifier`] hands the generic trainer).
+    fn store_mut(&mut self) -> &mut ParamStore<T>;
+
+    /// The architecture's name ("ODE-Net", "RK-Net", "ResNet").
+    fn name(&self) -> &str;
+
+    /// Evaluation counts of the ODE block in the last batch (`None` without one).
+    fn ode_stats(&self) -> Option<GradStats> {
+        None
+    }
 
     /// Number of parameters.
     fn n_params(&self) -> usize {
@@ -760,12 +773,24 @@ impl<T: Float> OdeNet<T> {
 }
 
 impl<T: Float> ImageClassifier<T> for OdeNet<T> {
+    fn name(&self) -> &str {
+        "ODE-Net"
+    }
+
+    fn ode_stats(&self) -> Option<GradStats> {
+        OdeNet::stats(self)
+    }
+
     fn params_mut(&mut self) -> &mut [T] {
         self.store.as_mut_slice()
     }
 
     fn store(&self) -> &ParamStore<T> {
         &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore<T> {
+        &mut self.store
     }
 
     fn config(&self) -> &ConvNetConfig {
@@ -820,12 +845,24 @@ impl<T: Float> RkNet<T> {
 }
 
 impl<T: Float> ImageClassifier<T> for RkNet<T> {
+    fn name(&self) -> &str {
+        "RK-Net"
+    }
+
+    fn ode_stats(&self) -> Option<GradStats> {
+        RkNet::stats(self)
+    }
+
     fn params_mut(&mut self) -> &mut [T] {
         self.0.params_mut()
     }
 
     fn store(&self) -> &ParamStore<T> {
         self.0.store()
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore<T> {
+        self.0.store_mut()
     }
 
     fn config(&self) -> &ConvNetConfig {
@@ -880,12 +917,20 @@ impl<T: Float> ResNet<T> {
 }
 
 impl<T: Float> ImageClassifier<T> for ResNet<T> {
+    fn name(&self) -> &str {
+        "ResNet"
+    }
+
     fn params_mut(&mut self) -> &mut [T] {
         self.store.as_mut_slice()
     }
 
     fn store(&self) -> &ParamStore<T> {
         &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore<T> {
+        &mut self.store
     }
 
     fn config(&self) -> &ConvNetConfig {
@@ -904,6 +949,68 @@ impl<T: Float> ImageClassifier<T> for ResNet<T> {
             x = b.forward(theta, x);
         }
         Ok(self.head.forward(theta, x))
+    }
+}
+
+/// Any [`ImageClassifier`] as a [`Model`], so that the generic [`Trainer`](crate::Trainer)
+/// trains it on an image [`DataLoader`](crate::datasets::DataLoader): the loss is the
+/// mean cross-entropy of the batch, and the metrics are the ODE block's evaluations of
+/// the step (`nfe_forward`; `nfe_backward`: re-evaluations plus vector–Jacobian
+/// products), for ODE-Net and RK-Net.
+///
+/// ```
+/// use autodiff::optim::Adam;
+/// use models::datasets::{BatchOptions, load_digits};
+/// use models::odenet::{Classifier, ConvNetConfig, OdeNet, OdeNetConfig};
+/// use models::training::{Control, StepInfo, TrainConfig, Trainer};
+///
+/// let mut data = load_digits::<f32>()?.subset(&(0..32).collect::<Vec<_>>())?;
+/// data.to_unit_range();
+/// let loader = data.into_loader(BatchOptions::new(16))?;
+/// let net = OdeNet::new(&OdeNetConfig::new(ConvNetConfig { channels: 4, groups: 2, ..ConvNetConfig::digits() }))?;
+/// let mut model = Classifier(net);
+/// let mut trainer = Trainer::new(Adam::with_lr(1e-2)?, TrainConfig::epochs(2)?);
+/// let mut nfe = Vec::new();
+/// let summary = trainer.fit(&mut model, &loader, &mut |info: &StepInfo<'_>| {
+///     nfe.push(info.metrics.get("nfe_forward"));
+///     Control::Continue
+/// })?;
+/// assert_eq!(nfe.len(), 4);
+/// assert!(nfe.iter().all(|n| n.is_some_and(|n| n > 0.0)));
+/// # let _ = summary;
+/// # Ok::<(), models::ModelsError>(())
+/// ```
+#[derive(Debug)]
+pub struct Classifier<M>(pub M);
+
+impl<T: Float, M: ImageClassifier<T>> Model<T> for Classifier<M> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn params(&self) -> &ParamStore<T> {
+        self.0.store()
+    }
+
+    fn params_mut(&mut self) -> &mut ParamStore<T> {
+        self.0.store_mut()
+    }
+
+    fn loss<'t>(
+        &mut self,
+        tape: &'t Tape<T>,
+        theta: Var<'t, T>,
+        batch: &Batch<T>,
+    ) -> Result<Var<'t, T>, ModelsError> {
+        let x = tape.constant(&batch.images, &batch.shape)?;
+        self.0.loss(tape, theta, x, &batch.labels)
+    }
+
+    fn metrics(&self, metrics: &mut Metrics) {
+        if let Some(s) = self.0.ode_stats() {
+            metrics.set("nfe_forward", s.forward.nfe as f64);
+            metrics.set("nfe_backward", (s.backward_nfe + s.backward_vjp) as f64);
+        }
     }
 }
 

@@ -60,7 +60,7 @@ pub enum SolveError {
     },
     /// The step size fell below `min_step` or below round-off relative to `t`.
     #[error(
-        "step size underflow at t = {t}: h = {h}; the problem may be stiff or singular here (loosen tolerances, lower `min_step`, or use a stiff method)"
+        "step size underflow at t = {t:.6e}: h = {h:.3e}; the problem may be stiff or singular here (loosen tolerances, lower `min_step`, or use a stiff method)"
     )]
     StepSizeUnderflow {
         /// Time at which it happened.
@@ -70,13 +70,34 @@ pub enum SolveError {
     },
     /// `max_steps` step attempts were made without reaching the end.
     #[error(
-        "too many steps: {max_steps} step attempts reached at t = {t}; increase `max_steps` or loosen tolerances"
+        "too many steps: {max_steps} step attempts reached at t = {t:.6e}; increase `max_steps` or loosen tolerances"
     )]
     TooManySteps {
         /// Time reached.
         t: f64,
         /// The limit in force.
         max_steps: usize,
+    },
+    /// The initial state has no component.
+    #[error("the initial state is empty: give at least one component")]
+    EmptyState,
+    /// A relative tolerance is below what the float type resolves (adaptive runs).
+    #[error(
+        "{name} = {value:.3e} (component {index}) is below the precision of {float} (machine epsilon {epsilon:.3e}): use {name} >= {minimum:.3e}, or double precision"
+    )]
+    ToleranceBelowPrecision {
+        /// `"rtol"`.
+        name: &'static str,
+        /// Component index (0 for a scalar tolerance).
+        index: usize,
+        /// The value given.
+        value: f64,
+        /// `"f32"` or `"f64"` (by the machine epsilon).
+        float: &'static str,
+        /// The float type's machine epsilon.
+        epsilon: f64,
+        /// The smallest accepted value (4 epsilon).
+        minimum: f64,
     },
     /// An option has an invalid value.
     #[error("invalid option `{name}` = {value}: {reason}")]

@@ -186,8 +186,36 @@ impl<T: Real> Options<T> {
         }
     }
 
-    /// Checks every option against a state of length `n`.
+    /// Checks every option against a state of length `n`: an empty state, tolerances
+    /// that are not finite and positive, a relative tolerance below 4 machine epsilons of
+    /// `T` (for adaptive runs: the error estimate cannot resolve it, and the solve would
+    /// grind through rejected steps), and the step and controller options.
     pub fn validate(&self, n: usize) -> Result<(), SolveError> {
+        if n == 0 {
+            return Err(SolveError::EmptyState);
+        }
+        if self.fixed_step.is_none() {
+            let eps = T::epsilon();
+            let minimum = eps * c(4.0);
+            let rtols: &[T] = match &self.rtol {
+                Tolerance::Scalar(v) => core::slice::from_ref(v),
+                Tolerance::PerComponent(v) => v,
+            };
+            if let Some((index, &v)) = rtols
+                .iter()
+                .enumerate()
+                .find(|(_, v)| **v < minimum && **v > T::zero())
+            {
+                return Err(SolveError::ToleranceBelowPrecision {
+                    name: "rtol",
+                    index,
+                    value: v.to_f64_lossy(),
+                    float: if eps > c(1e-10) { "f32" } else { "f64" },
+                    epsilon: eps.to_f64_lossy(),
+                    minimum: minimum.to_f64_lossy(),
+                });
+            }
+        }
         for (name, tol) in [("rtol", &self.rtol), ("atol", &self.atol)] {
             match tol {
                 Tolerance::Scalar(v) => check_tol(name, 0, *v)?,

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::integrate::{
     Guarded, TryRhs, backward_solver, check_backward, integrate, stepper_bytes, vec_bytes,
 };
+use crate::modes::checkpointed::carried_step;
 use crate::modes::{Context, ModeImpl};
 use crate::solver::{BackwardSolver, Gradients};
 
@@ -36,7 +37,8 @@ impl<T: Real> ModeImpl<T> for Backsolve<T> {
     }
 
     fn forward(&mut self, ctx: &mut Context<T>, dynamics: &mut dyn Vjp<T>) -> Result<()> {
-        ctx.solve_plain(dynamics, &mut ())
+        let dense = ctx.dense_path(true);
+        ctx.solve_plain(dynamics, &mut (), dense)
     }
 
     fn backward(
@@ -60,6 +62,9 @@ impl<T: Real> ModeImpl<T> for Backsolve<T> {
             y[n..2 * n].copy_from_slice(&dl_dz[(nt - 1) * n..]);
         }
         y[m - 1] = -grads.ts[nt - 1];
+        // Each output interval is a restart (z re-anchored, the adjoint's jump).
+        let mut bopts = opts.clone();
+        let mut carry: Option<T> = None;
         for i in (1..nt).rev() {
             let (ta, tb) = (ctx.ts[i - 1], ctx.ts[i]);
             // Re-anchor z to the stored output.
@@ -71,7 +76,12 @@ impl<T: Real> ModeImpl<T> for Backsolve<T> {
                 p,
                 nvjp: 0,
             });
-            let st = integrate(bmethod, &mut sys, tb, y, ta, &opts, |_, _| Ok(()))?;
+            // The carried step only when it covers the whole interval (one clipped step, no
+            // probe needed); otherwise the initial-step probe, since the jump of `a` can make
+            // the proposal from before it overshoot (a rejection costs a whole step).
+            bopts.first_step = opts.first_step.or(carry.filter(|h| *h >= (tb - ta).abs()));
+            let st = integrate(bmethod, &mut sys, tb, y, ta, &bopts, |_, _| Ok(()))?;
+            carry = carried_step(carry, &st);
             ctx.stats.backward_nfe += st.stats().nfe;
             ctx.count_backward(st.stats(), sys.rhs.nvjp);
             y.copy_from_slice(st.y());

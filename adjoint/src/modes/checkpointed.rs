@@ -20,11 +20,10 @@ use crate::solver::{BackwardSolver, Checkpoints, Gradients};
 pub(crate) struct Checkpointed<T> {
     checkpoints: Checkpoints,
     backward: BackwardSolver<T>,
-    // Every step: the dense steps, and where each interval's steps begin.
+    // Every step: the dense steps.
     dense: DenseStore<T>,
-    dense_start: Vec<usize>,
-    // Budget: the first step size of each output interval (0: none), the checkpoints
-    // (time, next step size, interval) and their states, and the current stride.
+    // Budget: the first step size of each forward integration (0: none), the checkpoints
+    // (time, next step size, integration) and their states, and the current stride.
     h0: Vec<T>,
     ck: Vec<(T, T, usize)>,
     ck_z: Vec<T>,
@@ -47,7 +46,6 @@ impl<T: Real> Checkpointed<T> {
             checkpoints,
             backward,
             dense: DenseStore::default(),
-            dense_start: Vec::new(),
             h0: Vec::new(),
             ck: Vec::new(),
             ck_z: Vec::new(),
@@ -65,12 +63,10 @@ impl<T: Real> Checkpointed<T> {
 impl<T: Real> Recorder<T> for Checkpointed<T> {
     fn interval(&mut self, first_step: Option<T>) {
         self.h0.push(first_step.unwrap_or(T::zero()));
-        self.dense_start.push(self.dense.len());
     }
 
     fn step(
         &mut self,
-        i: usize,
         count: usize,
         st: &mut Integrator<T>,
         sys: &mut dyn OdeSystem<T>,
@@ -82,7 +78,7 @@ impl<T: Real> Recorder<T> for Checkpointed<T> {
             }
             Checkpoints::Budget(k) => k,
         };
-        // Checkpoint the state at the end of every `stride`-th step (not the interval's
+        // Checkpoint the state at the end of every `stride`-th step (not the integration's
         // end, which is an output state already).
         if st.is_done() || !count.is_multiple_of(self.ck_stride) {
             return Ok(());
@@ -102,14 +98,10 @@ impl<T: Real> Recorder<T> for Checkpointed<T> {
             self.ck_stride *= 2;
         }
         if count.is_multiple_of(self.ck_stride) {
-            ck.push((st.t(), st.next_h().unwrap_or(T::zero()), i - 1));
+            ck.push((st.t(), st.next_h().unwrap_or(T::zero()), self.h0.len() - 1));
             ck_z.extend_from_slice(st.y());
         }
         Ok(())
-    }
-
-    fn finish(&mut self) {
-        self.dense_start.push(self.dense.len());
     }
 
     fn bytes(&self) -> usize {
@@ -131,12 +123,12 @@ impl<T: Real> ModeImpl<T> for Checkpointed<T> {
 
     fn forward(&mut self, ctx: &mut Context<T>, dynamics: &mut dyn Vjp<T>) -> Result<()> {
         self.dense.clear(ctx.n);
-        self.dense_start.clear();
         self.h0.clear();
         self.ck.clear();
         self.ck_z.clear();
         self.ck_stride = 1;
-        ctx.solve_plain(dynamics, self)
+        let dense = ctx.dense_path(true);
+        ctx.solve_plain(dynamics, self, dense)
     }
 
     fn backward(
@@ -180,96 +172,126 @@ impl<T: Real> ModeImpl<T> for Checkpointed<T> {
         }
         let mut fwd_opts = ctx.options.clone();
         let mut seg_opts = opts.clone();
-        for i in (1..nt).rev() {
-            // Segments of interval i-1 → i: [t_{i-1}, ck...] as starts.
-            let (ta, tb) = (ctx.ts[i - 1], ctx.ts[i]);
-            let ck_lo = self.ck.partition_point(|c| c.2 < i - 1);
-            let ck_hi = self.ck.partition_point(|c| c.2 < i);
+        let dir = if forward_dir { T::one() } else { -T::one() };
+        // The next output (going backwards) whose jump `g_k` is still to be added (t_N's is
+        // in `y` already): the adjoint is integrated in pieces between output times, each
+        // a restart with the step size carried over from the piece before.
+        let mut next_out = nt.saturating_sub(2);
+        let mut carry: Option<T> = None;
+        for (ia, ib) in ctx.integrations().rev() {
+            // Integration index of the recording (checkpoints, first steps).
+            let j = if ctx.dense_outputs { 0 } else { ia };
+            let (ta, tb) = (ctx.ts[ia], ctx.ts[ib]);
+            let ck_lo = self.ck.partition_point(|c| c.2 < j);
+            let ck_hi = self.ck.partition_point(|c| c.2 < j + 1);
             let n_seg = match self.checkpoints {
                 Checkpoints::EveryStep => 1,
                 Checkpoints::Budget(_) => 1 + ck_hi - ck_lo,
             };
             for s in (0..n_seg).rev() {
-                // Segment [sa, sb] and its dense steps.
-                let (sa, sb, store, lo, hi): (T, T, &DenseStore<T>, usize, usize) =
-                    match self.checkpoints {
-                        Checkpoints::EveryStep => (
-                            ta,
-                            tb,
-                            &self.dense,
-                            self.dense_start[i - 1],
-                            self.dense_start[i],
-                        ),
-                        Checkpoints::Budget(_) => {
-                            let (sa, h, za) = if s == 0 {
-                                (ta, self.h0[i - 1], ctx.z(i - 1))
-                            } else {
-                                let c = ck_lo + s - 1;
-                                (self.ck[c].0, self.ck[c].1, &self.ck_z[c * n..(c + 1) * n])
-                            };
-                            let sb = if s + 1 < n_seg {
-                                self.ck[ck_lo + s].0
-                            } else {
-                                tb
-                            };
-                            fwd_opts.first_step = if h != T::zero() { Some(h.abs()) } else { None };
-                            let nfe = recompute(ctx, dynamics, (sa, za, sb), &fwd_opts, seg_dense)?;
-                            ctx.stats.backward_nfe += nfe;
-                            (sa, sb, &*seg_dense, 0, seg_dense.len())
-                        }
-                    };
-                let dense_bytes = store.bytes(lo, hi);
-                // First backward step: the last forward step of the segment (saves the
-                // initial-step heuristic's evaluation) unless the caller fixed one.
-                seg_opts.first_step = opts
-                    .first_step
-                    .or_else(|| {
-                        // The last step is often clipped at the output time: take the
-                        // larger of the last two.
-                        (lo.max(hi.saturating_sub(2))..hi)
-                            .map(|k| store.h(k).abs())
-                            .reduce(T::max)
-                    })
-                    .filter(|h| *h > T::zero());
-                let ring_bytes = self.ring.len() * core::mem::size_of::<T>();
-                let ring = quad_tab.map(|_| (&mut self.ring[..], p));
-                let mut sys = Guarded::new(CheckpointSys {
-                    d: &mut *dynamics,
-                    theta: &ctx.theta,
-                    store,
-                    range: (lo, hi),
-                    zb: &mut self.zb,
-                    forward_dir,
-                    n,
-                    nvjp: 0,
-                    ring,
-                });
-                let st = if let Some(tab) = quad_tab {
-                    peak = peak.max(dense_bytes + stepper_bytes::<T>(bmethod, n) + ring_bytes);
-                    let (a, ath) = y.split_at_mut(n);
-                    let st = quadrature_adjoint(
-                        bmethod,
-                        tab,
-                        &mut sys,
-                        (sb, a, sa),
-                        &seg_opts,
-                        &self.b,
-                        &mut self.stage0,
-                        ath,
-                    )?;
-                    a.copy_from_slice(st.y());
-                    st
-                } else {
-                    peak = peak.max(dense_bytes + stepper_bytes::<T>(bmethod, m));
-                    let st = integrate(bmethod, &mut sys, sb, y, sa, &seg_opts, |_, _| Ok(()))?;
-                    y.copy_from_slice(st.y());
-                    st
+                // Segment [sa, sb] and the dense output over it.
+                let (sa, sb, store): (T, T, &DenseStore<T>) = match self.checkpoints {
+                    Checkpoints::EveryStep => (ta, tb, &self.dense),
+                    Checkpoints::Budget(_) => {
+                        let (sa, h, za) = if s == 0 {
+                            (ta, self.h0[j], ctx.z(ia))
+                        } else {
+                            let c = ck_lo + s - 1;
+                            (self.ck[c].0, self.ck[c].1, &self.ck_z[c * n..(c + 1) * n])
+                        };
+                        let sb = if s + 1 < n_seg {
+                            self.ck[ck_lo + s].0
+                        } else {
+                            tb
+                        };
+                        fwd_opts.first_step = if h != T::zero() { Some(h.abs()) } else { None };
+                        let nfe = recompute(ctx, dynamics, (sa, za, sb), &fwd_opts, seg_dense)?;
+                        ctx.stats.backward_nfe += nfe;
+                        (sa, sb, &*seg_dense)
+                    }
                 };
-                ctx.count_backward(st.stats(), sys.rhs.nvjp);
-            }
-            if i - 1 > 0 {
-                for (a, g) in y[..n].iter_mut().zip(&dl_dz[(i - 1) * n..i * n]) {
-                    *a += *g;
+                let len = store.len();
+                let dense_bytes = store.bytes(0, len);
+                let mut cur = sb;
+                loop {
+                    // This piece ends at the next output strictly inside the segment, or at
+                    // its start.
+                    let stop = (next_out >= 1
+                        && (ctx.ts[next_out] - sa) * dir > T::zero()
+                        && (sb - ctx.ts[next_out]) * dir > T::zero())
+                    .then_some(next_out);
+                    let t_stop = stop.map_or(sa, |k| ctx.ts[k]);
+                    // First backward step: the caller's, else the one carried over, else the
+                    // larger of the last two forward steps before `cur` (the last is often
+                    // clipped at an output time; saves the initial-step heuristic).
+                    seg_opts.first_step = opts
+                        .first_step
+                        .or(carry)
+                        .or_else(|| {
+                            let k = store.locate(0, len, cur, forward_dir);
+                            (k.saturating_sub(1)..=k)
+                                .map(|k| store.h(k).abs())
+                                .reduce(T::max)
+                        })
+                        .filter(|h| *h > T::zero());
+                    let ring_bytes = self.ring.len() * core::mem::size_of::<T>();
+                    let ring = quad_tab.map(|_| (&mut self.ring[..], p));
+                    let mut sys = Guarded::new(CheckpointSys {
+                        d: &mut *dynamics,
+                        theta: &ctx.theta,
+                        store,
+                        range: (0, len),
+                        zb: &mut self.zb,
+                        forward_dir,
+                        n,
+                        nvjp: 0,
+                        ring,
+                    });
+                    let st = if let Some(tab) = quad_tab {
+                        peak = peak.max(dense_bytes + stepper_bytes::<T>(bmethod, n) + ring_bytes);
+                        let (a, ath) = y.split_at_mut(n);
+                        let st = quadrature_adjoint(
+                            bmethod,
+                            tab,
+                            &mut sys,
+                            (cur, a, t_stop),
+                            &seg_opts,
+                            &self.b,
+                            &mut self.stage0,
+                            ath,
+                        )?;
+                        a.copy_from_slice(st.y());
+                        st
+                    } else {
+                        peak = peak.max(dense_bytes + stepper_bytes::<T>(bmethod, m));
+                        let st =
+                            integrate(bmethod, &mut sys, cur, y, t_stop, &seg_opts, |_, _| Ok(()))?;
+                        y.copy_from_slice(st.y());
+                        st
+                    };
+                    ctx.count_backward(st.stats(), sys.rhs.nvjp);
+                    carry = carried_step(carry, &st);
+                    match stop {
+                        Some(k) => {
+                            for (a, g) in y[..n].iter_mut().zip(&dl_dz[k * n..(k + 1) * n]) {
+                                *a += *g;
+                            }
+                            next_out -= 1;
+                            cur = t_stop;
+                        }
+                        None => break,
+                    }
+                }
+                // Jumps of outputs at the segment's start (an integration's start on the
+                // grid path, or a checkpoint that fell on an output time).
+                while next_out >= 1 && ctx.ts[next_out] == sa {
+                    for (a, g) in y[..n]
+                        .iter_mut()
+                        .zip(&dl_dz[next_out * n..(next_out + 1) * n])
+                    {
+                        *a += *g;
+                    }
+                    next_out -= 1;
                 }
             }
         }
@@ -286,6 +308,17 @@ impl<T: Real> ModeImpl<T> for Checkpointed<T> {
     fn box_clone(&self) -> Box<dyn ModeImpl<T>> {
         Box::new(self.clone())
     }
+}
+
+/// The step size to start the next backward piece with after integration `st`: its
+/// proposal, or the one carried so far when larger and `st` took a single step (clipped at
+/// an output time, so its proposal says little about the step the solution allows).
+pub(crate) fn carried_step<T: Real>(carry: Option<T>, st: &Integrator<T>) -> Option<T> {
+    let h = st.next_h()?.abs();
+    Some(match carry {
+        Some(c) if st.stats().accepted <= 1 => c.max(h),
+        _ => h,
+    })
 }
 
 /// Recomputes the dense output of the forward solve from `(sa, za)` to `sb` into `out`;

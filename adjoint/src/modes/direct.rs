@@ -1,8 +1,21 @@
 //! Direct backpropagation through the solver's Runge–Kutta steps
 //! (discretise-then-optimise): records every accepted step `(t, h, y₀)` and reverses its
 //! stages, recomputed, in the backward pass.
+//!
+//! With adaptive steps and an FSAL tableau whose dense output is cubic Hermite or
+//! Dormand–Prince's (Bosh3, Dopri5, Tsit5) the forward solve is one integration over
+//! `[t_0, t_N]` and each output is the step's interpolant, a combination of the step's
+//! stages: `z(τ) = y₀ + h Σⱼ Wⱼ(θ) kⱼ`, `θ = (τ − t)/h`, with
+//! `Wⱼ = A(θ) bⱼ + F₀(θ)[j = 0] + F₁(θ)[j = s−1] + R(θ) dⱼ`, `A = 3θ² − 2θ³`,
+//! `F₀ = θ(1 − θ)²`, `F₁ = θ³ − θ²`, `R = θ²(1 − θ)²` (Dopri5's `dⱼ`, else 0). The
+//! backward pass differentiates that combination (no extra steps: the last stage on the
+//! steps that hold outputs, and for `dL/dτ` the field at each output, `∂z(τ)/∂τ = f(τ,
+//! z(τ))`, cost one evaluation each; the interpolant's own slope `Σⱼ Wⱼ'(θ) kⱼ` is only
+//! `O(h⁴)`-close to it). Other tableaux restart at every output time, so that outputs are
+//! step ends.
 
-use ode_solvers::{Integrator, Method, OdeSystem, Options};
+use ode_solvers::tableau::DenseKind;
+use ode_solvers::{Integrator, Method, OdeSystem, Options, Tableau};
 
 use crate::Real;
 use crate::dynamics::Vjp;
@@ -34,6 +47,42 @@ pub(crate) struct Direct<T> {
     ybar: Vec<T>,
     ybar_j: Vec<T>,
     thbar_j: Vec<T>,
+    // The interpolant's `d` in `T`, its weights `Wⱼ(θ)` at one output and `f` there.
+    dd: Vec<T>,
+    wj: Vec<T>,
+    fo: Vec<T>,
+}
+
+/// The dense-output weights `d` of an adaptive FSAL tableau whose interpolant is a
+/// combination of the step's stages (empty for cubic Hermite); `None` otherwise.
+fn interpolant(tab: &Tableau) -> Option<&'static [f64]> {
+    if !tab.fsal || !tab.is_adaptive() {
+        return None;
+    }
+    match tab.dense {
+        DenseKind::Hermite => Some(&[]),
+        DenseKind::Dopri5 { d } => Some(d),
+        DenseKind::Dop853(_) => None,
+    }
+}
+
+/// The interpolant's stage weights `w[j] = Wⱼ(θ)` (see the module docs) for `b` (length
+/// `s`) and Dopri5's `d` (empty: Hermite).
+fn weights<T: Real>(theta: T, b: &[T], d: &[T], w: &mut [T]) {
+    let s = b.len();
+    let one = T::one();
+    let two = one + one;
+    let three = two + one;
+    let (th2, om) = (theta * theta, one - theta);
+    let th3 = th2 * theta;
+    let a = three * th2 - two * th3;
+    let r = th2 * om * om;
+    for j in 0..s {
+        let dj = d.get(j).copied().unwrap_or(T::zero());
+        w[j] = a * b[j] + r * dj;
+    }
+    w[0] += theta * om * om;
+    w[s - 1] += th3 - th2;
 }
 
 /// `v` cleared and refilled with `len` zeros.
@@ -49,7 +98,6 @@ impl<T: Real> Recorder<T> for Direct<T> {
 
     fn step(
         &mut self,
-        _i: usize,
         _count: usize,
         st: &mut Integrator<T>,
         _sys: &mut dyn OdeSystem<T>,
@@ -79,7 +127,9 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
         self.steps.clear();
         self.steps_y.clear();
         self.steps_start.clear();
-        ctx.solve_plain(dynamics, self)
+        let tab = tableau_of(ctx.method, WHAT)?;
+        let dense = ctx.dense_path(interpolant(tab).is_some());
+        ctx.solve_plain(dynamics, self, dense)
     }
 
     fn backward(
@@ -105,7 +155,19 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
             ybar,
             ybar_j,
             thbar_j,
+            dd,
+            wj,
+            fo,
         } = self;
+        dd.clear();
+        dd.extend(
+            interpolant(tab)
+                .unwrap_or(&[])
+                .iter()
+                .map(|&x| T::from_f64_const(x)),
+        );
+        zeroed(wj, s);
+        zeroed(fo, n);
         b.clear();
         b.extend(tab.b.iter().map(|&x| T::from_f64_const(x)));
         c.clear();
@@ -126,14 +188,21 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
         zeroed(thbar_j, p);
         let nt = ctx.ts.len();
         ybar.copy_from_slice(&dl_dz[(nt - 1) * n..]);
-        for i in (1..nt).rev() {
-            let (ta, tb) = (ctx.ts[i - 1], ctx.ts[i]);
+        // Outputs inside the one integration of the dense path, going backwards.
+        let interior = ctx.dense_outputs;
+        let mut next_out = nt.saturating_sub(2);
+        for (ia, ib) in ctx.integrations().rev() {
+            let (ta, tb) = (ctx.ts[ia], ctx.ts[ib]);
             let delta = tb - ta;
-            for st in (steps_start[i - 1]..steps_start[i]).rev() {
+            let jint = if interior { 0 } else { ia };
+            for st in (steps_start[jint]..steps_start[jint + 1]).rev() {
                 let (t, h) = steps[st];
                 let y0 = &steps_y[st * n..(st + 1) * n];
+                // A step holding outputs needs every stage its interpolant weighs.
+                let has_out = interior && next_out >= 1 && ctx.out_step[next_out] == st;
+                let s_need = if has_out { s } else { s_used };
                 // Recompute the stages.
-                for j in 0..s_used {
+                for j in 0..s_need {
                     let yj = &mut yst[j * n..(j + 1) * n];
                     yj.copy_from_slice(y0);
                     for (l, &al) in a[j * s..(j + 1) * s].iter().enumerate() {
@@ -146,7 +215,7 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
                     }
                     dynamics.eval(t + c[j] * h, yj, &ctx.theta, &mut k[j * n..(j + 1) * n])?;
                 }
-                ctx.stats.backward_nfe += s_used;
+                ctx.stats.backward_nfe += s_need;
                 // Reverse: y1 = y0 + h Σ b_j k_j.
                 let mut hbar = T::zero();
                 let mut tbar = T::zero();
@@ -160,8 +229,44 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
                     }
                     hbar += b[j] * dot;
                 }
+                kbar[s_used * n..s_need * n].fill(T::zero());
+                // Outputs from this step's interpolant z(τ) = y0 + h Σ W_j(θ) k_j.
+                while interior && next_out >= 1 && ctx.out_step[next_out] == st {
+                    let o = next_out;
+                    let g = &dl_dz[o * n..(o + 1) * n];
+                    if g.iter().all(|x| *x == T::zero()) {
+                        next_out -= 1;
+                        continue;
+                    }
+                    let theta = (ctx.ts[o] - t) / h;
+                    weights(theta, b, dd, wj);
+                    let mut sw = T::zero();
+                    for j in 0..s {
+                        let kj = &k[j * n..(j + 1) * n];
+                        let dot: T = g.iter().zip(kj).map(|(x, y)| *x * *y).sum();
+                        sw += wj[j] * dot;
+                        let w = h * wj[j];
+                        for (kb, gq) in kbar[j * n..(j + 1) * n].iter_mut().zip(g) {
+                            *kb += w * *gq;
+                        }
+                    }
+                    // ∂z/∂τ: the interpolant's slope Σ W_j' k_j is only O(h⁴)-close to the
+                    // field, which the exact dz(τ)/dτ is; `f(τ, z(τ))` (one evaluation) keeps
+                    // dL/dτ as accurate as the continuous modes'. With it, ∂z/∂t = −f and
+                    // ∂z/∂h = Σ W_j k_j − θ f (a shift of every time leaves z unchanged).
+                    dynamics.eval(ctx.ts[o], ctx.z(o), &ctx.theta, fo)?;
+                    ctx.stats.backward_nfe += 1;
+                    let gf: T = g.iter().zip(fo.iter()).map(|(x, y)| *x * *y).sum();
+                    grads.ts[o] += gf;
+                    tbar -= gf;
+                    hbar += sw - theta * gf;
+                    for (v, gq) in ybar.iter_mut().zip(g) {
+                        *v += *gq;
+                    }
+                    next_out -= 1;
+                }
                 // ybar (for y0) keeps its value: ∂y1/∂y0 = I plus the stage terms below.
-                for j in (0..s_used).rev() {
+                for j in (0..s_need).rev() {
                     let kb = &kbar[j * n..(j + 1) * n];
                     if kb.iter().all(|x| *x == T::zero()) {
                         continue;
@@ -197,10 +302,10 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
                 // t = ta + frac·Δ, h = σ·Δ.
                 let frac = (t - ta) / delta;
                 let sigma = h / delta;
-                grads.ts[i - 1] += tbar * (T::one() - frac) - hbar * sigma;
-                grads.ts[i] += tbar * frac + hbar * sigma;
+                grads.ts[ia] += tbar * (T::one() - frac) - hbar * sigma;
+                grads.ts[ib] += tbar * frac + hbar * sigma;
             }
-            for (v, g) in ybar.iter_mut().zip(&dl_dz[(i - 1) * n..i * n]) {
+            for (v, g) in ybar.iter_mut().zip(&dl_dz[ia * n..(ia + 1) * n]) {
                 *v += *g;
             }
         }

@@ -7,7 +7,7 @@ use ode_solvers::{Method, Options, Tolerance};
 use crate::Real;
 use crate::dynamics::Vjp;
 use crate::error::{Error, Result};
-use crate::integrate::{Guarded, TryRhs, add_stats, integrate, stepper_bytes, vec_bytes};
+use crate::integrate::{Guarded, TryRhs, add_stats, as_dyn, integrate, stepper_bytes, vec_bytes};
 use crate::modes::{Context, ModeImpl};
 use crate::solver::Gradients;
 
@@ -22,6 +22,8 @@ pub(crate) struct Forward<T> {
     vjp: usize,
     /// The state `[z, S_θ, S_z0]`.
     y: Vec<T>,
+    /// `[z, S_θ, S_z0]` interpolated at one output time.
+    yi: Vec<T>,
     work: SensWork<T>,
     /// `a(t₀)` (without `g₀`) for `dL/dt₀`.
     a: Vec<T>,
@@ -34,6 +36,7 @@ impl<T> Forward<T> {
             sens: Vec::new(),
             vjp: 0,
             y: Vec::new(),
+            yi: Vec::new(),
             work: SensWork {
                 e_theta: Vec::new(),
                 zeros_theta: Vec::new(),
@@ -90,16 +93,46 @@ impl<T: Real> ModeImpl<T> for Forward<T> {
         if let Tolerance::PerComponent(_) = opts.atol {
             opts.atol = Tolerance::Scalar(T::from_f64_const(1e-9));
         }
-        for i in 1..ctx.ts.len() {
-            let (t0, t1) = (ctx.ts[i - 1], ctx.ts[i]);
-            let st = integrate(method, &mut sys, t0, y, t1, &opts, |_, _| Ok(()))?;
+        let nt = ctx.ts.len();
+        if ctx.dense_path(true) && nt >= 2 {
+            // One integration over [t_0, t_N]; `[z, S]` at every output time from the
+            // dense output of the step that passes it.
+            let dir = if ctx.ts[nt - 1] > ctx.ts[0] {
+                T::one()
+            } else {
+                -T::one()
+            };
+            let yi = &mut self.yi;
+            yi.clear();
+            yi.resize(m, T::zero());
+            let (ts, zs, sens) = (&ctx.ts, &mut ctx.zs, &mut self.sens);
+            let mut next = 1usize;
+            let st = integrate(method, &mut sys, ts[0], y, ts[nt - 1], &opts, |st, sys| {
+                while next < nt && (ts[next] - st.t()) * dir <= T::zero() {
+                    let r = st.interpolate(as_dyn(sys), ts[next], yi);
+                    if let Some(e) = sys.take_err() {
+                        return Err(e);
+                    }
+                    r?;
+                    zs.extend_from_slice(&yi[..n]);
+                    sens.extend_from_slice(&yi[n..]);
+                    next += 1;
+                }
+                Ok(())
+            })?;
             add_stats(&mut ctx.stats.forward, st.stats());
-            if let Some(h) = st.next_h() {
-                opts.first_step = Some(h.abs());
+        } else {
+            for i in 1..nt {
+                let (t0, t1) = (ctx.ts[i - 1], ctx.ts[i]);
+                let st = integrate(method, &mut sys, t0, y, t1, &opts, |_, _| Ok(()))?;
+                add_stats(&mut ctx.stats.forward, st.stats());
+                if let Some(h) = st.next_h() {
+                    opts.first_step = Some(h.abs());
+                }
+                y.copy_from_slice(st.y());
+                ctx.zs.extend_from_slice(&y[..n]);
+                self.sens.extend_from_slice(&y[n..]);
             }
-            y.copy_from_slice(st.y());
-            ctx.zs.extend_from_slice(&y[..n]);
-            self.sens.extend_from_slice(&y[n..]);
         }
         ctx.stats.jvp = sys.rhs.njvp;
         ctx.stats.backward_vjp = sys.rhs.nvjp;

@@ -13,7 +13,7 @@ mod forward;
 
 use core::fmt::Debug;
 
-use ode_solvers::{Integrator, Method, OdeSystem, Options, Stats};
+use ode_solvers::{Integrator, Method, OdeSystem, Options, Stats, StepControl};
 
 use crate::Real;
 use crate::dynamics::Vjp;
@@ -93,6 +93,12 @@ pub(crate) struct Context<T> {
     /// Parameters of the forward solve.
     pub(crate) theta: Vec<T>,
     pub(crate) stats: GradStats,
+    /// Whether the last forward solve took its outputs from the dense output of one
+    /// integration (see [`Context::solve_plain`]).
+    pub(crate) dense_outputs: bool,
+    /// For every output time, the index (over the whole forward solve) of the accepted
+    /// step whose end or interpolant gave its state (entry 0 unused).
+    pub(crate) out_step: Vec<usize>,
     /// Scratch of length `n`.
     work: Vec<T>,
 }
@@ -108,6 +114,8 @@ impl<T: Real> Context<T> {
             zs: Vec::new(),
             theta: Vec::new(),
             stats: GradStats::default(),
+            dense_outputs: false,
+            out_step: Vec::new(),
             work: Vec::new(),
         }
     }
@@ -122,36 +130,118 @@ impl<T: Real> Context<T> {
         self.ts.len() < 2 || self.ts[1] > self.ts[0]
     }
 
-    /// The plain forward solve (`f` alone), restarted at every output time with the step
-    /// size carried over; `rec` keeps what its mode needs.
+    /// Whether a forward solve with `method` under the options takes its outputs from the
+    /// dense output of one integration over `[t_0, t_N]` (adaptive stepping) rather than
+    /// restarting at every output time (fixed steps and fixed-step-only methods, which keep
+    /// their grid from each output time). `interpolant_ok`: the mode can use the
+    /// method's interpolant. Only interpolants accurate to within one order of the method
+    /// qualify: cubic Hermite serves Bosh3 (order 3) but not Tsit5 (order 5), whose
+    /// outputs would carry an interpolation error far above the tolerances.
+    pub(crate) fn dense_path(&self, interpolant_ok: bool) -> bool {
+        let accurate = self.method.tableau().is_none_or(|tab| {
+            !matches!(tab.dense, ode_solvers::tableau::DenseKind::Hermite) || tab.order <= 3
+        });
+        interpolant_ok
+            && accurate
+            && matches!(
+                StepControl::of(self.method, &self.options),
+                Ok(StepControl::Adaptive)
+            )
+    }
+
+    /// The plain forward solve (`f` alone); `rec` keeps what its mode needs.
+    ///
+    /// With `dense` (see [`Context::dense_path`]) it is one integration from `t_0` to
+    /// `t_N`, every output state taken from the dense output of the step that passes it
+    /// (the number of steps does not depend on the number of output times); otherwise it
+    /// restarts at every output time with the step size carried over (outputs are step
+    /// boundaries). Sets [`Context::dense_outputs`] and [`Context::out_step`].
     pub(crate) fn solve_plain(
         &mut self,
         dynamics: &mut dyn Vjp<T>,
         rec: &mut dyn Recorder<T>,
+        dense: bool,
     ) -> Result<()> {
-        let (method, n) = (self.method, self.n);
+        let (method, n, nt) = (self.method, self.n, self.ts.len());
+        self.dense_outputs = dense;
+        self.out_step.clear();
+        self.out_step.resize(nt, 0);
         let mut sys = eval_sys(dynamics, &self.theta);
         let mut opts = self.options.clone();
-        let mut peak_extra = 0usize;
-        for i in 1..self.ts.len() {
-            let (t0, t1) = (self.ts[i - 1], self.ts[i]);
+        let peak_extra = if nt >= 2 {
+            stepper_bytes::<T>(method, n)
+        } else {
+            0
+        };
+        if dense && nt >= 2 {
+            let Context {
+                ts, zs, out_step, ..
+            } = self;
+            zs.resize(nt * n, T::zero());
+            let dir = if ts[nt - 1] > ts[0] {
+                T::one()
+            } else {
+                -T::one()
+            };
             rec.interval(opts.first_step);
             let mut count = 0usize;
-            let y0 = &self.zs[(i - 1) * n..i * n];
-            let st = integrate(method, &mut sys, t0, y0, t1, &opts, |st, sys| {
+            let mut next = 1usize;
+            let (z0, rest) = zs.split_at_mut(n);
+            let st = integrate(method, &mut sys, ts[0], z0, ts[nt - 1], &opts, |st, sys| {
                 count += 1;
-                rec.step(i, count, st, as_dyn(sys))
+                rec.step(count, st, as_dyn(sys))?;
+                // Every output time this step passed, from its interpolant.
+                while next < nt && (ts[next] - st.t()) * dir <= T::zero() {
+                    let out = &mut rest[(next - 1) * n..next * n];
+                    let r = st.interpolate(as_dyn(sys), ts[next], out);
+                    if let Some(e) = sys.take_err() {
+                        return Err(e);
+                    }
+                    r?;
+                    out_step[next] = count - 1;
+                    next += 1;
+                }
+                Ok(())
             })?;
             add_stats(&mut self.stats.forward, st.stats());
-            if let Some(h) = st.next_h() {
-                opts.first_step = Some(h.abs());
+        } else {
+            let mut total = 0usize;
+            for i in 1..nt {
+                let (t0, t1) = (self.ts[i - 1], self.ts[i]);
+                rec.interval(opts.first_step);
+                let mut count = 0usize;
+                let y0 = &self.zs[(i - 1) * n..i * n];
+                let st = integrate(method, &mut sys, t0, y0, t1, &opts, |st, sys| {
+                    count += 1;
+                    rec.step(count, st, as_dyn(sys))
+                })?;
+                total += count;
+                self.out_step[i] = total.saturating_sub(1);
+                add_stats(&mut self.stats.forward, st.stats());
+                if let Some(h) = st.next_h() {
+                    opts.first_step = Some(h.abs());
+                }
+                self.zs.extend_from_slice(st.y());
             }
-            self.zs.extend_from_slice(st.y());
-            peak_extra = peak_extra.max(stepper_bytes::<T>(method, n));
         }
         rec.finish();
         self.stats.peak_bytes = vec_bytes(&self.zs) + rec.bytes() + peak_extra;
         Ok(())
+    }
+
+    /// The integrations of the forward solve as `(first, last)` output indices: one
+    /// `(0, N)` on the dense path, `(i − 1, i)` for every output interval otherwise.
+    pub(crate) fn integrations(&self) -> impl DoubleEndedIterator<Item = (usize, usize)> + use<T> {
+        let nt = self.ts.len();
+        let dense = self.dense_outputs;
+        let count = if nt < 2 {
+            0
+        } else if dense {
+            1
+        } else {
+            nt - 1
+        };
+        (0..count).map(move |j| if dense { (0, nt - 1) } else { (j, j + 1) })
     }
 
     /// Adds the steps of one backward integration `s` and its `nvjp` VJPs to the
@@ -200,20 +290,19 @@ impl<T: Real> Context<T> {
 
 /// What a mode keeps of [`Context::solve_plain`] (every hook defaults to keeping nothing).
 pub(crate) trait Recorder<T: Real> {
-    /// At the start of each output interval, whose first step is `first_step` (`None`:
-    /// the initial-step estimate).
+    /// At the start of each integration (one on the dense path, one per output interval
+    /// otherwise), whose first step is `first_step` (`None`: the initial-step estimate).
     fn interval(&mut self, first_step: Option<T>) {
         let _ = first_step;
     }
-    /// After each accepted step: of output interval `i - 1 → i`, the `count`-th in it.
+    /// After each accepted step, the `count`-th of the current integration.
     fn step(
         &mut self,
-        i: usize,
         count: usize,
         st: &mut Integrator<T>,
         sys: &mut dyn OdeSystem<T>,
     ) -> Result<()> {
-        let _ = (i, count, st, sys);
+        let _ = (count, st, sys);
         Ok(())
     }
     /// After the last interval.

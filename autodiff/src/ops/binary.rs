@@ -60,6 +60,18 @@ pub(crate) fn is_row(b: Shape, out: Shape) -> bool {
     pb[k..] == po[k..] && !b.is_empty()
 }
 
+/// If `b` broadcast to `out` is one block of `out`'s dims repeated over the dims before it
+/// and constant over the dims after it (`b`'s padded dims: 1s, then `out`'s dims
+/// `k..=m`, then 1s), returns `(c, inner)`: the block's length and the length of the run
+/// each of its elements covers. A per-channel bias `[c, 1, 1]` on `[n, c, h, w]` gives
+/// `(c, h·w)`; a row `[h]` on `[n, h]` (see [`is_row`]) gives `(h, 1)`.
+pub(crate) fn channel_block(b: Shape, out: Shape) -> Option<(usize, usize)> {
+    let (pb, po) = (b.padded(), out.padded());
+    let k = pb.iter().position(|&d| d != 1)?;
+    let m = pb.iter().rposition(|&d| d != 1)?;
+    (pb[k..=m] == po[k..=m]).then(|| (po[k..=m].iter().product(), po[m + 1..].iter().product()))
+}
+
 /// Calls `f(out_index, a_index, b_index)` over the broadcast output in row-major order.
 #[inline(always)]
 pub(crate) fn each(bc: &Bc, mut f: impl FnMut(usize, usize, usize)) {
@@ -230,6 +242,24 @@ fn binary_fwd_k<T: Float>(
                         *d = f(p, q);
                     }
                 }
+            } else if sa == shape
+                && let Some((c, inner)) = channel_block(sb, shape)
+            {
+                // A per-channel operand (a convolution's bias): runs of one value.
+                for (dc, xc) in dst
+                    .chunks_exact_mut(c * inner)
+                    .zip(x.chunks_exact(c * inner))
+                {
+                    for ((dr, xr), &q) in dc
+                        .chunks_exact_mut(inner)
+                        .zip(xc.chunks_exact(inner))
+                        .zip(y)
+                    {
+                        for (d, &p) in dr.iter_mut().zip(xr) {
+                            *d = f(p, q);
+                        }
+                    }
+                }
             } else if sb.len() == 1 {
                 let q = y[0];
                 each(bc, |o, ia, _| dst[o] = f(x[ia], q));
@@ -374,6 +404,47 @@ fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
                                 .for_each(|((d, &g), &a)| put(d, g * a)),
                             _ if neg => d.iter_mut().zip(gc).for_each(|(d, &g)| put(d, -g)),
                             _ => d.iter_mut().zip(gc).for_each(|(d, &g)| put(d, g)),
+                        }
+                    }
+                    continue;
+                }
+                // A per-channel `b` (a convolution's bias `[c, 1, 1]` on `[n, c, h, w]`):
+                // runs of `inner` output elements share one element of `b`.
+                if na.shape == n.shape
+                    && matches!(n.op, Op::Add | Op::Sub | Op::Mul)
+                    && let Some((c, inner)) = channel_block(nb.shape, n.shape)
+                {
+                    let neg = matches!(n.op, Op::Sub) && !is_a;
+                    let block = c * inner;
+                    if is_a {
+                        let put = |d: &mut T, v: T| *d = if assign { v } else { *d + v };
+                        for (dc, gc) in gx.chunks_exact_mut(block).zip(g.chunks_exact(block)) {
+                            for ((dr, gr), &b) in dc
+                                .chunks_exact_mut(inner)
+                                .zip(gc.chunks_exact(inner))
+                                .zip(vb)
+                            {
+                                if matches!(n.op, Op::Mul) {
+                                    dr.iter_mut().zip(gr).for_each(|(d, &g)| put(d, g * b));
+                                } else {
+                                    dr.iter_mut().zip(gr).for_each(|(d, &g)| put(d, g));
+                                }
+                            }
+                        }
+                    } else {
+                        for (gc, ac) in g.chunks_exact(block).zip(va.chunks_exact(block)) {
+                            for ((d, gr), ar) in gx
+                                .iter_mut()
+                                .zip(gc.chunks_exact(inner))
+                                .zip(ac.chunks_exact(inner))
+                            {
+                                let s = if matches!(n.op, Op::Mul) {
+                                    gr.iter().zip(ar).fold(T::zero(), |s, (&g, &a)| s + g * a)
+                                } else {
+                                    gr.iter().fold(T::zero(), |s, &g| s + g)
+                                };
+                                *d += if neg { -s } else { s };
+                            }
                         }
                     }
                     continue;

@@ -62,7 +62,8 @@ fn geo(x: Shape, w: Shape, s: usize, p: usize) -> Option<Geo> {
 /// that fall inside the image: `run(col_index, input_index, len)` covers `len`
 /// consecutive columns mapping to `len` consecutive input pixels (stride 1), or single
 /// pixels (stride > 1). Padded positions are not visited. Used by col2im (the scatter
-/// of the general backward); im2col itself goes through a zero-bordered plane.
+/// of the general backward) at stride 1; stride > 1 goes through [`col2im_phased`], and
+/// im2col itself through a zero-bordered plane.
 #[inline(always)]
 fn im2col_walk(g: &Geo, ld: usize, coff: usize, mut run: impl FnMut(usize, usize, usize)) {
     for c in 0..g.c {
@@ -123,12 +124,86 @@ fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     fixed!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
-/// Length of the zero-padded plane scratch that [`im2col`] needs.
-fn pad_len(g: &Geo) -> usize {
+/// Length of the zero-padded plane that [`im2col`] needs (0 without padding).
+fn plane_len(g: &Geo) -> usize {
     if g.p == 0 {
         0
     } else {
         (g.h + 2 * g.p) * (g.w + 2 * g.p)
+    }
+}
+
+/// The `s × s` phase planes of a (padded) `hp × wp` plane under stride `s`: phase
+/// `(a, b)` holds the pixels `(i·s + a, j·s + b)` as a `hq × wq` plane. Returns
+/// `(hq, wq)`.
+fn phase_dims(g: &Geo) -> (usize, usize) {
+    ((g.h + 2 * g.p).div_ceil(g.s), (g.w + 2 * g.p).div_ceil(g.s))
+}
+
+/// Length of the scratch that [`im2col`] and [`col2im_phased`] need: the zero-padded
+/// plane, then (stride > 1) the phase planes.
+fn pad_len(g: &Geo) -> usize {
+    let (hq, wq) = phase_dims(g);
+    plane_len(g) + if g.s > 1 { g.s * g.s * hq * wq } else { 0 }
+}
+
+/// Splits the (padded) plane `pp` (`hp × wp`) into its stride phases `ph` (see
+/// [`phase_dims`]): after this, the pixels a kernel offset `(ki, kj)` reads for the
+/// output positions of one output row are CONTIGUOUS in phase `(ki mod s, kj mod s)`,
+/// starting at `(oy + ki / s, kj / s)`, so im2col copies runs instead of gathering
+/// every `s`-th element `k²` times.
+fn split_phases<T: Copy>(g: &Geo, pp: &[T], ph: &mut [T]) {
+    let (hp, wp) = (g.h + 2 * g.p, g.w + 2 * g.p);
+    let (hq, wq) = phase_dims(g);
+    for a in 0..g.s {
+        for b in 0..g.s {
+            let q = &mut ph[(a * g.s + b) * hq * wq..(a * g.s + b + 1) * hq * wq];
+            for (i, y) in (a..hp).step_by(g.s).enumerate() {
+                let row = &pp[y * wp..(y + 1) * wp];
+                for (d, &v) in q[i * wq..(i + 1) * wq]
+                    .iter_mut()
+                    .zip(row[b..].iter().step_by(g.s))
+                {
+                    *d = v;
+                }
+            }
+        }
+    }
+}
+
+/// col2im of one sample for stride > 1 (the inverse of [`split_phases`] + the phase
+/// copies of [`im2col`]): the columns of each channel are summed into the zeroed phase
+/// planes `ph` by contiguous runs, then added into the unpadded plane of `gx`
+/// (`[C, h·w]`). `coff` is the sample's first column in `col` (leading dimension `ld`).
+fn col2im_phased<T: Float>(g: &Geo, col: &[T], ld: usize, coff: usize, gx: &mut [T], ph: &mut [T]) {
+    let (hq, wq) = phase_dims(g);
+    let (st, hw, hwi) = (g.s, g.ho * g.wo, g.h * g.w);
+    let ph = &mut ph[..st * st * hq * wq];
+    for c in 0..g.c {
+        ph.fill(T::zero());
+        for ki in 0..g.kh {
+            for kj in 0..g.kw {
+                let r = (c * g.kh + ki) * g.kw + kj;
+                let src = &col[r * ld + coff..r * ld + coff + hw];
+                let base = ((ki % st) * st + kj % st) * hq * wq + (ki / st) * wq + kj / st;
+                for (oy, sr) in src.chunks_exact(g.wo).enumerate() {
+                    let at = base + oy * wq;
+                    ph[at..at + g.wo]
+                        .iter_mut()
+                        .zip(sr)
+                        .for_each(|(d, &v)| *d += v);
+                }
+            }
+        }
+        let gxc = &mut gx[c * hwi..(c + 1) * hwi];
+        for iy in 0..g.h {
+            let y = iy + g.p;
+            let row = ((y % st) * st) * hq * wq + (y / st) * wq;
+            for (ix, d) in gxc[iy * g.w..(iy + 1) * g.w].iter_mut().enumerate() {
+                let x = ix + g.p;
+                *d += ph[row + (x % st) * hq * wq + x / st];
+            }
+        }
     }
 }
 
@@ -161,7 +236,8 @@ fn im2col_k<T: Float, const W: usize>(
 ) {
     let (hw, hwi, chw) = (g.ho * g.wo, g.h * g.w, g.c * g.h * g.w);
     let (wp, ld) = (g.w + 2 * g.p, m * hw);
-    let pad = &mut pad[..pad_len(g)];
+    let (hq, wq) = phase_dims(g);
+    let (pad, ph) = pad[..pad_len(g)].split_at_mut(plane_len(g));
     pad.fill(T::zero());
     for s in 0..m {
         let xs = &x[(s0 + s) * chw..(s0 + s + 1) * chw];
@@ -176,6 +252,22 @@ fn im2col_k<T: Float, const W: usize>(
                 }
                 pad
             };
+            if g.s > 1 {
+                split_phases(g, pp, ph);
+                for ki in 0..g.kh {
+                    for kj in 0..g.kw {
+                        let r = (c * g.kh + ki) * g.kw + kj;
+                        let dst = &mut col[r * ld + s * hw..r * ld + (s + 1) * hw];
+                        let base =
+                            ((ki % g.s) * g.s + kj % g.s) * hq * wq + (ki / g.s) * wq + kj / g.s;
+                        for (oy, d) in dst.chunks_exact_mut(g.wo).enumerate() {
+                            let at = base + oy * wq;
+                            copy_run(d, &ph[at..at + g.wo]);
+                        }
+                    }
+                }
+                continue;
+            }
             for ki in 0..g.kh {
                 for kj in 0..g.kw {
                     let r = (c * g.kh + ki) * g.kw + kj;
@@ -184,14 +276,9 @@ fn im2col_k<T: Float, const W: usize>(
                         let src = &pp[(oy * g.s + ki) * wp + kj..];
                         if W > 0 {
                             dst[oy * W..(oy + 1) * W].copy_from_slice(&src[..W]);
-                        } else if g.s == 1 {
-                            let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
-                            d.copy_from_slice(&src[..g.wo]);
                         } else {
                             let d = &mut dst[oy * g.wo..(oy + 1) * g.wo];
-                            for (ox, v) in d.iter_mut().enumerate() {
-                                *v = src[ox * g.s];
-                            }
+                            d.copy_from_slice(&src[..g.wo]);
                         }
                     }
                 }
@@ -438,6 +525,10 @@ fn back_col2im<T: Float>(
             T::gemm(col, ckk, ld, g.o, w, true, gp, false, false);
             for s in s0..s0 + m {
                 let gx = &mut out[xo + s * chw..xo + (s + 1) * chw];
+                if g.s > 1 {
+                    col2im_phased(g, col, ld, (s - s0) * hw, gx, &mut pad[plane_len(g)..]);
+                    continue;
+                }
                 im2col_walk(g, ld, (s - s0) * hw, |ci, xi, l| {
                     gx[xi..xi + l]
                         .iter_mut()

@@ -163,7 +163,7 @@ pub(crate) fn writes_input_grad<T: Float>(t: &Inner<T>, c: crate::tape::Node<T>,
         Op::Add | Op::Sub | Op::Mul => {
             let (a, b) = (t.nodes[c.inputs[0] as usize], t.nodes[c.inputs[1] as usize]);
             a.shape == c.shape
-                && (b.shape == c.shape || binary::is_row(b.shape, c.shape))
+                && (b.shape == c.shape || binary::channel_block(b.shape, c.shape).is_some())
                 && !b.shape.is_empty()
                 && t.nodes[x as usize].shape == c.shape
         }

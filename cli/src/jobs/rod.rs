@@ -32,19 +32,19 @@ pub enum RodCommand {
 #[derive(Debug, Clone, Args, serde::Serialize)]
 pub struct DesignArgs {
     /// Interior nodes of the rod.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::checks::count, allow_negative_numbers = true)]
     pub n: usize,
     /// Tikhonov smoothing weight α ≥ 0 on the rod (R(s) = α/2 ∫ |s'|²).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::checks::nonnegative_f64, allow_negative_numbers = true)]
     pub alpha: f64,
     /// Maximum L-BFGS iterations.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::checks::count, allow_negative_numbers = true)]
     pub iters: usize,
     /// Side m of the plate run (m² unknowns); 0 skips the plate.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = crate::checks::whole_usize, allow_negative_numbers = true)]
     pub plate: usize,
     /// Smoothing weight on the plate.
-    #[arg(long, default_value_t = 1e-8)]
+    #[arg(long, default_value_t = 1e-8, value_parser = crate::checks::nonnegative_f64, allow_negative_numbers = true)]
     pub plate_alpha: f64,
     /// Output directory.
     #[arg(long, default_value = "out/rod")]
@@ -55,13 +55,13 @@ pub struct DesignArgs {
 #[derive(Debug, Clone, Args, serde::Serialize)]
 pub struct ScalingArgs {
     /// Largest number of unknowns (rod n and plate m²), at most 10⁷.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = crate::checks::count, allow_negative_numbers = true)]
     pub max_n: usize,
     /// Repeats per measurement (the minimum is kept).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::checks::count, allow_negative_numbers = true)]
     pub repeats: usize,
     /// Run the O(n²) gradients only while their predicted time stays under this many seconds.
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, value_parser = crate::checks::positive_f64, allow_negative_numbers = true)]
     pub quadratic_budget: f64,
     /// Output directory.
     #[arg(long, default_value = "out/rod")]
@@ -124,6 +124,22 @@ fn design(a: &DesignArgs) -> Result<(), CliError> {
             reason: "smoothing weights must be finite and >= 0".into(),
         });
     }
+    // Measured: about 680 bytes per rod node (n = 10^6: 0.68 GB, 3 x 10^6: 2.0 GB, mostly
+    // the JSON and plot of the solution); the plate's 2-D factor fills in more.
+    let bytes = (a.n as u128).checked_mul(700).and_then(|r| {
+        Some(
+            r.max(
+                (a.plate as u128)
+                    .checked_mul(a.plate as u128)?
+                    .checked_mul(2000)?,
+            ),
+        )
+    });
+    crate::checks::check_memory(
+        &format!("rod design with --n {} --plate {}", a.n, a.plate),
+        bytes,
+    )?;
+    crate::checks::prepare_out_dir(&a.out)?;
     let rod = Rod::new(a.n)?;
     let s_true = rod.sample(&|p| heater(p[0]));
     let start = Instant::now();
@@ -293,6 +309,7 @@ fn scaling(a: &ScalingArgs) -> Result<(), CliError> {
             reason: "must be at least 1".into(),
         });
     }
+    crate::checks::prepare_out_dir(&a.out)?;
     let options = ScalingOptions {
         repeats: a.repeats,
         quadratic_budget: positive("quadratic-budget", a.quadratic_budget)?,

@@ -17,7 +17,7 @@ use crate::plot::{Figure, Series};
 #[derive(Debug, Clone, Args, serde::Serialize)]
 pub struct SensitivityArgs {
     /// Hidden widths W of the 2 → W → W → 2 tanh MLP (P = W² + 6W + 2), comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = MlpFamily::DEFAULT_WIDTHS.to_vec())]
+    #[arg(long, value_delimiter = ',', default_values_t = MlpFamily::DEFAULT_WIDTHS.to_vec(), value_parser = crate::checks::count, allow_hyphen_values = true)]
     pub widths: Vec<usize>,
     /// Gradient modes to time, comma-separated: checkpointed, backsolve,
     /// backsolve-seminorm, direct, forward-jvp, forward-jacobian.
@@ -28,19 +28,19 @@ pub struct SensitivityArgs {
     )]
     pub modes: Vec<String>,
     /// Trajectories in the batch.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = crate::checks::count, allow_negative_numbers = true)]
     pub batch: usize,
     /// End time of the solve (t in [0, t1]).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::checks::positive_f64, allow_negative_numbers = true)]
     pub t1: f64,
     /// rtol = atol of the Dopri5 solves.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-6, value_parser = crate::checks::positive_f64, allow_negative_numbers = true)]
     pub tol: f64,
     /// Timed repetitions per point (the best is kept).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::checks::count, allow_negative_numbers = true)]
     pub repeats: usize,
     /// A mode taking longer than this many seconds for one gradient is not run at larger widths.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = crate::checks::positive_f64, allow_negative_numbers = true)]
     pub time_budget: f64,
     /// Output directory.
     #[arg(long, default_value = "out/sensitivity")]
@@ -49,9 +49,42 @@ pub struct SensitivityArgs {
 
 fn config(a: &SensitivityArgs) -> Result<ScalingConfig<f64>, CliError> {
     let bad = |name, reason: String| CliError::InvalidArgument { name, reason };
-    if a.widths.is_empty() || a.widths.contains(&0) {
-        return Err(bad("widths", "give at least one width, each >= 1".into()));
+    if a.widths.contains(&0) {
+        return Err(bad("widths", "each width must be >= 1".into()));
     }
+    let mut distinct = a.widths.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() != a.widths.len() {
+        return Err(bad(
+            "widths",
+            format!("give each width once, got {:?}", a.widths),
+        ));
+    }
+    if distinct.len() < 2 {
+        return Err(bad(
+            "widths",
+            format!(
+                "give at least two widths (the slopes and crossovers are fitted across them), got {:?}",
+                a.widths
+            ),
+        ));
+    }
+    // The largest model's forward Jacobian (P x states), its tapes and checkpoints.
+    let bytes = distinct.iter().try_fold(0u128, |acc, &w| {
+        let w = w as u128;
+        let p = w.checked_mul(w)?.checked_add(6 * w + 2)?;
+        let states = 2 * a.batch as u128;
+        let per = p.checked_mul(states.checked_add(32)?)?.checked_mul(8)?;
+        Some(acc.max(per))
+    });
+    crate::checks::check_memory(
+        &format!(
+            "sensitivity with --widths up to {}",
+            distinct[distinct.len() - 1]
+        ),
+        bytes,
+    )?;
     if a.batch == 0 || a.repeats == 0 {
         return Err(bad("batch/repeats", "must be at least 1".into()));
     }
@@ -87,6 +120,7 @@ fn config(a: &SensitivityArgs) -> Result<ScalingConfig<f64>, CliError> {
 /// Runs the job: prints the table, writes `sensitivity.{png,svg,json}`.
 pub fn run(a: &SensitivityArgs) -> Result<ScalingTable, CliError> {
     let cfg = config(a)?;
+    crate::checks::prepare_out_dir(&a.out)?;
     let family = MlpFamily::new(a.batch);
     let table = measure(&cfg, |w| family.instance(w))?;
     println!("{table}");

@@ -57,10 +57,10 @@ pub struct SolveArgs {
     #[serde(serialize_with = "serialize_method")]
     pub method: Method,
     /// Relative tolerance (adaptive methods).
-    #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-8, value_parser = crate::checks::positive_f64, allow_negative_numbers = true)]
     pub rtol: f64,
     /// Absolute tolerance (adaptive methods).
-    #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-8, value_parser = crate::checks::positive_f64, allow_negative_numbers = true)]
     pub atol: f64,
     /// Fixed step size: runs any Runge–Kutta method without error control
     /// (required by euler, midpoint, heun and rk4 unless the output grid is the step).
@@ -70,7 +70,7 @@ pub struct SolveArgs {
     #[arg(long, allow_negative_numbers = true)]
     pub t_end: Option<f64>,
     /// Number of output times, evenly spaced, both ends included.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = crate::checks::count, allow_negative_numbers = true)]
     pub samples: usize,
     /// Initial state, comma-separated (default: the problem's own).
     #[arg(long, allow_hyphen_values = true)]
@@ -79,7 +79,7 @@ pub struct SolveArgs {
     #[arg(long, default_value = "-0.1, 2; -2, -0.1", allow_hyphen_values = true)]
     pub matrix: String,
     /// Maximum number of step attempts.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = crate::checks::count, allow_negative_numbers = true)]
     pub max_steps: usize,
     /// Floating-point precision.
     #[arg(long, value_enum, default_value_t = Precision::F64)]
@@ -92,6 +92,9 @@ pub struct SolveArgs {
     #[arg(long, default_value = "out/solve")]
     pub out: PathBuf,
 }
+
+/// The most output times `solve` accepts.
+pub const MAX_SAMPLES: usize = 10_000_000;
 
 /// The statistics of one solve.
 #[derive(Debug, Clone, Serialize)]
@@ -148,7 +151,9 @@ struct Setup {
     phase_pairs: Vec<(usize, usize)>,
 }
 
-fn parse_matrix(text: &str) -> Result<(Vec<f64>, usize), CliError> {
+/// Parses `--matrix`: rows separated by `;`, entries by `,`; returns the entries
+/// row-major and the size of the (square) matrix.
+pub fn parse_matrix(text: &str) -> Result<(Vec<f64>, usize), CliError> {
     let rows: Vec<Vec<f64>> = text
         .split(';')
         .map(|r| parse_list("matrix", r))
@@ -317,6 +322,23 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport, CliError> {
     let mut s = setup(args)?;
     positive("rtol", args.rtol)?;
     positive("atol", args.atol)?;
+    if args.samples > MAX_SAMPLES {
+        return Err(CliError::InvalidArgument {
+            name: "samples",
+            reason: format!(
+                "at most {MAX_SAMPLES} output times (a CSV of 10^7 rows is already ~1 GB), got {}",
+                args.samples
+            ),
+        });
+    }
+    // Measured: about 60 bytes per output value (the states, their CSV text, the plots).
+    crate::checks::check_memory(
+        &format!("solve with --samples {}", args.samples),
+        (args.samples as u128)
+            .checked_mul(s.y0.len() as u128 + 1)
+            .and_then(|v| v.checked_mul(60)),
+    )?;
+    crate::checks::prepare_out_dir(&args.out)?;
     if !is_adaptive(args.method) && args.fixed_step.is_none() {
         return Err(CliError::InvalidArgument {
             name: "fixed-step",
@@ -394,6 +416,10 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport, CliError> {
         ] {
             for e in 3..=10 {
                 let tol = 10f64.powi(-e);
+                // Below 4 epsilons the solver refuses the tolerance (it cannot resolve it).
+                if args.precision == Precision::F32 && tol < 4.0 * f64::from(f32::EPSILON) {
+                    continue;
+                }
                 let mut a = args.clone();
                 a.fixed_step = None;
                 let (ys, stats, seconds) = solve(&mut s, &ts, m, &a, tol, tol)?;

@@ -1,0 +1,121 @@
+//! Neural ODE solves on the W2 workload of issue 18: a 2→64→64→2 tanh field (every weight
+//! and bias `N(0,1)·2/√fan_in`, drawn by `SplitMix64` seed 1 with Box–Muller), a batch of
+//! `B` initial states uniform in `[-1, 1]` (seed 2), `t ∈ [0, 1]`, Dopri5 at
+//! rtol = atol = 1e-6, `f64`, on the autodiff tape (`TapeDynamics`).
+//!
+//! * `neural_ode_solve/many_outputs/*` (item 6): `B = 16`, 2, 11, 101 and 1,001 evenly
+//!   spaced output times, loss = mean of `z(tᵢ)²` over the outputs after `t₀`; the forward solve
+//!   alone and value + gradient in the checkpointed (default) and direct modes. The
+//!   evaluation counts of each case are printed to stderr once (they do not depend on the
+//!   machine's load; `benches/scripts/peers_w2.py` prints diffrax's and torchdiffeq's on
+//!   the same field and states).
+//!
+//! `cargo bench -p benches --bench neural_ode_solve`
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use adjoint::test_problems::SplitMix64;
+use adjoint::{AdjointSolver, GradientMode, Method, Options, TapeDynamics, Vjp};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+
+const D: usize = 2;
+const H: usize = 64;
+const P: usize = D * H + H + H * H + H + H * D + D;
+
+/// `N(0, 1)` by Box–Muller (the draw `peers_w2.py` reproduces).
+fn normal(rng: &mut SplitMix64) -> f64 {
+    let u1 = rng.uniform().max(1e-300);
+    let u2 = rng.uniform();
+    (-2.0 * u1.ln()).sqrt() * (core::f64::consts::TAU * u2).cos()
+}
+
+/// The W2 parameters: per layer the weights (`in × out`, row-major), then the biases.
+fn w2_theta() -> Vec<f64> {
+    let widths = [D, H, H, D];
+    let mut rng = SplitMix64::new(1);
+    let mut th = Vec::with_capacity(P);
+    for l in 0..3 {
+        let r = 2.0 / (widths[l] as f64).sqrt();
+        for _ in 0..(widths[l] + 1) * widths[l + 1] {
+            th.push(r * normal(&mut rng));
+        }
+    }
+    th
+}
+
+fn z0(batch: usize) -> Vec<f64> {
+    let mut rng = SplitMix64::new(2);
+    (0..batch * D).map(|_| rng.uniform_pm1()).collect()
+}
+
+fn field(batch: usize) -> impl Vjp<f64> {
+    TapeDynamics::new(&[batch, D], P, |_tape, _t, z, th| {
+        let (o1, o2) = (D * H + H, D * H + H + H * H + H);
+        let a = (z.matmul(th.view(0, &[D, H])) + th.view(D * H, &[H])).tanh();
+        let a = (a.matmul(th.view(o1, &[H, H])) + th.view(o1 + H * H, &[H])).tanh();
+        a.matmul(th.view(o2, &[H, D])) + th.view(o2 + H * D, &[D])
+    })
+    .expect("valid state shape")
+}
+
+/// Mean of `z²` over every output time after the first (`n` = batch × 2 per output).
+fn loss_after_first(n: usize) -> impl FnMut(&[f64], &mut [f64]) -> f64 {
+    move |zs, dl| {
+        let (zs, dl) = (&zs[n..], &mut dl[n..]);
+        let m = zs.len() as f64;
+        for (g, z) in dl.iter_mut().zip(zs) {
+            *g = 2.0 * z / m;
+        }
+        zs.iter().map(|z| z * z).sum::<f64>() / m
+    }
+}
+
+fn many_outputs(c: &mut Criterion) {
+    const BATCH: usize = 16;
+    let mut f = field(BATCH);
+    let theta = w2_theta();
+    let z0 = z0(BATCH);
+    let opts = Options::with_tol(1e-6, 1e-6);
+    let modes = [GradientMode::checkpointed(), GradientMode::Direct];
+    let mut g = c.benchmark_group("neural_ode_solve/many_outputs");
+    g.sample_size(10).warm_up_time(Duration::from_millis(500));
+    for n_out in [2usize, 11, 101, 1001] {
+        let ts: Vec<f64> = (0..n_out).map(|i| i as f64 / (n_out - 1) as f64).collect();
+        let mut s = AdjointSolver::new(Method::Dopri5, opts.clone());
+        s.forward(&mut f, &z0, &theta, &ts).expect("forward");
+        eprintln!("outputs {n_out:>5}: forward {:?}", s.stats().forward);
+        g.bench_with_input(BenchmarkId::new("forward", n_out), &ts, |b, ts| {
+            b.iter(|| {
+                s.forward(&mut f, black_box(&z0), &theta, ts)
+                    .expect("forward")
+                    .len()
+            })
+        });
+        for mode in &modes {
+            let mut s = AdjointSolver::new(Method::Dopri5, opts.clone()).with_mode(mode.clone());
+            s.value_and_grad(&mut f, &z0, &theta, &ts, loss_after_first(BATCH * D))
+                .expect("gradient");
+            eprintln!("outputs {n_out:>5}: {:<13} {:?}", mode.name(), s.stats());
+            let id = BenchmarkId::new(format!("value_and_grad/{}", mode.name()), n_out);
+            g.bench_with_input(id, &ts, |b, ts| {
+                b.iter(|| {
+                    s.value_and_grad(
+                        &mut f,
+                        black_box(&z0),
+                        &theta,
+                        ts,
+                        loss_after_first(BATCH * D),
+                    )
+                    .expect("gradient")
+                    .0
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, many_outputs);
+criterion_main!(benches);

@@ -1,0 +1,101 @@
+//! ODE-Net benchmarks (Chen et al. 2018, §7.1; `models::odenet`).
+//!
+//! * `odenet/step_mnist_c64/{odenet,rknet,resnet}`: one training step's value + gradient
+//!   (forward pass, cross-entropy, backward pass on a reused tape) on a batch of 64
+//!   images of the shipped MNIST subset (scaled to [0, 1]) at the paper's size: 64
+//!   channels, 32 groups, Dopri5 at rtol = atol = 1e-3 for the ODE models (ODE-Net:
+//!   checkpointed adjoint; RK-Net: backpropagation through the solver), at the
+//!   initial parameters.
+//! * `odenet/step_digits_c16/*`: the same on a batch of 64 8×8 digits with the
+//!   `neuralode odenet` defaults (16 channels, 8 groups).
+//!
+//! Targets (issue 14, item 8): an epoch of ODE-Net on the 5k subset (4,000 training
+//! images, 63 batches of 64) in under a minute on this 2-core machine, i.e.
+//! `odenet/step_mnist_c64/odenet` below 0.95 s; and at least 2× faster than
+//! torchdiffeq's `odeint_adjoint` on the same batch at one thread:
+//! `python models/scripts/odenet_torch.py --data mnist5k --channels 64 --epochs 1`
+//! prints PyTorch's time per batch (the evaluation counts are printed beside it, as
+//! they differ between the two solvers). Figures in `benches/README.md`.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+
+use autodiff::Tape;
+use criterion::{Criterion, criterion_group, criterion_main};
+use models::datasets::{ImageDataset, load_digits, load_mnist_5k};
+use models::odenet::{
+    ConvNetConfig, ImageClassifier, OdeNet, OdeNetConfig, ResNet, ResNetConfig, RkNet,
+};
+
+const BATCH: usize = 64;
+
+/// The first `BATCH` images of `data` after a fixed shuffle-free stride through the
+/// classes (the rows are sorted by label), scaled to [0, 1].
+fn batch(mut data: ImageDataset<f32>) -> (Vec<f32>, Vec<usize>, [usize; 4]) {
+    data.to_unit_range();
+    let [_, c, h, w] = data.shape();
+    let per = c * h * w;
+    let stride = data.len() / BATCH;
+    let mut images = Vec::with_capacity(BATCH * per);
+    let mut labels = Vec::with_capacity(BATCH);
+    for i in 0..BATCH {
+        let k = i * stride;
+        images.extend_from_slice(&data.images()[k * per..(k + 1) * per]);
+        labels.push(data.labels()[k]);
+    }
+    (images, labels, [BATCH, c, h, w])
+}
+
+fn step(
+    net: &mut dyn ImageClassifier<f32>,
+    tape: &mut Tape<f32>,
+    images: &[f32],
+    labels: &[usize],
+    shape: &[usize],
+) -> f32 {
+    tape.reset();
+    tape.set_recording(true);
+    let theta = tape
+        .leaf(net.params(), &[net.n_params()])
+        .expect("parameter leaf");
+    let x = tape.constant(images, shape).expect("image batch");
+    let loss = net.loss(tape, theta, x, labels).expect("loss");
+    tape.backward_scalar(loss).expect("backward");
+    theta.grad().expect("gradient")[0] + loss.item().expect("loss value")
+}
+
+fn group(c: &mut Criterion, name: &str, net: ConvNetConfig, data: ImageDataset<f32>) {
+    let (images, labels, shape) = batch(data);
+    let ode = OdeNetConfig {
+        rtol: 1e-3,
+        atol: 1e-3,
+        ..OdeNetConfig::new(net)
+    };
+    let mut nets: Vec<(&str, Box<dyn ImageClassifier<f32>>)> = vec![
+        ("odenet", Box::new(OdeNet::new(&ode).expect("ODE-Net"))),
+        ("rknet", Box::new(RkNet::new(&ode).expect("RK-Net"))),
+        (
+            "resnet",
+            Box::new(ResNet::new(&ResNetConfig::new(net)).expect("ResNet")),
+        ),
+    ];
+    let mut g = c.benchmark_group(name);
+    g.sample_size(10);
+    let mut tape = Tape::new();
+    for (label, net) in &mut nets {
+        g.bench_function(*label, |b| {
+            b.iter(|| black_box(step(net.as_mut(), &mut tape, &images, &labels, &shape)))
+        });
+    }
+    g.finish();
+}
+
+fn odenet(c: &mut Criterion) {
+    let mnist = load_mnist_5k::<f32>().expect("the shipped MNIST subset");
+    group(c, "odenet/step_mnist_c64", ConvNetConfig::mnist(), mnist);
+    let digits = load_digits::<f32>().expect("the shipped digits");
+    group(c, "odenet/step_digits_c16", ConvNetConfig::digits(), digits);
+}
+
+criterion_group!(benches, odenet);
+criterion_main!(benches);
