@@ -416,6 +416,14 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, CliError> {
         memory_estimate(args, dim),
     )?;
     let norm = normalizes(args).then(|| Normalization::of(&raw));
+    if args.data.is_some() && args.no_normalize {
+        let m = raw.ys.iter().fold(0.0f64, |m, y| m.max(y.abs()));
+        if !(1e-3..=1e3).contains(&m) {
+            eprintln!(
+                "warning: the data reach |y| = {m:.3e}; a tanh MLP learns best on values of order 1 (the loss may stay stuck): drop --no-normalize to train on normalised data"
+            );
+        }
+    }
     let data = match &norm {
         Some(n) => n.apply(&raw)?,
         None => raw.clone(),
