@@ -107,6 +107,36 @@ pub struct Figure {
     pub equal_aspect: bool,
     /// The series, drawn in order with the palette's colours.
     pub series: Vec<Series>,
+    /// Where the legend goes (choose a corner the data leave empty).
+    pub legend: Legend,
+}
+
+/// Corner of the plot that holds the legend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Legend {
+    /// Right edge, halfway up (plotters' default).
+    #[default]
+    MiddleRight,
+    /// Upper left corner.
+    UpperLeft,
+    /// Upper right corner.
+    UpperRight,
+    /// Lower left corner.
+    LowerLeft,
+    /// Lower right corner.
+    LowerRight,
+}
+
+impl Legend {
+    fn position(self) -> SeriesLabelPosition {
+        match self {
+            Legend::MiddleRight => SeriesLabelPosition::MiddleRight,
+            Legend::UpperLeft => SeriesLabelPosition::UpperLeft,
+            Legend::UpperRight => SeriesLabelPosition::UpperRight,
+            Legend::LowerLeft => SeriesLabelPosition::LowerLeft,
+            Legend::LowerRight => SeriesLabelPosition::LowerRight,
+        }
+    }
 }
 
 const SIZE: (u32, u32) = (900, 640);
@@ -141,34 +171,7 @@ impl Figure {
 
     /// Writes `<dir>/<stem>.png` and `<dir>/<stem>.svg` atomically and returns their paths.
     pub fn save(&self, dir: &Path, stem: &str) -> Result<[PathBuf; 2], CliError> {
-        register_font();
-        let png = dir.join(format!("{stem}.png"));
-        let svg = dir.join(format!("{stem}.svg"));
-        let series = self.transformed(stem)?;
-        write_atomic_with(
-            &png,
-            |tmp| {
-                let root = BitMapBackend::new(tmp, SIZE).into_drawing_area();
-                self.draw(&root, &series)?;
-                root.present().map_err(|e| e.to_string())
-            },
-            |reason| CliError::Plot {
-                path: png.clone(),
-                reason,
-            },
-        )?;
-        let mut text = String::new();
-        {
-            let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
-            self.draw(&root, &series)
-                .and_then(|()| root.present().map_err(|e| e.to_string()))
-                .map_err(|reason| CliError::Plot {
-                    path: svg.clone(),
-                    reason,
-                })?;
-        }
-        write_atomic(&svg, text.as_bytes())?;
-        Ok([png, svg])
+        save_panels(std::slice::from_ref(self), dir, stem)
     }
 
     /// The series in plotting coordinates (log10 where an axis is logarithmic), with
@@ -270,11 +273,37 @@ impl Figure {
                     });
             }
             if s.kind == SeriesKind::Segments {
+                // Arrow heads: two strokes at ±25° back from the tip, a third of the arrow
+                // long (at most 9 pixels), drawn in pixel proportions so that they look
+                // alike on any axes.
+                let (w, h) = chart.plotting_area().dim_in_pixel();
+                let (sx, sy) = (f64::from(w) / (x1 - x0), f64::from(h) / (y1 - y0));
+                let head = |a: (f64, f64), b: (f64, f64)| -> [[(f64, f64); 2]; 2] {
+                    let (px, py) = ((b.0 - a.0) * sx, (b.1 - a.1) * sy);
+                    let len = px.hypot(py);
+                    if !len.is_finite() || len <= 0.0 {
+                        return [[b, b], [b, b]];
+                    }
+                    let l = (len / 3.0).min(9.0) / len;
+                    let (c, s) = (25f64.to_radians().cos(), 25f64.to_radians().sin());
+                    let side = |s: f64| {
+                        let (qx, qy) = (-(px * c - py * s) * l, -(px * s + py * c) * l);
+                        [b, (b.0 + qx / sx, b.1 + qy / sy)]
+                    };
+                    [side(s), side(-s)]
+                };
                 chart
                     .draw_series(
                         s.points
                             .chunks_exact(2)
                             .map(|p| PathElement::new([p[0], p[1]], style)),
+                    )
+                    .map_err(err)?;
+                chart
+                    .draw_series(
+                        s.points
+                            .chunks_exact(2)
+                            .flat_map(|p| head(p[0], p[1]).map(|seg| PathElement::new(seg, style))),
                     )
                     .map_err(err)?
                     .label(&s.label)
@@ -302,6 +331,7 @@ impl Figure {
         }
         chart
             .configure_series_labels()
+            .position(self.legend.position())
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font(("sans-serif", 15))
@@ -309,6 +339,60 @@ impl Figure {
             .map_err(err)?;
         Ok(())
     }
+}
+
+/// Writes the figures one above the other (panels sharing nothing but the image) as
+/// `<dir>/<stem>.png` and `<dir>/<stem>.svg`, atomically; returns their paths.
+pub fn save_panels(panels: &[Figure], dir: &Path, stem: &str) -> Result<[PathBuf; 2], CliError> {
+    register_font();
+    let png = dir.join(format!("{stem}.png"));
+    let svg = dir.join(format!("{stem}.svg"));
+    let series = panels
+        .iter()
+        .map(|f| f.transformed(stem))
+        .collect::<Result<Vec<_>, _>>()?;
+    let n = panels.len().max(1) as u32;
+    let size = if n == 1 {
+        SIZE
+    } else {
+        (SIZE.0, SIZE.1 * 3 / 5 * n)
+    };
+    write_atomic_with(
+        &png,
+        |tmp| {
+            let root = BitMapBackend::new(tmp, size).into_drawing_area();
+            draw_panels(&root, panels, &series)?;
+            root.present().map_err(|e| e.to_string())
+        },
+        |reason| CliError::Plot {
+            path: png.clone(),
+            reason,
+        },
+    )?;
+    let mut text = String::new();
+    {
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
+        draw_panels(&root, panels, &series)
+            .and_then(|()| root.present().map_err(|e| e.to_string()))
+            .map_err(|reason| CliError::Plot {
+                path: svg.clone(),
+                reason,
+            })?;
+    }
+    write_atomic(&svg, text.as_bytes())?;
+    Ok([png, svg])
+}
+
+fn draw_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    panels: &[Figure],
+    series: &[Vec<Series>],
+) -> Result<(), String> {
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    for ((fig, s), area) in panels.iter().zip(series).zip(&areas) {
+        fig.draw(area, s)?;
+    }
+    Ok(())
 }
 
 /// A tick label: at most three decimals, trailing zeros dropped (`2000`, `0.25`, `-1.5`).

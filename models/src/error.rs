@@ -48,7 +48,7 @@ pub enum ModelsError {
     #[error(transparent)]
     Solve(#[from] ode_solvers::SolveError),
     /// Saving or loading parameters failed.
-    #[error("checkpoint {path}: {source}")]
+    #[error("checkpoint {path}: {}", checkpoint_words(source))]
     Checkpoint {
         /// The safetensors file.
         path: PathBuf,
@@ -92,4 +92,51 @@ pub enum ModelsError {
     /// A network or optimizer operation failed.
     #[error(transparent)]
     Autodiff(#[from] autodiff::Error),
+}
+
+/// A checkpoint error's message without the advice on Rust API options (`LoadOptions`),
+/// which a user of a program cannot set: what to do instead.
+fn checkpoint_words(e: &autodiff::io::CheckpointError) -> String {
+    e.to_string()
+        .replace(
+            " (set LoadOptions::allow_missing to keep the model's values)",
+            ": the file was saved from another model or configuration",
+        )
+        .replace(
+            " (set LoadOptions::allow_unexpected to ignore it)",
+            ": the file was saved from another model or configuration",
+        )
+        .replace(
+            " (set LoadOptions::convert_dtype to convert F32 <-> F64)",
+            ": convert the file's tensors to the model's float type",
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_errors_name_the_file_and_no_rust_option() {
+        use autodiff::io::CheckpointError;
+        for source in [
+            CheckpointError::MissingTensor {
+                name: "f.0.weight".into(),
+            },
+            CheckpointError::UnexpectedTensor { name: "x".into() },
+            CheckpointError::DtypeMismatch {
+                name: "x".into(),
+                expected: autodiff::io::Dtype::F64,
+                found: "F32".into(),
+            },
+        ] {
+            let e = ModelsError::Checkpoint {
+                path: "run/params.safetensors".into(),
+                source,
+            }
+            .to_string();
+            assert!(e.contains("run/params.safetensors"), "{e}");
+            assert!(!e.contains("LoadOptions"), "{e}");
+        }
+    }
 }

@@ -151,6 +151,7 @@ fn design(a: &DesignArgs) -> Result<(), CliError> {
         &rec,
         start.elapsed().as_secs_f64(),
     )];
+    let mut plate_plot = None;
     if a.plate > 0 {
         let plate = Plate::new(a.plate)?;
         let pi = std::f64::consts::PI;
@@ -164,6 +165,40 @@ fn design(a: &DesignArgs) -> Result<(), CliError> {
             &rec_p,
             start.elapsed().as_secs_f64(),
         ));
+        // The middle row of the plate (y nearest 1/2): true and recovered heater, and
+        // the temperature, against x.
+        let row: Vec<usize> = {
+            let ys: Vec<f64> = (0..plate.n_unknowns()).map(|k| plate.point(k)[1]).collect();
+            let mid = ys
+                .iter()
+                .copied()
+                .min_by(|p, q| (p - 0.5).abs().total_cmp(&(q - 0.5).abs()))
+                .unwrap_or(0.5);
+            (0..ys.len()).filter(|&k| ys[k] == mid).collect()
+        };
+        let line = |v: &[f64], scale: f64| -> Vec<(f64, f64)> {
+            row.iter()
+                .map(|&k| (plate.point(k)[0], v[k] * scale))
+                .collect()
+        };
+        let y_mid = row.first().map_or(0.5, |&k| plate.point(k)[1]);
+        plate_plot = Some(
+            Figure::new(
+                format!(
+                    "Heated plate, {0} x {0}: recovered heater on the row y = {y_mid:.3} (alpha = {1:e})",
+                    a.plate, a.plate_alpha
+                ),
+                "x",
+                "s(x, y);  50 u(x, y)",
+            )
+            .with(Series::line("s* (true heater)", line(&rec_p.s_true, 1.0)).width(7))
+            .with(Series::line("s (recovered)", line(&rec_p.result.s, 1.0)))
+            .with(Series::line("50 u_target", line(&rec_p.target, 50.0)).width(7))
+            .with(Series::line("50 u (recovered)", line(&rec_p.result.u, 50.0))),
+        );
+    }
+    if let Some(fig) = plate_plot {
+        fig.save(&a.out, "plate_design")?;
     }
 
     let xs: Vec<f64> = (0..a.n).map(|k| rod.point(k)[0]).collect();
@@ -226,32 +261,33 @@ fn scaling_figure(table: &ScalingTable, title: &str) -> Figure {
             .filter_map(|r| f(r).map(|t| (r.n as f64, t)))
             .collect()
     };
-    Figure::new(title, "unknowns n", "seconds")
-        .log_log()
-        .with(Series::line_markers(
-            "forward solve (factorisation included)",
-            col(&|r| Some(r.forward)),
-        ))
-        .with(Series::line_markers(
-            "J + gradient, adjoint",
-            col(&|r| Some(r.adjoint)),
-        ))
-        .with(Series::line(
-            "forward solve, factor kept",
-            col(&|r| Some(r.forward_reused)),
-        ))
-        .with(Series::line(
-            "J + gradient, adjoint, factor kept",
-            col(&|r| Some(r.adjoint_reused)),
-        ))
-        .with(Series::line_markers(
-            "J + gradient, forward sensitivities",
-            col(&|r| r.forward_sensitivities),
-        ))
-        .with(Series::line_markers(
-            "J + gradient, central differences",
-            col(&|r| r.finite_differences),
-        ))
+    let mut fig = Figure::new(title, "unknowns n", "seconds").log_log();
+    // The times rise to the right: the upper left corner is empty.
+    fig.legend = crate::plot::Legend::UpperLeft;
+    fig.with(Series::line_markers(
+        "forward solve (factorisation included)",
+        col(&|r| Some(r.forward)),
+    ))
+    .with(Series::line_markers(
+        "J + gradient, adjoint",
+        col(&|r| Some(r.adjoint)),
+    ))
+    .with(Series::line(
+        "forward solve, factor kept",
+        col(&|r| Some(r.forward_reused)),
+    ))
+    .with(Series::line(
+        "J + gradient, adjoint, factor kept",
+        col(&|r| Some(r.adjoint_reused)),
+    ))
+    .with(Series::line_markers(
+        "J + gradient, forward sensitivities",
+        col(&|r| r.forward_sensitivities),
+    ))
+    .with(Series::line_markers(
+        "J + gradient, central differences",
+        col(&|r| r.finite_differences),
+    ))
 }
 
 fn table_json(table: &ScalingTable) -> Value {

@@ -416,6 +416,14 @@ pub fn run(args: &TrainArgs) -> Result<TrainReport, CliError> {
         memory_estimate(args, dim),
     )?;
     let norm = normalizes(args).then(|| Normalization::of(&raw));
+    if args.data.is_some() && args.no_normalize {
+        let m = raw.ys.iter().fold(0.0f64, |m, y| m.max(y.abs()));
+        if !(1e-3..=1e3).contains(&m) {
+            eprintln!(
+                "warning: the data reach |y| = {m:.3e}; a tanh MLP learns best on values of order 1 (the loss may stay stuck): drop --no-normalize to train on normalised data"
+            );
+        }
+    }
     let data = match &norm {
         Some(n) => n.apply(&raw)?,
         None => raw.clone(),
@@ -822,12 +830,26 @@ fn plots(
             (report.history[i].iteration as f64, mean)
         })
         .collect();
-    let mut loss = Figure::new("Training", "iteration", "loss")
-        .with(Series::line("window MSE (per iteration)", losses).width(1))
-        .with(Series::line(format!("window MSE, running mean of {span}"), running).width(3))
-        .with(Series::line_markers("full-trajectory MAE", maes));
-    loss.log_y = true;
-    loss.save(dir, "loss")?;
+    // Two panels: the training loss (a mean squared error over windows) and the
+    // full-trajectory mean absolute error are different quantities in different units.
+    let mut mse = Figure::new(
+        "Training loss",
+        "iteration",
+        "window MSE (squared data units)",
+    )
+    .with(Series::line("window MSE (per iteration)", losses).width(1))
+    .with(Series::line(format!("window MSE, running mean of {span}"), running).width(3));
+    mse.log_y = true;
+    mse.legend = crate::plot::Legend::UpperRight;
+    let mut mae = Figure::new(
+        "Whole trajectory from y(t0)",
+        "iteration",
+        "mean absolute error (data units)",
+    )
+    .with(Series::line_markers("full-trajectory MAE", maes));
+    mae.log_y = true;
+    mae.legend = crate::plot::Legend::UpperRight;
+    crate::plot::save_panels(&[mse, mae], dir, "loss")?;
     Ok(())
 }
 
