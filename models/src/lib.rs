@@ -17,8 +17,8 @@
 //! * [`ode_block`]: the ODE block, an ODE solve as one differentiable operation on the
 //!   autodiff tape (state and parameters in, states at the output times out, backward by
 //!   any gradient mode), so that an ODE sits inside any network. It is the base of every
-//!   model type here ([`odenet`], [`training::NeuralOde`]) and of those still to come
-//!   (CNF / FFJORD, latent ODE, function encoders).
+//!   model type here ([`odenet`], [`training::NeuralOde`], [`cnf`], [`latent`],
+//!   [`function_encoder`]).
 //! * [`training`]: a training loop generic over the model ([`Model`]: parameters, a loss
 //!   on a batch, metrics), the optimizer, the [`DataLoader`](datasets::DataLoader) and
 //!   a per-step callback, with gradient clipping and resumable checkpoints (parameters,
