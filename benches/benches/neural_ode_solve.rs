@@ -10,6 +10,12 @@
 //!   machine's load; `benches/scripts/peers_w2.py` prints diffrax's and torchdiffeq's on
 //!   the same field and states).
 //!
+//! * `neural_ode_solve/controller/*` (item 1): `B = 16` value + gradient (checkpointed,
+//!   loss mean `z(1)²`) and `B = 4096` forward, with our PI controller (Hairer's DOPRI5
+//!   constants, the default) and the I controller of diffrax and torchdiffeq (`α = 0.2`,
+//!   `β = 0`, safety 0.9, factors `[0.2, 10]`); evaluation counts printed to stderr. The
+//!   accuracy side is `cargo run --release -p adjoint --example controller_work_precision`.
+//!
 //! `cargo bench -p benches --bench neural_ode_solve`
 #![allow(missing_docs)]
 
@@ -19,6 +25,7 @@ use std::time::Duration;
 use adjoint::test_problems::SplitMix64;
 use adjoint::{AdjointSolver, GradientMode, Method, Options, TapeDynamics, Vjp};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use ode_solvers::PiController;
 
 const D: usize = 2;
 const H: usize = 64;
@@ -45,7 +52,7 @@ fn w2_theta() -> Vec<f64> {
     th
 }
 
-fn z0(batch: usize) -> Vec<f64> {
+fn initial_states(batch: usize) -> Vec<f64> {
     let mut rng = SplitMix64::new(2);
     (0..batch * D).map(|_| rng.uniform_pm1()).collect()
 }
@@ -76,7 +83,7 @@ fn many_outputs(c: &mut Criterion) {
     const BATCH: usize = 16;
     let mut f = field(BATCH);
     let theta = w2_theta();
-    let z0 = z0(BATCH);
+    let z0 = initial_states(BATCH);
     let opts = Options::with_tol(1e-6, 1e-6);
     let modes = [GradientMode::checkpointed(), GradientMode::Direct];
     let mut g = c.benchmark_group("neural_ode_solve/many_outputs");
@@ -117,5 +124,55 @@ fn many_outputs(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, many_outputs);
+fn controller(c: &mut Criterion) {
+    let theta = w2_theta();
+    let i_controller = PiController {
+        safety: 0.9,
+        min_factor: 0.2,
+        max_factor: 10.0,
+        beta: 0.0,
+        alpha: Some(0.2),
+    };
+    let ts = [0.0, 1.0];
+    let mut g = c.benchmark_group("neural_ode_solve/controller");
+    g.sample_size(10).warm_up_time(Duration::from_millis(500));
+    for (label, ctrl) in [("pi_hairer", None), ("i_alpha_0.2", Some(i_controller))] {
+        let opts = Options {
+            controller: ctrl,
+            ..Options::with_tol(1e-6, 1e-6)
+        };
+        let (mut f, z0) = (field(16), initial_states(16));
+        let mut s = AdjointSolver::new(Method::Dopri5, opts.clone());
+        s.value_and_grad(&mut f, &z0, &theta, &ts, loss_after_first(16 * D))
+            .expect("gradient");
+        eprintln!("controller {label:<12} B = 16: {:?}", s.stats());
+        g.bench_function(BenchmarkId::new("value_and_grad_b16", label), |b| {
+            b.iter(|| {
+                s.value_and_grad(
+                    &mut f,
+                    black_box(&z0),
+                    &theta,
+                    &ts,
+                    loss_after_first(16 * D),
+                )
+                .expect("gradient")
+                .0
+            })
+        });
+        let (mut f, z0) = (field(4096), initial_states(4096));
+        let mut s = AdjointSolver::new(Method::Dopri5, opts);
+        s.forward(&mut f, &z0, &theta, &ts).expect("forward");
+        eprintln!("controller {label:<12} B = 4096: {:?}", s.stats().forward);
+        g.bench_function(BenchmarkId::new("forward_b4096", label), |b| {
+            b.iter(|| {
+                s.forward(&mut f, black_box(&z0), &theta, &ts)
+                    .expect("forward")
+                    .len()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, many_outputs, controller);
 criterion_main!(benches);
