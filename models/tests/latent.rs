@@ -24,8 +24,10 @@ fn tiny_cfg(poisson: bool) -> LatentConfig {
         dec_units: 5,
         enc_max_step: 0.05,
         poisson,
-        rtol: 1e-10,
-        atol: 1e-12,
+        // Outputs come from the dense output, whose error jumps when a perturbation
+        // changes the accepted steps: central differences need it far below their step.
+        rtol: 1e-12,
+        atol: 1e-14,
         seed: 3,
         ..LatentConfig::new(2)
     }
@@ -97,7 +99,10 @@ fn check_gradient_cfg(cfg: LatentConfig, k: usize, beta: f64, tol: f64) {
     model.set_mode(GradientMode::Direct);
     let g_dir = grad_at(&mut model, &theta0, &batch, &noise, k, beta);
     let n = theta0.len();
-    let h = 1e-5;
+    // Step 1e-4: the loss jumps by ~tol·|L| when a perturbation changes the accepted
+    // steps (outputs come from the dense output), so smaller steps amplify that noise;
+    // the O(h²) truncation stays ~1e-7.
+    let h = 1e-4;
     let mut checked = 0;
     let mut names = Vec::new();
     for p in model.params().params() {
@@ -123,6 +128,14 @@ fn check_gradient_cfg(cfg: LatentConfig, k: usize, beta: f64, tol: f64) {
                 "{name}[{i}]: direct {} vs fd {fd}",
                 g_dir[i]
             );
+            // The two modes differ by O(solver tolerance) only, far below the noise of
+            // the differences.
+            assert!(
+                (g_adj[i] - g_dir[i]).abs() < 1e-5 * g_dir[i].abs().max(1.0),
+                "{name}[{i}]: adjoint {} vs direct {}",
+                g_adj[i],
+                g_dir[i]
+            );
             checked += 1;
         }
     }
@@ -137,7 +150,10 @@ fn elbo_gradient_matches_central_differences() {
 
 #[test]
 fn iwae_gradient_matches_central_differences() {
-    check_gradient(false, 3, 1.0);
+    // The IWAE bound's log-sum-exp over draws makes the loss more curved and its solve
+    // (9 latent rows) noisier under perturbation: differences within 1e-4 (measured
+    // 2.5e-5 at worst), while the two gradient modes agree to 1e-5 (checked below).
+    check_gradient_cfg(tiny_cfg(false), 3, 1.0, 1e-4);
 }
 
 #[test]
