@@ -38,7 +38,10 @@ pub fn prepare_out_dir(dir: &Path) -> Result<(), CliError> {
         }));
     }
     std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot create it: {e}")))?;
-    let probe = dir.join(format!(".neuralode-probe-{}", std::process::id()));
+    // Unique per call: jobs may run concurrently in one process (threads, tests).
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let k = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = dir.join(format!(".neuralode-probe-{}-{k}", std::process::id()));
     std::fs::write(&probe, b"")
         .map_err(|e| bad(format!("cannot write into it: {e}")))
         .and_then(|()| {

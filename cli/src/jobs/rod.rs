@@ -98,11 +98,12 @@ fn summary<G: Grid>(name: &str, grid: &G, alpha: f64, rec: &Recovery<f64>, secs:
     let r = &rec.result;
     let j0 = r.report.history.first().copied().unwrap_or(f64::NAN);
     println!(
-        "{name:>5}: {:>7} unknowns, alpha {alpha:.1e}: {} iterations, {} solves, stop {:?}, J {:.3e} (from {j0:.3e}), ‖s − s*‖/‖s*‖ {:.3e}, {secs:.2} s",
+        "{name:<6} {:>9} {alpha:>9.1e} {:>10} {:>7} {:>17} {:>10.3e} {:>10.3e} {:>14.3e} {secs:>9.2}",
         grid.n_unknowns(),
         r.report.iterations,
         r.n_solves,
-        r.report.stop,
+        format!("{:?}", r.report.stop),
+        j0,
         r.misfit,
         rec.relative_error,
     );
@@ -144,6 +145,19 @@ fn design(a: &DesignArgs) -> Result<(), CliError> {
     let s_true = rod.sample(&|p| heater(p[0]));
     let start = Instant::now();
     let rec = recover_heater(&rod, &s_true, &options(a.alpha, a.iters))?;
+    println!(
+        "{:<6} {:>9} {:>9} {:>10} {:>7} {:>17} {:>10} {:>10} {:>14} {:>9}",
+        "grid",
+        "unknowns",
+        "alpha",
+        "iterations",
+        "solves",
+        "stop",
+        "J start",
+        "misfit",
+        "‖s−s*‖/‖s*‖",
+        "seconds"
+    );
     let mut runs = vec![summary(
         "rod",
         &rod,

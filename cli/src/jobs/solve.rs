@@ -380,18 +380,31 @@ pub fn run(args: &SolveArgs) -> Result<SolveReport, CliError> {
         error_reference,
     };
     println!(
-        "{} with {} (rtol {:.1e}, atol {:.1e}, {:?}): {} evaluations, {} accepted, {} rejected steps, {:.3e} s; error at t = {} {:.3e} (vs {})",
+        "{:<12} {:<8} {:<9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>10}  {:<26}",
+        "problem",
+        "method",
+        "precision",
+        "rtol",
+        "atol",
+        "NFE",
+        "accepted",
+        "rejected",
+        "seconds",
+        "error at t_end (against)"
+    );
+    println!(
+        "{:<12} {:<8} {:<9} {:>9.1e} {:>9.1e} {:>8} {:>9} {:>9} {:>10.3e}  {:.3e} at t = {} ({})",
         report.problem,
         report.method,
+        format!("{:?}", args.precision).to_lowercase(),
         report.rtol,
         report.atol,
-        args.precision,
         report.nfe,
         report.accepted,
         report.rejected,
         report.seconds,
-        s.t_end,
         report.error_end,
+        s.t_end,
         report.error_reference
     );
 
