@@ -73,7 +73,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            // 128 + SIGINT, as shells report a program stopped by Ctrl-C (the run was
+            // checkpointed first).
+            if matches!(e, cli::CliError::Interrupted { .. }) {
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
