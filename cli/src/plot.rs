@@ -428,7 +428,7 @@ fn bounds(series: &[Series]) -> (f64, f64, f64, f64) {
 
 /// Registers DejaVu Sans as plotters' "sans-serif" once per process: without a
 /// registered font, text drawing fails (no system fonts are used).
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The embedded font is a valid TrueType file; a failure would surface later as

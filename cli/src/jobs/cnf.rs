@@ -15,7 +15,6 @@
 //! `nll.png/svg` (training loss and test NLL over iterations).
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 use std::time::Instant;
 
 use autodiff::Float;
@@ -509,7 +508,7 @@ fn density_plot<T: Float>(
         ("samples", histogram(&samples, n)),
     ];
     let path = args.out.join(format!("density_{}.png", label(which)));
-    register_font();
+    crate::plot::register_font();
     write_atomic_with(
         &path,
         |tmp: &Path| -> Result<(), String> {
@@ -579,18 +578,6 @@ fn viridis(v: f64) -> RGBColor {
     let (a, b) = (ANCHORS[k], ANCHORS[k + 1]);
     let mix = |p: f64, q: f64| (p + f * (q - p)).round() as u8;
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
-}
-
-/// Registers DejaVu Sans as plotters' "sans-serif" (the panel titles), once.
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-    });
 }
 
 #[cfg(test)]
