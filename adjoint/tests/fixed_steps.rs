@@ -7,30 +7,12 @@
 mod common;
 
 use adjoint::test_problems::{Linear, SplitMix64};
-use adjoint::{AdjointSolver, BackwardSolver, Checkpoints, Error, GradientMode, Method, Options};
+use adjoint::{AdjointSolver, Error, GradientMode, Method, Options};
 use common::{closed_form, rel};
 use ode_solvers::SolveError;
 
 fn modes() -> Vec<GradientMode<f64>> {
-    vec![
-        GradientMode::checkpointed(),
-        GradientMode::Checkpointed {
-            checkpoints: Checkpoints::EveryStep,
-            backward: BackwardSolver::default(),
-        },
-        GradientMode::Checkpointed {
-            checkpoints: Checkpoints::Budget(2),
-            backward: BackwardSolver {
-                seminorm: true,
-                ..BackwardSolver::default()
-            },
-        },
-        GradientMode::backsolve(false),
-        GradientMode::backsolve(true),
-        GradientMode::Direct,
-        GradientMode::Forward,
-        GradientMode::ForwardJvp,
-    ]
+    common::every_mode(2)
 }
 
 struct Case {

@@ -8,29 +8,11 @@ mod common;
 
 use adjoint::audit::{AuditOptions, audit};
 use adjoint::test_problems::{Linear, Mlp, SplitMix64};
-use adjoint::{AdjointSolver, BackwardSolver, Checkpoints, GradientMode, Method, Options};
+use adjoint::{AdjointSolver, GradientMode, Method, Options};
 use common::{closed_form, rel};
 
 fn modes() -> Vec<GradientMode<f64>> {
-    vec![
-        GradientMode::checkpointed(),
-        GradientMode::Checkpointed {
-            checkpoints: Checkpoints::EveryStep,
-            backward: BackwardSolver::default(),
-        },
-        GradientMode::Checkpointed {
-            checkpoints: Checkpoints::Budget(3),
-            backward: BackwardSolver {
-                seminorm: true,
-                ..BackwardSolver::default()
-            },
-        },
-        GradientMode::backsolve(false),
-        GradientMode::backsolve(true),
-        GradientMode::Direct,
-        GradientMode::Forward,
-        GradientMode::ForwardJvp,
-    ]
+    common::every_mode(3)
 }
 
 /// `count` irregular times on `[t0, t1]` (both included), increasing or decreasing.

@@ -1,8 +1,35 @@
-//! The closed form of `ż = A z` and the relative error, shared by the gradient tests.
+//! The closed form of `ż = A z`, the relative error and the list of every gradient mode,
+//! shared by the gradient tests.
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+use adjoint::{BackwardSolver, Checkpoints, GradientMode};
 use ode_solvers::problems::expm;
+
+/// Every gradient mode and variant: checkpointed (default, every step without the
+/// seminorm, a budget of `budget` checkpoints with the seminorm), backsolve with and
+/// without the seminorm, direct, forward sensitivities and their JVP variant.
+pub fn every_mode(budget: usize) -> Vec<GradientMode<f64>> {
+    vec![
+        GradientMode::checkpointed(),
+        GradientMode::Checkpointed {
+            checkpoints: Checkpoints::EveryStep,
+            backward: BackwardSolver::default(),
+        },
+        GradientMode::Checkpointed {
+            checkpoints: Checkpoints::Budget(budget),
+            backward: BackwardSolver {
+                seminorm: true,
+                ..BackwardSolver::default()
+            },
+        },
+        GradientMode::backsolve(false),
+        GradientMode::backsolve(true),
+        GradientMode::Direct,
+        GradientMode::Forward,
+        GradientMode::ForwardJvp,
+    ]
+}
 
 fn matvec(m: &[f64], n: usize, v: &[f64], transpose: bool) -> Vec<f64> {
     (0..n)
