@@ -10,42 +10,12 @@
 //!
 //! Run with `cargo run --release -p adjoint --example controller_work_precision`.
 
-use adjoint::test_problems::SplitMix64;
-use adjoint::{AdjointSolver, Method, Options, TapeDynamics, Vjp};
+use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
+use adjoint::{AdjointSolver, Method, Options};
 use ode_solvers::PiController;
 
 const D: usize = 2;
-const H: usize = 64;
 const BATCH: usize = 16;
-const P: usize = D * H + H + H * H + H + H * D + D;
-
-fn normal(rng: &mut SplitMix64) -> f64 {
-    let u1 = rng.uniform().max(1e-300);
-    let u2 = rng.uniform();
-    (-2.0 * u1.ln()).sqrt() * (core::f64::consts::TAU * u2).cos()
-}
-
-fn w2_theta(seed: u64) -> Vec<f64> {
-    let widths = [D, H, H, D];
-    let mut rng = SplitMix64::new(seed);
-    let mut th = Vec::with_capacity(P);
-    for l in 0..3 {
-        let r = 2.0 / (widths[l] as f64).sqrt();
-        for _ in 0..(widths[l] + 1) * widths[l + 1] {
-            th.push(r * normal(&mut rng));
-        }
-    }
-    th
-}
-
-fn field() -> Result<impl Vjp<f64>, adjoint::Error> {
-    TapeDynamics::new(&[BATCH, D], P, |_tape, _t, z, th| {
-        let (o1, o2) = (D * H + H, D * H + H + H * H + H);
-        let a = (z.matmul(th.view(0, &[D, H])) + th.view(D * H, &[H])).tanh();
-        let a = (a.matmul(th.view(o1, &[H, H])) + th.view(o1 + H * H, &[H])).tanh();
-        a.matmul(th.view(o2, &[H, D])) + th.view(o2 + H * D, &[D])
-    })
-}
 
 fn loss(zs: &[f64], dl: &mut [f64]) -> f64 {
     let n = BATCH * D;
@@ -62,7 +32,7 @@ fn norm(v: &[f64]) -> f64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut f = field()?;
+    let mut f = w2_field(BATCH)?;
     let mut rng = SplitMix64::new(2);
     let z0: Vec<f64> = (0..BATCH * D).map(|_| rng.uniform_pm1()).collect();
     let ts = [0.0, 1.0];

@@ -10,34 +10,11 @@
 
 use std::time::Instant;
 
-use adjoint::test_problems::SplitMix64;
-use adjoint::{AdjointSolver, Checkpoints, Dynamics, GradientMode, Method, Options, TapeDynamics};
+use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
+use adjoint::{AdjointSolver, Checkpoints, Dynamics, GradientMode, Method, Options};
 
 const D: usize = 2;
-const H: usize = 64;
 const BATCH: usize = 16;
-const P: usize = D * H + H + H * H + H + H * D + D;
-
-/// `N(0, 1)` draws by Box–Muller.
-fn normal(rng: &mut SplitMix64) -> f64 {
-    let u1 = rng.uniform().max(1e-300);
-    let u2 = rng.uniform();
-    (-2.0 * u1.ln()).sqrt() * (core::f64::consts::TAU * u2).cos()
-}
-
-/// The W2 parameters: every weight and bias `N(0,1)·2/√fan_in`.
-fn w2_theta(seed: u64) -> Vec<f64> {
-    let widths = [D, H, H, D];
-    let mut rng = SplitMix64::new(seed);
-    let mut th = Vec::new();
-    for l in 0..3 {
-        let r = 2.0 / (widths[l] as f64).sqrt();
-        for _ in 0..(widths[l] + 1) * widths[l + 1] {
-            th.push(r * normal(&mut rng));
-        }
-    }
-    th
-}
 
 /// Mean of `z²` over every output time after the first, and `dL/dz`.
 fn loss(zs: &[f64], dl: &mut [f64]) -> f64 {
@@ -58,12 +35,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let json = std::env::args().any(|a| a == "--json");
     // The field on the autodiff tape, as the benches and the models run it.
-    let mut f = TapeDynamics::new(&[BATCH, D], P, |_tape, _t, z, th| {
-        let (o1, o2) = (D * H + H, D * H + H + H * H + H);
-        let a = (z.matmul(th.view(0, &[D, H])) + th.view(D * H, &[H])).tanh();
-        let a = (a.matmul(th.view(o1, &[H, H])) + th.view(o1 + H * H, &[H])).tanh();
-        a.matmul(th.view(o2, &[H, D])) + th.view(o2 + H * D, &[D])
-    })?;
+    let mut f = w2_field(BATCH)?;
     let theta = w2_theta(1);
     assert_eq!(theta.len(), f.n_params());
     let mut rng = SplitMix64::new(2);

@@ -26,4 +26,12 @@ impl SplitMix64 {
     pub fn uniform_pm1(&mut self) -> f64 {
         2.0 * self.uniform() - 1.0
     }
+    /// `N(0, 1)` by Box–Muller from two uniforms (the draw `benches/scripts/peers_w2.py`
+    /// reproduces bit for bit); used by the test problems only.
+    #[cfg(feature = "test-support")]
+    pub fn normal(&mut self) -> f64 {
+        let u1 = self.uniform().max(1e-300);
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (core::f64::consts::TAU * u2).cos()
+    }
 }

@@ -7,6 +7,8 @@
 //! * [`Mlp`]: the public [`TanhMlp`](crate::TanhMlp) (a batched tanh multilayer
 //!   perceptron with hand-written VJP and JVP) under its test name.
 //! * [`SplitMix64`]: a tiny deterministic generator for test data.
+//! * [`w2_theta`], [`w2_field`]: the W2 workload of the benchmarks (issue 18): the
+//!   2→64→64→2 tanh field on the autodiff tape with weights and biases `N(0,1)·2/√fan_in`.
 
 use ode_solvers::Real;
 
@@ -88,3 +90,37 @@ impl<T: Real> Vjp<T> for Linear {
 
 pub use crate::mlp::TanhMlp as Mlp;
 pub use crate::rng::SplitMix64;
+
+/// Widths of the W2 field's layers.
+pub const W2_WIDTHS: [usize; 4] = [2, 64, 64, 2];
+
+/// Parameters of the W2 field: 4,482.
+pub const W2_PARAMS: usize = 2 * 64 + 64 + 64 * 64 + 64 + 64 * 2 + 2;
+
+/// The W2 parameters drawn from `seed`: per layer the weights (`in × out`, row-major),
+/// then the biases, every one `N(0,1)·2/√fan_in` ([`SplitMix64::normal`]).
+pub fn w2_theta(seed: u64) -> Vec<f64> {
+    let w = W2_WIDTHS;
+    let mut rng = SplitMix64::new(seed);
+    let mut th = Vec::with_capacity(W2_PARAMS);
+    for l in 0..3 {
+        let r = 2.0 / (w[l] as f64).sqrt();
+        for _ in 0..(w[l] + 1) * w[l + 1] {
+            th.push(r * rng.normal());
+        }
+    }
+    th
+}
+
+/// The W2 field `f(z) = tanh(tanh(z W₁ + b₁) W₂ + b₂) W₃ + b₃` on a `[batch, 2]` state,
+/// with the layout of [`w2_theta`].
+#[cfg(feature = "tape")]
+pub fn w2_field(batch: usize) -> Result<impl Vjp<f64>> {
+    let [d, h, _, _] = W2_WIDTHS;
+    crate::TapeDynamics::new(&[batch, d], W2_PARAMS, move |_tape, _t, z, th| {
+        let (o1, o2) = (d * h + h, d * h + h + h * h + h);
+        let a = (z.matmul(th.view(0, &[d, h])) + th.view(d * h, &[h])).tanh();
+        let a = (a.matmul(th.view(o1, &[h, h])) + th.view(o1 + h * h, &[h])).tanh();
+        a.matmul(th.view(o2, &[h, d])) + th.view(o2 + h * d, &[d])
+    })
+}

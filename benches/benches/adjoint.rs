@@ -14,24 +14,14 @@
 
 use std::hint::black_box;
 
-use adjoint::test_problems::{Mlp, SplitMix64};
-use adjoint::{AdjointSolver, Dynamics, GradientMode, Method, Options, TapeDynamics, Vjp};
+use adjoint::test_problems::{Mlp, SplitMix64, w2_field};
+use adjoint::{AdjointSolver, Dynamics, GradientMode, Method, Options, Vjp};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 const D: usize = 2;
 const H: usize = 64;
 const BATCH: usize = 16;
 const P: usize = D * H + H + H * H + H + H * D + D;
-
-fn mlp_tape() -> impl Vjp<f64> {
-    TapeDynamics::new(&[BATCH, D], P, |_tape, _t, z, th| {
-        let (o1, o2) = (D * H + H, D * H + H + H * H + H);
-        let a = (z.matmul(th.view(0, &[D, H])) + th.view(D * H, &[H])).tanh();
-        let a = (a.matmul(th.view(o1, &[H, H])) + th.view(o1 + H * H, &[H])).tanh();
-        a.matmul(th.view(o2, &[H, D])) + th.view(o2 + H * D, &[D])
-    })
-    .expect("valid state shape")
-}
 
 fn loss(zs: &[f64], dl: &mut [f64]) -> f64 {
     let n = BATCH * D;
@@ -45,7 +35,7 @@ fn loss(zs: &[f64], dl: &mut [f64]) -> f64 {
 }
 
 fn neural_ode(c: &mut Criterion) {
-    let mut f = mlp_tape();
+    let mut f = w2_field(BATCH).expect("valid state shape");
     let theta = Mlp::<f64>::new(&[D, H, H, D], BATCH, false)
         .expect("valid widths")
         .init_params(1, 1.0);

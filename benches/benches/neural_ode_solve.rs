@@ -22,49 +22,16 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use adjoint::test_problems::SplitMix64;
-use adjoint::{AdjointSolver, GradientMode, Method, Options, TapeDynamics, Vjp};
+use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
+use adjoint::{AdjointSolver, GradientMode, Method, Options};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ode_solvers::PiController;
 
 const D: usize = 2;
-const H: usize = 64;
-const P: usize = D * H + H + H * H + H + H * D + D;
-
-/// `N(0, 1)` by Box–Muller (the draw `peers_w2.py` reproduces).
-fn normal(rng: &mut SplitMix64) -> f64 {
-    let u1 = rng.uniform().max(1e-300);
-    let u2 = rng.uniform();
-    (-2.0 * u1.ln()).sqrt() * (core::f64::consts::TAU * u2).cos()
-}
-
-/// The W2 parameters: per layer the weights (`in × out`, row-major), then the biases.
-fn w2_theta() -> Vec<f64> {
-    let widths = [D, H, H, D];
-    let mut rng = SplitMix64::new(1);
-    let mut th = Vec::with_capacity(P);
-    for l in 0..3 {
-        let r = 2.0 / (widths[l] as f64).sqrt();
-        for _ in 0..(widths[l] + 1) * widths[l + 1] {
-            th.push(r * normal(&mut rng));
-        }
-    }
-    th
-}
 
 fn initial_states(batch: usize) -> Vec<f64> {
     let mut rng = SplitMix64::new(2);
     (0..batch * D).map(|_| rng.uniform_pm1()).collect()
-}
-
-fn field(batch: usize) -> impl Vjp<f64> {
-    TapeDynamics::new(&[batch, D], P, |_tape, _t, z, th| {
-        let (o1, o2) = (D * H + H, D * H + H + H * H + H);
-        let a = (z.matmul(th.view(0, &[D, H])) + th.view(D * H, &[H])).tanh();
-        let a = (a.matmul(th.view(o1, &[H, H])) + th.view(o1 + H * H, &[H])).tanh();
-        a.matmul(th.view(o2, &[H, D])) + th.view(o2 + H * D, &[D])
-    })
-    .expect("valid state shape")
 }
 
 /// Mean of `z²` over every output time after the first (`n` = batch × 2 per output).
@@ -81,8 +48,8 @@ fn loss_after_first(n: usize) -> impl FnMut(&[f64], &mut [f64]) -> f64 {
 
 fn many_outputs(c: &mut Criterion) {
     const BATCH: usize = 16;
-    let mut f = field(BATCH);
-    let theta = w2_theta();
+    let mut f = w2_field(BATCH).expect("valid state shape");
+    let theta = w2_theta(1);
     let z0 = initial_states(BATCH);
     let opts = Options::with_tol(1e-6, 1e-6);
     let modes = [GradientMode::checkpointed(), GradientMode::Direct];
@@ -125,7 +92,7 @@ fn many_outputs(c: &mut Criterion) {
 }
 
 fn controller(c: &mut Criterion) {
-    let theta = w2_theta();
+    let theta = w2_theta(1);
     let i_controller = PiController {
         safety: 0.9,
         min_factor: 0.2,
@@ -141,7 +108,7 @@ fn controller(c: &mut Criterion) {
             controller: ctrl,
             ..Options::with_tol(1e-6, 1e-6)
         };
-        let (mut f, z0) = (field(16), initial_states(16));
+        let (mut f, z0) = (w2_field(16).expect("valid state shape"), initial_states(16));
         let mut s = AdjointSolver::new(Method::Dopri5, opts.clone());
         s.value_and_grad(&mut f, &z0, &theta, &ts, loss_after_first(16 * D))
             .expect("gradient");
@@ -159,7 +126,10 @@ fn controller(c: &mut Criterion) {
                 .0
             })
         });
-        let (mut f, z0) = (field(4096), initial_states(4096));
+        let (mut f, z0) = (
+            w2_field(4096).expect("valid state shape"),
+            initial_states(4096),
+        );
         let mut s = AdjointSolver::new(Method::Dopri5, opts);
         s.forward(&mut f, &z0, &theta, &ts).expect("forward");
         eprintln!("controller {label:<12} B = 4096: {:?}", s.stats().forward);
