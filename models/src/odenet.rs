@@ -293,7 +293,9 @@ pub trait ImageClassifier<T: Float> {
     }
 
     /// The flat parameter vector, mutably (what an optimizer updates).
-    fn params_mut(&mut self) -> &mut [T];
+    fn params_mut(&mut self) -> &mut [T] {
+        self.store_mut().as_mut_slice()
+    }
 
     /// The parameter store (names and views of every tensor).
     fn store(&self) -> &ParamStore<T>;
@@ -781,10 +783,6 @@ impl<T: Float> ImageClassifier<T> for OdeNet<T> {
         OdeNet::stats(self)
     }
 
-    fn params_mut(&mut self) -> &mut [T] {
-        self.store.as_mut_slice()
-    }
-
     fn store(&self) -> &ParamStore<T> {
         &self.store
     }
@@ -853,10 +851,6 @@ impl<T: Float> ImageClassifier<T> for RkNet<T> {
         RkNet::stats(self)
     }
 
-    fn params_mut(&mut self) -> &mut [T] {
-        self.0.params_mut()
-    }
-
     fn store(&self) -> &ParamStore<T> {
         self.0.store()
     }
@@ -919,10 +913,6 @@ impl<T: Float> ResNet<T> {
 impl<T: Float> ImageClassifier<T> for ResNet<T> {
     fn name(&self) -> &str {
         "ResNet"
-    }
-
-    fn params_mut(&mut self) -> &mut [T] {
-        self.store.as_mut_slice()
     }
 
     fn store(&self) -> &ParamStore<T> {
