@@ -439,15 +439,36 @@ impl<T: Real> Vjp<T> for TanhMlp<T> {
         out_f: &mut [T],
         out_s: &mut [T],
     ) -> Result<()> {
-        self.forward(t, z, theta);
-        let nl = self.widths.len() - 1;
-        out_f.copy_from_slice(&self.acts[nl]);
         let d = self.widths[0];
         let nb = self.batch;
         let n = nb * d;
         let p = self.n_params;
-        debug_assert_eq!(s.len(), n * (p + n));
-        debug_assert_eq!(out_s.len(), n * (p + n));
+        for (what, expected, found) in [
+            ("z of TanhMlp::sensitivity_rhs", n, z.len()),
+            ("theta of TanhMlp::sensitivity_rhs", p, theta.len()),
+            ("out_f of TanhMlp::sensitivity_rhs", n, out_f.len()),
+            (
+                "s of TanhMlp::sensitivity_rhs (n × (P + n))",
+                n * (p + n),
+                s.len(),
+            ),
+            (
+                "out_s of TanhMlp::sensitivity_rhs (n × (P + n))",
+                n * (p + n),
+                out_s.len(),
+            ),
+        ] {
+            if expected != found {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected,
+                    found,
+                });
+            }
+        }
+        self.forward(t, z, theta);
+        let nl = self.widths.len() - 1;
+        out_f.copy_from_slice(&self.acts[nl]);
         // Output layer (linear): the cotangent of its pre-activation `o` for output `(b, i)`
         // is `[o = i]`.
         let last = &mut self.cots[nl];

@@ -203,6 +203,18 @@ where
     /// allows several over one recording), instead of `n` recorded VJPs.
     fn jacobians(&mut self, t: T, z: &[T], theta: &[T], jz: &mut [T], jth: &mut [T]) -> Result<()> {
         let (n, p) = (self.n_states, self.n_params);
+        for (what, expected, found) in [
+            ("jz of TapeDynamics::jacobians (n × n)", n * n, jz.len()),
+            ("jth of TapeDynamics::jacobians (n × P)", n * p, jth.len()),
+        ] {
+            if expected != found {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected,
+                    found,
+                });
+            }
+        }
         self.tape.reset();
         self.tape.set_recording(true);
         let tape = &self.tape;

@@ -272,3 +272,33 @@ fn tape_jacobians_match_vjps() {
         }
     }
 }
+
+/// Wrong buffer lengths are errors, not panics.
+#[test]
+fn wrong_lengths_are_errors() {
+    let mut mlp = Mlp::<f64>::new(&[2, 3, 2], 2, false).unwrap();
+    let (n, p) = (mlp.n_states(), mlp.n_params());
+    let theta = mlp.init_params(1, 1.0);
+    let z = vec![0.1; n];
+    let mut f = vec![0.0; n];
+    let s = vec![0.0; n * (p + n)];
+    let mut short = vec![0.0; n * (p + n) - 1];
+    let r = mlp.sensitivity_rhs(0.0, &z, &theta, &s, &mut f, &mut short);
+    assert!(
+        matches!(r, Err(adjoint::Error::LengthMismatch { .. })),
+        "{r:?}"
+    );
+    let r = mlp.sensitivity_rhs(0.0, &z[1..], &theta, &s, &mut f, &mut short);
+    assert!(
+        matches!(r, Err(adjoint::Error::LengthMismatch { .. })),
+        "{r:?}"
+    );
+    let mut tape =
+        adjoint::TapeDynamics::new(&[2, 2], 2, |_tape, _t, z, th| z * th.view(0, &[2])).unwrap();
+    let (mut jz, mut jth) = (vec![0.0; 16], vec![0.0; 7]);
+    let r = tape.jacobians(0.0, &[0.1; 4], &[1.0, 2.0], &mut jz, &mut jth);
+    assert!(
+        matches!(r, Err(adjoint::Error::LengthMismatch { .. })),
+        "{r:?}"
+    );
+}
