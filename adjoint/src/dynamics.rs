@@ -78,6 +78,54 @@ pub trait Vjp<T: Real>: Dynamics<T> {
             hint: "implement Vjp::jvp and Vjp::has_jvp (or FnDynamics::with_jvp)",
         })
     }
+    /// Whether [`Vjp::jacobians`] is implemented.
+    fn has_jacobians(&self) -> bool {
+        false
+    }
+    /// The explicit Jacobians at one point (optional; see [`Vjp::has_jacobians`]): writes
+    /// `∂f/∂z` into `jz` (`n × n`, row-major) and `∂f/∂θ` into `jth` (`n × P`, row-major).
+    /// Forward sensitivities' Jacobian path ([`Vjp::prefers_jacobians`]) calls it once per
+    /// evaluation when present, and `n` [`Vjp::vjp`]s with unit cotangents otherwise:
+    /// implement it when the `n` products can share work (a tape records the forward
+    /// pass once and runs `n` reverse passes over it).
+    fn jacobians(&mut self, t: T, z: &[T], theta: &[T], jz: &mut [T], jth: &mut [T]) -> Result<()> {
+        let _ = (t, z, theta, jz, jth);
+        Err(Error::MissingCapability {
+            what: "jacobians",
+            hint: "implement Vjp::jacobians and Vjp::has_jacobians, or use GradientMode::Forward without them",
+        })
+    }
+    /// Whether [`Vjp::sensitivity_rhs`] is implemented. When it is,
+    /// [`crate::GradientMode::Forward`] calls it once per evaluation instead of `P + n`
+    /// JVPs or `n` VJPs and an `n × n` by `n × (P + n)` product.
+    fn has_sensitivity_rhs(&self) -> bool {
+        false
+    }
+    /// The right-hand side of forward sensitivities for every tangent column at once
+    /// (optional; see [`Vjp::has_sensitivity_rhs`]).
+    ///
+    /// `s` holds `S = [S_θ, S_z0]`, the `P + n` columns of `∂z/∂θ` then `∂z/∂z0`, column
+    /// `c` at `s[c n..(c + 1) n]` (`n = n_states`, `P = n_params`). Writes
+    /// `out_f = f(t, z, θ)` and `out_s = ∂f/∂z S + [∂f/∂θ, 0]` in the same layout: column
+    /// `c < P` gets `∂f/∂θ_c` added (the tangent of `θ` is the unit vector `e_c`), the last
+    /// `n` columns get nothing. Implement it when the structure of `f` makes the whole
+    /// block cheaper than its columns: e.g. a batch of independent rows has a
+    /// block-diagonal `∂f/∂z` and a `∂f/∂θ` of per-row gradients ([`crate::TanhMlp`]).
+    fn sensitivity_rhs(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        s: &[T],
+        out_f: &mut [T],
+        out_s: &mut [T],
+    ) -> Result<()> {
+        let _ = (t, z, theta, s, out_f, out_s);
+        Err(Error::MissingCapability {
+            what: "sensitivity_rhs",
+            hint: "implement Vjp::sensitivity_rhs and Vjp::has_sensitivity_rhs, or use GradientMode::Forward without them",
+        })
+    }
 }
 
 impl<T: Real, D: Dynamics<T> + ?Sized> Dynamics<T> for &mut D {
@@ -129,6 +177,26 @@ impl<T: Real, D: Vjp<T> + ?Sized> Vjp<T> for &mut D {
         out: &mut [T],
     ) -> Result<()> {
         (**self).jvp(t, z, theta, v_z, v_theta, out)
+    }
+    fn has_jacobians(&self) -> bool {
+        (**self).has_jacobians()
+    }
+    fn jacobians(&mut self, t: T, z: &[T], theta: &[T], jz: &mut [T], jth: &mut [T]) -> Result<()> {
+        (**self).jacobians(t, z, theta, jz, jth)
+    }
+    fn has_sensitivity_rhs(&self) -> bool {
+        (**self).has_sensitivity_rhs()
+    }
+    fn sensitivity_rhs(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        s: &[T],
+        out_f: &mut [T],
+        out_s: &mut [T],
+    ) -> Result<()> {
+        (**self).sensitivity_rhs(t, z, theta, s, out_f, out_s)
     }
 }
 

@@ -77,7 +77,7 @@
 //! | [`GradientMode::Checkpointed`] (default) | continuous adjoint at the tolerances | ∝ steps (or checkpoints + steps/checkpoints) | ≈ one VJP per forward evaluation |
 //! | [`GradientMode::Backsolve`] | approximate: `z` re-integrated backwards | independent of steps | `f` + VJP per evaluation |
 //! | [`GradientMode::Direct`] | exact gradient of the computed solution | ∝ steps | recomputed stages + one VJP each |
-//! | [`GradientMode::Forward`] | continuous sensitivities at the tolerances | `n (P + n)` per output | `P + n` JVPs per evaluation |
+//! | [`GradientMode::Forward`] | continuous sensitivities at the tolerances | `n (P + n)` per output | `P + n` JVPs, `n` VJPs or one block right-hand side per evaluation |
 //!
 //! * **Checkpointed**: the forward pass keeps every accepted step's dense output
 //!   ([`Checkpoints::EveryStep`]) or at most `k` states ([`Checkpoints::Budget`], thinned
@@ -97,9 +97,12 @@
 //!   `benches/README.md`).
 //! * **Direct**: see above. Needs the step sizes, the state at the start of each step and
 //!   recomputes the stages in the backward pass.
-//! * **Forward**: the dynamics' JVP when it has one, otherwise explicit Jacobians from
-//!   `n` VJPs per evaluation ([`Vjp::prefers_jacobians`]; [`TapeDynamics`] prefers the
-//!   Jacobians: its JVP is a double VJP). **ForwardJvp** forces the JVPs.
+//! * **Forward**: the dynamics' block right-hand side [`Vjp::sensitivity_rhs`] when they
+//!   have one ([`TanhMlp`]: per-row `d × d` Jacobian blocks and per-row parameter
+//!   gradients, `O(n (P + n) d)` per evaluation), else their JVP, else explicit Jacobians
+//!   from `n` VJPs per evaluation or one [`Vjp::jacobians`] call ([`Vjp::prefers_jacobians`];
+//!   [`TapeDynamics`] prefers the Jacobians: its JVP is a double VJP). **ForwardJvp**
+//!   forces the JVPs.
 //!
 //! With adaptive steps the forward pass is one integration over `[t₀, t_N]` and the
 //! states at the output times come from the dense output of the steps that pass them, so

@@ -28,6 +28,12 @@ pub struct TanhMlp<T> {
     acts: Vec<Vec<T>>,
     /// Tangents / cotangents per layer.
     tans: Vec<Vec<T>>,
+    /// Per-row cotangents of [`Vjp::sensitivity_rhs`]: `cots[l]` is `widths[l] × n`
+    /// (`n = batch · d`), entry `[k][(b, i)]` the derivative of output `i` of row `b` with
+    /// respect to layer `l`'s pre-activation `k` (its input `z` for `l = 0`).
+    cots: Vec<Vec<T>>,
+    /// The `d × d` Jacobian blocks `∂f_b/∂z_b` of the rows (`[b][i][j]`).
+    jz: Vec<T>,
     scratch_z: Vec<T>,
     scratch_theta: Vec<T>,
 }
@@ -58,6 +64,7 @@ impl<T: Real> TanhMlp<T> {
         }
         let n_params = off + if time_input { widths[1] } else { 0 };
         let bufs = || widths.iter().map(|w| vec![T::zero(); batch * w]).collect();
+        let n = batch * widths[0];
         Ok(TanhMlp {
             widths: widths.to_vec(),
             batch,
@@ -66,6 +73,8 @@ impl<T: Real> TanhMlp<T> {
             n_params,
             acts: bufs(),
             tans: bufs(),
+            cots: widths.iter().map(|w| vec![T::zero(); w * n]).collect(),
+            jz: vec![T::zero(); n * widths[0]],
             scratch_z: vec![T::zero(); batch * widths[0]],
             scratch_theta: vec![T::zero(); n_params],
         })
@@ -119,21 +128,151 @@ impl<T: Real> TanhMlp<T> {
                         *v += t * *c;
                     }
                 }
-                for k in 0..din {
-                    let xk = x[r * din + k];
-                    let wr = &theta[w + k * dout..w + (k + 1) * dout];
-                    for (v, c) in yr.iter_mut().zip(wr) {
-                        *v += xk * *c;
-                    }
-                }
-                if l + 1 < nl {
-                    for v in yr.iter_mut() {
-                        *v = v.tanh();
-                    }
-                }
+            }
+            gemm(y, nb, dout, din, x, false, &theta[w..b], false, true);
+            if l + 1 < nl {
+                tanh_in_place(y);
             }
         }
     }
+}
+
+/// `v = tanh(v)` elementwise: for `f64` (with the `tape` feature) the branch-free kernel
+/// of [`autodiff::vmath`] compiled for the widest vector unit found at run time (libm's
+/// scalar `tanh` would cost most of an evaluation of a wide MLP), else `T::tanh`.
+fn tanh_in_place<T: Real>(v: &mut [T]) {
+    #[cfg(feature = "tape")]
+    if core::any::TypeId::of::<T>() == core::any::TypeId::of::<f64>() {
+        // SAFETY: `T` is `f64` (same type id).
+        tanh_f64_slice(unsafe { cast_mut::<T, f64>(v) });
+        return;
+    }
+    for a in v.iter_mut() {
+        *a = a.tanh();
+    }
+}
+
+#[cfg(feature = "tape")]
+fn tanh_f64_slice(x: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+        fn wide512(x: &mut [f64]) {
+            for v in x {
+                *v = autodiff::vmath::tanh_f64(*v);
+            }
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn wide(x: &mut [f64]) {
+            for v in x {
+                *v = autodiff::vmath::tanh_f64(*v);
+            }
+        }
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: every feature `wide512` is compiled for was detected just above.
+            unsafe { wide512(x) };
+            return;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: AVX2 and FMA were detected just above.
+            unsafe { wide(x) };
+            return;
+        }
+    }
+    for v in x {
+        *v = autodiff::vmath::tanh_f64(*v);
+    }
+}
+
+/// `C (+)= op(A) op(B)` on row-major slices (`op(A)` is `m × k`, stored `k × m` when
+/// `ta`; `op(B)` is `k × n`, stored `n × k` when `tb`; `accumulate` adds to `C`): faer's
+/// kernels through [`autodiff::Float::gemm`] for `f64` and `f32` (with the `tape`
+/// feature), plain loops otherwise.
+#[allow(clippy::too_many_arguments)]
+fn gemm<T: Real>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    tb: bool,
+    accumulate: bool,
+) {
+    #[cfg(feature = "tape")]
+    {
+        use core::any::TypeId;
+        if TypeId::of::<T>() == TypeId::of::<f64>() {
+            // SAFETY: `T` is `f64` (same type id), so the slices reinterpret to themselves.
+            let (c, a, b) =
+                unsafe { (cast_mut::<T, f64>(c), cast::<T, f64>(a), cast::<T, f64>(b)) };
+            <f64 as autodiff::Float>::gemm(c, m, n, k, a, ta, b, tb, accumulate);
+            return;
+        }
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            // SAFETY: `T` is `f32` (same type id).
+            let (c, a, b) =
+                unsafe { (cast_mut::<T, f32>(c), cast::<T, f32>(a), cast::<T, f32>(b)) };
+            <f32 as autodiff::Float>::gemm(c, m, n, k, a, ta, b, tb, accumulate);
+            return;
+        }
+    }
+    gemm_loops(c, m, n, k, a, ta, b, tb, accumulate);
+}
+
+/// [`gemm`] as plain loops (other float types, or without the `tape` feature).
+#[allow(clippy::too_many_arguments)]
+fn gemm_loops<T: Real>(
+    c: &mut [T],
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    ta: bool,
+    b: &[T],
+    tb: bool,
+    accumulate: bool,
+) {
+    if !accumulate {
+        c[..m * n].fill(T::zero());
+    }
+    for i in 0..m {
+        for p in 0..k {
+            let aip = if ta { a[p * m + i] } else { a[i * k + p] };
+            let ci = &mut c[i * n..(i + 1) * n];
+            for (j, cij) in ci.iter_mut().enumerate() {
+                let bpj = if tb { b[j * k + p] } else { b[p * n + j] };
+                *cij += aip * bpj;
+            }
+        }
+    }
+}
+
+/// `x` as a slice of `U`.
+///
+/// # Safety
+/// `T` and `U` must be the same type.
+#[cfg(feature = "tape")]
+unsafe fn cast<T, U>(x: &[T]) -> &[U] {
+    // SAFETY: the caller guarantees `T == U`.
+    unsafe { core::slice::from_raw_parts(x.as_ptr().cast::<U>(), x.len()) }
+}
+
+/// `x` as a mutable slice of `U`.
+///
+/// # Safety
+/// `T` and `U` must be the same type.
+#[cfg(feature = "tape")]
+unsafe fn cast_mut<T, U>(x: &mut [T]) -> &mut [U] {
+    // SAFETY: the caller guarantees `T == U`.
+    unsafe { core::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<U>(), x.len()) }
 }
 
 impl<T: Real> Dynamics<T> for TanhMlp<T> {
@@ -197,20 +336,15 @@ impl<T: Real> Vjp<T> for TanhMlp<T> {
             // Parameter gradients.
             let (gw, rest) = out_theta[w..].split_at_mut(b - w);
             let gb = &mut rest[..dout];
-            gw.fill(T::zero());
             gb.fill(T::zero());
             for r in 0..nb {
                 let dr = &delta[r * dout..(r + 1) * dout];
                 for (g, d) in gb.iter_mut().zip(dr) {
                     *g += *d;
                 }
-                for k in 0..din {
-                    let xk = x[r * din + k];
-                    for (g, d) in gw[k * dout..(k + 1) * dout].iter_mut().zip(dr) {
-                        *g += xk * *d;
-                    }
-                }
             }
+            // gW = xᵀ δ.
+            gemm(gw, din, dout, nb, x, true, delta, false, false);
             if l == 0 && self.time_input {
                 // ∂u₀/∂w_t = t, ∂u₀/∂t = w_t: the bias gradient times t, and its dot with w_t.
                 let start = self.n_params - dout;
@@ -223,18 +357,12 @@ impl<T: Real> Vjp<T> for TanhMlp<T> {
                 dt = gbias.iter().zip(wt).map(|(g, c)| *g * *c).sum();
             }
             // Input cotangent.
+            // gx = δ Wᵀ, times tanh' = 1 − x² below hidden layers.
             let gx = &mut lo[l];
-            for r in 0..nb {
-                let dr = &delta[r * dout..(r + 1) * dout];
-                for k in 0..din {
-                    let wr = &theta[w + k * dout..w + (k + 1) * dout];
-                    let s: T = wr.iter().zip(dr).map(|(c, d)| *c * *d).sum();
-                    gx[r * din + k] = if l > 0 {
-                        let ak = x[r * din + k];
-                        s * (T::one() - ak * ak)
-                    } else {
-                        s
-                    };
+            gemm(gx, nb, din, dout, delta, false, &theta[w..b], true, false);
+            if l > 0 {
+                for (g, a) in gx.iter_mut().zip(x) {
+                    *g *= T::one() - *a * *a;
                 }
             }
         }
@@ -292,5 +420,208 @@ impl<T: Real> Vjp<T> for TanhMlp<T> {
         }
         out.copy_from_slice(&self.tans[nl]);
         Ok(())
+    }
+    fn has_sensitivity_rhs(&self) -> bool {
+        true
+    }
+    /// The rows of the batch are independent and share `θ`, so `∂f/∂z` is block-diagonal
+    /// (`d × d` per row) and column `c` of `∂f/∂θ` is, row by row, a product of the row's
+    /// activation and the row's pre-activation cotangent. One forward pass, one backward
+    /// pass of the `n = batch · d` unit cotangents restricted to their own rows (`d` rows'
+    /// worth of VJPs in all), then one pass over the columns: `O(n (P + n) d)` arithmetic,
+    /// against `P + n` JVPs of a whole batch each.
+    fn sensitivity_rhs(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        s: &[T],
+        out_f: &mut [T],
+        out_s: &mut [T],
+    ) -> Result<()> {
+        let d = self.widths[0];
+        let nb = self.batch;
+        let n = nb * d;
+        let p = self.n_params;
+        for (what, expected, found) in [
+            ("z of TanhMlp::sensitivity_rhs", n, z.len()),
+            ("theta of TanhMlp::sensitivity_rhs", p, theta.len()),
+            ("out_f of TanhMlp::sensitivity_rhs", n, out_f.len()),
+            (
+                "s of TanhMlp::sensitivity_rhs (n × (P + n))",
+                n * (p + n),
+                s.len(),
+            ),
+            (
+                "out_s of TanhMlp::sensitivity_rhs (n × (P + n))",
+                n * (p + n),
+                out_s.len(),
+            ),
+        ] {
+            if expected != found {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected,
+                    found,
+                });
+            }
+        }
+        self.forward(t, z, theta);
+        let nl = self.widths.len() - 1;
+        out_f.copy_from_slice(&self.acts[nl]);
+        // Output layer (linear): the cotangent of its pre-activation `o` for output `(b, i)`
+        // is `[o = i]`.
+        let last = &mut self.cots[nl];
+        last.fill(T::zero());
+        for b in 0..nb {
+            for i in 0..d {
+                last[i * n + b * d + i] = T::one();
+            }
+        }
+        // Backwards: cots[l][k] = g_l(b, k) Σ_o W_l[k, o] cots[l + 1][o], with
+        // g_l = 1 − x_l² for hidden layers and 1 for the input.
+        for l in (0..nl).rev() {
+            let (din, dout) = (self.widths[l], self.widths[l + 1]);
+            let w = self.offsets[l].0;
+            let (lo, hi) = self.cots.split_at_mut(l + 1);
+            let (cin, cout) = (&mut lo[l], &hi[0]);
+            let x = &self.acts[l];
+            for k in 0..din {
+                let row = &mut cin[k * n..(k + 1) * n];
+                row.fill(T::zero());
+                let wr = &theta[w + k * dout..w + (k + 1) * dout];
+                for (o, c) in wr.iter().enumerate() {
+                    for (r, v) in row.iter_mut().zip(&cout[o * n..(o + 1) * n]) {
+                        *r += *c * *v;
+                    }
+                }
+                if l > 0 {
+                    for (b, chunk) in row.chunks_exact_mut(d).enumerate() {
+                        let a = x[b * din + k];
+                        let g = T::one() - a * a;
+                        for v in chunk {
+                            *v *= g;
+                        }
+                    }
+                }
+            }
+        }
+        // The rows' Jacobian blocks, jz[(b, i)][j] = cots[0][j][(b, i)].
+        for r in 0..n {
+            for j in 0..d {
+                self.jz[r * d + j] = self.cots[0][j * n + r];
+            }
+        }
+        let jz = &self.jz;
+        let mut cols = out_s.chunks_exact_mut(n).zip(s.chunks_exact(n));
+        for l in 0..nl {
+            let (din, dout) = (self.widths[l], self.widths[l + 1]);
+            let cot = &self.cots[l + 1];
+            let x = &self.acts[l];
+            // Weights W_l[k, o]: x_l[b, k] · cot[o][(b, i)].
+            for k in 0..din {
+                for o in 0..dout {
+                    let Some((out, sc)) = cols.next() else {
+                        return Ok(());
+                    };
+                    let co = &cot[o * n..(o + 1) * n];
+                    block_rows(jz, d, sc, out, |b, r| x[b * din + k] * co[r]);
+                }
+            }
+            // Biases b_l[o]: cot[o][(b, i)].
+            for o in 0..dout {
+                let Some((out, sc)) = cols.next() else {
+                    return Ok(());
+                };
+                let co = &cot[o * n..(o + 1) * n];
+                block_rows(jz, d, sc, out, |_, r| co[r]);
+            }
+        }
+        if self.time_input {
+            // w_t[o] enters the first pre-activation as t · w_t[o].
+            let cot = &self.cots[1];
+            for o in 0..self.widths[1] {
+                let Some((out, sc)) = cols.next() else {
+                    return Ok(());
+                };
+                let co = &cot[o * n..(o + 1) * n];
+                block_rows(jz, d, sc, out, |_, r| t * co[r]);
+            }
+        }
+        // The columns of S_z0: ∂f/∂z S only.
+        for (out, sc) in cols {
+            block_rows(jz, d, sc, out, |_, _| T::zero());
+        }
+        Ok(())
+    }
+}
+
+/// `out[(b, i)] = extra(b, (b, i)) + Σ_j jz[(b, i)][j] sc[(b, j)]`: one column of
+/// `∂f/∂z S + ∂f/∂θ` with a block-diagonal `∂f/∂z` of `d × d` blocks.
+#[inline(always)]
+fn block_rows<T: Real>(
+    jz: &[T],
+    d: usize,
+    sc: &[T],
+    out: &mut [T],
+    extra: impl Fn(usize, usize) -> T,
+) {
+    if d == 2 {
+        // The common planar case, unrolled.
+        for (b, (o, s)) in out.chunks_exact_mut(2).zip(sc.chunks_exact(2)).enumerate() {
+            let j = &jz[4 * b..4 * b + 4];
+            o[0] = extra(b, 2 * b) + j[0] * s[0] + j[1] * s[1];
+            o[1] = extra(b, 2 * b + 1) + j[2] * s[0] + j[3] * s[1];
+        }
+        return;
+    }
+    for (b, (o, s)) in out.chunks_exact_mut(d).zip(sc.chunks_exact(d)).enumerate() {
+        for (i, oi) in o.iter_mut().enumerate() {
+            let r = b * d + i;
+            let jr = &jz[r * d..(r + 1) * d];
+            let mut acc = extra(b, r);
+            for (a, v) in jr.iter().zip(s) {
+                acc += *a * *v;
+            }
+            *oi = acc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loop fallback against the dispatched product (faer for f64 with `tape`), every
+    /// transposition, with and without accumulation.
+    #[test]
+    fn gemm_loops_match_gemm() {
+        let (m, n, k) = (5, 7, 3);
+        let mut rng = SplitMix64::new(1);
+        let mut draw = |len: usize| (0..len).map(|_| rng.uniform_pm1()).collect::<Vec<f64>>();
+        let (a, b, c0) = (draw(m * k), draw(k * n), draw(m * n));
+        for (ta, tb, acc) in [
+            (false, false, false),
+            (true, false, true),
+            (false, true, false),
+            (true, true, true),
+        ] {
+            let (mut c1, mut c2) = (c0.clone(), c0.clone());
+            gemm(&mut c1, m, n, k, &a, ta, &b, tb, acc);
+            gemm_loops(&mut c2, m, n, k, &a, ta, &b, tb, acc);
+            // Reference: the definition.
+            for i in 0..m {
+                for j in 0..n {
+                    let mut r = if acc { c0[i * n + j] } else { 0.0 };
+                    for p in 0..k {
+                        let x = if ta { a[p * m + i] } else { a[i * k + p] };
+                        let y = if tb { b[j * k + p] } else { b[p * n + j] };
+                        r += x * y;
+                    }
+                    assert!((c1[i * n + j] - r).abs() < 1e-14, "{ta} {tb} {acc}");
+                    assert!((c2[i * n + j] - r).abs() < 1e-14, "{ta} {tb} {acc}");
+                }
+            }
+        }
     }
 }

@@ -22,6 +22,10 @@
 //! evaluation: `O(P)` JVPs of `O(P)` each. Forward sensitivities built from explicit
 //! Jacobians (`n` VJPs per evaluation, then `∂f/∂z S + ∂f/∂θ`) cost `O(n P)` per
 //! evaluation, cheap for tiny states, but still carry `n × (P + n)` sensitivities.
+//! [`GradientMode::Forward`] on [`TanhMlp`] itself takes neither route: its
+//! [`Vjp::sensitivity_rhs`] builds the whole block from per-row Jacobians in
+//! `O(n (P + n) d)` per evaluation (the `forward-jvp` and `forward-jacobian` labels time
+//! the two generic routes).
 //!
 //! # Example
 //!

@@ -75,7 +75,8 @@ pub enum GradientMode<T> {
     /// The tangent columns `S' = ∂f/∂z S + ∂f/∂θ` come from `P + n` JVPs per evaluation,
     /// or from explicit Jacobians (`n` VJPs, then `O(n²(P + n))` products) when the
     /// dynamics say so ([`Vjp::prefers_jacobians`]: no JVP, or an expensive one as
-    /// [`crate::TapeDynamics`]'s).
+    /// [`crate::TapeDynamics`]'s), or from one [`Vjp::sensitivity_rhs`] call per evaluation
+    /// when the dynamics implement it ([`crate::TanhMlp`] does).
     Forward,
     /// Forward sensitivities through the dynamics' JVP for every tangent column whatever
     /// the sizes (`P + n` JVPs per evaluation); an error if the dynamics have no JVP.

@@ -196,6 +196,50 @@ where
         u.grad_into(out)?;
         Ok(())
     }
+    fn has_jacobians(&self) -> bool {
+        true
+    }
+    /// Records the forward pass once and runs one reverse pass per output (the tape
+    /// allows several over one recording), instead of `n` recorded VJPs.
+    fn jacobians(&mut self, t: T, z: &[T], theta: &[T], jz: &mut [T], jth: &mut [T]) -> Result<()> {
+        let (n, p) = (self.n_states, self.n_params);
+        for (what, expected, found) in [
+            ("jz of TapeDynamics::jacobians (n × n)", n * n, jz.len()),
+            ("jth of TapeDynamics::jacobians (n × P)", n * p, jth.len()),
+        ] {
+            if expected != found {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected,
+                    found,
+                });
+            }
+        }
+        self.tape.reset();
+        self.tape.set_recording(true);
+        let tape = &self.tape;
+        let tv = tape.constant(&[t], &[1])?;
+        let zv = tape.leaf(z, &self.state_dims)?;
+        let th = tape.leaf(theta, &[p])?;
+        let y = (self.f)(tape, tv, zv, th);
+        if y.len() != n {
+            return Err(Error::LengthMismatch {
+                what: "output of the TapeDynamics closure (must have as many entries as z)",
+                expected: n,
+                found: y.len(),
+            });
+        }
+        // `zeros` serves as the unit seed e_r, restored after each pass.
+        for r in 0..n {
+            self.zeros[r] = T::one();
+            let res = tape.backward(y, &self.zeros);
+            self.zeros[r] = T::zero();
+            res?;
+            zv.grad_into(&mut jz[r * n..(r + 1) * n])?;
+            th.grad_into(&mut jth[r * p..(r + 1) * p])?;
+        }
+        Ok(())
+    }
 }
 
 impl<T, F> TapeDynamics<T, F>

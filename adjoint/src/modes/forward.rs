@@ -1,6 +1,11 @@
 //! Forward sensitivities: `[z, S_θ, S_z0]` integrated together with
 //! `Ṡ = ∂f/∂z S + ∂f/∂θ`, the sensitivities recorded at every output time; the backward
 //! pass is a contraction with `dL/dz(tᵢ)`.
+//!
+//! Three ways to the tangent columns' right-hand side, chosen per dynamics:
+//! [`Vjp::sensitivity_rhs`] (the whole block `∂f/∂z S + [∂f/∂θ, 0]` in one call, when the
+//! dynamics implement it), explicit Jacobians from `n` VJPs ([`Vjp::prefers_jacobians`]),
+//! or `P + n` JVPs. `ForwardJvp` always takes the JVPs.
 
 use ode_solvers::{Method, Options, Tolerance};
 
@@ -41,6 +46,8 @@ impl<T> Forward<T> {
                 e_theta: Vec::new(),
                 zeros_theta: Vec::new(),
                 jz: Vec::new(),
+                jz_t: Vec::new(),
+                nonzero: Vec::new(),
                 jth: Vec::new(),
                 e_n: Vec::new(),
             },
@@ -65,7 +72,8 @@ impl<T: Real> ModeImpl<T> for Forward<T> {
         let (n, p) = (ctx.n, ctx.p);
         let cols = p + n;
         let m = n + n * cols;
-        let use_jvp = self.jvp_only || !dynamics.prefers_jacobians();
+        let block = !self.jvp_only && dynamics.has_sensitivity_rhs();
+        let use_jvp = !block && (self.jvp_only || !dynamics.prefers_jacobians());
         let y = &mut self.y;
         y.clear();
         y.resize(m, T::zero());
@@ -75,12 +83,13 @@ impl<T: Real> ModeImpl<T> for Forward<T> {
         }
         self.sens.clear();
         self.sens.extend_from_slice(&y[n..]);
-        self.work.size(n, p, use_jvp);
+        self.work.size(n, p, use_jvp || block);
         let mut sys = Guarded::new(SensSys {
             d: dynamics,
             theta: &ctx.theta,
             n,
             p,
+            block,
             use_jvp,
             w: &mut self.work,
             njvp: 0,
@@ -141,7 +150,7 @@ impl<T: Real> ModeImpl<T> for Forward<T> {
         ctx.stats.peak_bytes = vec_bytes(&ctx.zs)
             + vec_bytes(&self.sens)
             + stepper_bytes::<T>(method, m)
-            + (self.work.jz.len() + self.work.jth.len() + 2 * p) * sz;
+            + (2 * self.work.jz.len() + self.work.jth.len() + 2 * p) * sz;
         Ok(())
     }
 
@@ -195,6 +204,12 @@ struct SensWork<T> {
     zeros_theta: Vec<T>,
     /// `∂f/∂z` (`n × n`, row-major; empty with JVPs).
     jz: Vec<T>,
+    /// `∂f/∂z` column-major (column `q` contiguous), for the column updates.
+    jz_t: Vec<T>,
+    /// Rows `lo..hi` outside which column `q` of `∂f/∂z` is zero: a batch of independent
+    /// rows has a block-diagonal `∂f/∂z`, and its products cost `O(n d)` per column
+    /// instead of `O(n²)`.
+    nonzero: Vec<(usize, usize)>,
     /// `∂f/∂θ` (`n × P`, row-major; empty with JVPs).
     jth: Vec<T>,
     e_n: Vec<T>,
@@ -203,10 +218,13 @@ struct SensWork<T> {
 impl<T: Real> SensWork<T> {
     fn size(&mut self, n: usize, p: usize, use_jvp: bool) {
         let (jz, jth) = if use_jvp { (0, 0) } else { (n * n, n * p) };
+        self.nonzero.clear();
+        self.nonzero.resize(if use_jvp { 0 } else { n }, (0, 0));
         for (v, len) in [
             (&mut self.e_theta, p),
             (&mut self.zeros_theta, p),
             (&mut self.jz, jz),
+            (&mut self.jz_t, jz),
             (&mut self.jth, jth),
             (&mut self.e_n, n),
         ] {
@@ -222,6 +240,8 @@ struct SensSys<'a, T: Real> {
     theta: &'a [T],
     n: usize,
     p: usize,
+    /// One [`Vjp::sensitivity_rhs`] call per evaluation.
+    block: bool,
     use_jvp: bool,
     w: &'a mut SensWork<T>,
     njvp: usize,
@@ -235,6 +255,9 @@ impl<T: Real> TryRhs<T> for SensSys<'_, T> {
         let w = &mut *self.w;
         let (z, s) = y.split_at(n);
         let (dz, ds) = dy.split_at_mut(n);
+        if self.block {
+            return self.d.sensitivity_rhs(t, z, self.theta, s, dz, ds);
+        }
         self.d.eval(t, z, self.theta, dz)?;
         if self.use_jvp {
             for col in 0..cols {
@@ -251,34 +274,54 @@ impl<T: Real> TryRhs<T> for SensSys<'_, T> {
             }
             self.njvp += cols;
         } else {
-            for r in 0..n {
-                w.e_n[r] = T::one();
-                let res = self.d.vjp(
-                    t,
-                    z,
-                    self.theta,
-                    &w.e_n,
-                    &mut w.jz[r * n..(r + 1) * n],
-                    &mut w.jth[r * p..(r + 1) * p],
-                );
-                w.e_n[r] = T::zero();
-                res?;
+            if self.d.has_jacobians() {
+                self.d.jacobians(t, z, self.theta, &mut w.jz, &mut w.jth)?;
+            } else {
+                for r in 0..n {
+                    w.e_n[r] = T::one();
+                    let res = self.d.vjp(
+                        t,
+                        z,
+                        self.theta,
+                        &w.e_n,
+                        &mut w.jz[r * n..(r + 1) * n],
+                        &mut w.jth[r * p..(r + 1) * p],
+                    );
+                    w.e_n[r] = T::zero();
+                    res?;
+                }
             }
             self.nvjp += n;
+            // Column q of ∂f/∂z, contiguous, and the rows where it can be non-zero.
+            for q in 0..n {
+                let col = &mut w.jz_t[q * n..(q + 1) * n];
+                for (r, c) in col.iter_mut().enumerate() {
+                    *c = w.jz[r * n + q];
+                }
+                let lo = col.iter().position(|c| *c != T::zero()).unwrap_or(0);
+                let hi = col
+                    .iter()
+                    .rposition(|c| *c != T::zero())
+                    .map_or(0, |h| h + 1);
+                w.nonzero[q] = (lo, hi.max(lo));
+            }
+            // out = ∂f/∂θ_col + Σ_q (∂f/∂z)_{:, q} S_{q, col}, accumulated in the order
+            // q = 0, 1, … per entry; the skipped terms are exact zeros.
             for col in 0..cols {
                 let sc = &s[col * n..(col + 1) * n];
                 let out = &mut ds[col * n..(col + 1) * n];
-                for r in 0..n {
-                    let row = &w.jz[r * n..(r + 1) * n];
-                    let mut acc = if col < p {
-                        w.jth[r * p + col]
-                    } else {
-                        T::zero()
-                    };
-                    for q in 0..n {
-                        acc += row[q] * sc[q];
+                if col < p {
+                    for (r, o) in out.iter_mut().enumerate() {
+                        *o = w.jth[r * p + col];
                     }
-                    out[r] = acc;
+                } else {
+                    out.fill(T::zero());
+                }
+                for (q, (&v, &(lo, hi))) in sc.iter().zip(&w.nonzero).enumerate() {
+                    let jc = &w.jz_t[q * n + lo..q * n + hi];
+                    for (o, j) in out[lo..hi].iter_mut().zip(jc) {
+                        *o += *j * v;
+                    }
                 }
             }
         }
