@@ -476,6 +476,27 @@ impl<'t, T: Float> Var<'t, T> {
         }
     }
 
+    /// Applies a binary tape op that handles a pending left operand itself (the bias add,
+    /// see [`Inner::add_deferred`]); the right one is computed first.
+    #[inline]
+    pub(crate) fn bin_lazy_lhs(
+        self,
+        o: Var<'t, T>,
+        f: impl FnOnce(&mut Inner<T>, Id, Id) -> Id,
+    ) -> Self {
+        let mut i = self.tape.inner.borrow_mut();
+        let id = if std::ptr::eq(self.tape, o.tape) {
+            i.ready(o.id);
+            f(&mut i, self.id, o.id)
+        } else {
+            i.fail(Error::ForeignVar)
+        };
+        Var {
+            tape: self.tape,
+            id,
+        }
+    }
+
     /// Applies a unary tape op (its input's value computed first, see [`Inner::ready`]).
     #[inline]
     pub(crate) fn un(self, f: impl FnOnce(&mut Inner<T>, Id) -> Id) -> Self {
@@ -538,8 +559,13 @@ impl<T: Float> Inner<T> {
     /// entry points for their inputs, `value_into` and the recorded backward pass.
     #[inline]
     pub(crate) fn ready(&mut self, x: Id) {
-        if self.nodes.get(x as usize).is_some_and(|n| n.pending) {
-            self.materialize_add(x);
+        if let Some(n) = self.nodes.get(x as usize)
+            && n.pending
+        {
+            match n.op {
+                Op::Matmul { .. } => self.materialize_matmul(x),
+                _ => self.materialize_add(x),
+            }
         }
     }
 

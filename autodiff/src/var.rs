@@ -51,7 +51,7 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// Broadcasting `self + o`.
     pub fn add(self, o: Self) -> Self {
-        self.bin(o, |t, a, b| t.add_deferred(a, b))
+        self.bin_lazy_lhs(o, |t, a, b| t.add_deferred(a, b))
     }
     /// Broadcasting `self − o`.
     pub fn sub(self, o: Self) -> Self {
@@ -76,7 +76,7 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// Matrix product of 2-D tensors `[m, k] · [k, n]`.
     pub fn matmul(self, o: Self) -> Self {
-        self.bin(o, |t, a, b| t.matmul(a, b, false, false))
+        self.bin(o, |t, a, b| t.matmul_deferred(a, b))
     }
     /// `op(self) · op(o)` with optional transposes, without materialising them.
     pub fn matmul_t(self, o: Self, transpose_self: bool, transpose_o: bool) -> Self {

@@ -666,12 +666,17 @@ fn fused_bias_matches_unfused<T: Float>() {
                 let (a, b2) = (run(true), run(false));
                 let same = |p: &[T], q: &[T]| {
                     p.len() == q.len()
-                        && p.iter().zip(q).all(|(u, v)| u.to_f64_lossy().to_bits() == v.to_f64_lossy().to_bits())
+                        && p.iter()
+                            .zip(q)
+                            .all(|(u, v)| u.to_f64_lossy().to_bits() == v.to_f64_lossy().to_bits())
                 };
                 let ctx = format!("{name} rows {rows} h {h} recording {recording}");
                 assert!(same(&a.0.0, &b2.0.0), "{ctx}: values differ");
                 assert!(same(&a.0.1, &b2.0.1), "{ctx}: the add's value differs");
-                assert!(same(&a.1, &b2.1) && same(&a.2, &b2.2), "{ctx}: grads differ");
+                assert!(
+                    same(&a.1, &b2.1) && same(&a.2, &b2.2),
+                    "{ctx}: grads differ"
+                );
             }
         }
     }
@@ -685,4 +690,74 @@ fn fused_bias_unary_matches_unfused_f64() {
 #[test]
 fn fused_bias_unary_matches_unfused_f32() {
     fused_bias_matches_unfused::<f32>();
+}
+
+/// A product large enough to be deferred (`x·W` with more than 32,768 outputs), then a
+/// bias add and an elementwise op: evaluated by chunks of rows (the product never
+/// stored), it gives the values and gradients of the unfused path (the product read
+/// first) to rounding; reading the product or the sum afterwards gives theirs; a
+/// deferred product used by anything else is computed first.
+fn fused_matmul_bias_matches_unfused<T: Float>() {
+    type U<T> = for<'t> fn(Var<'t, T>) -> Var<'t, T>;
+    let ops: [(&str, U<T>); 3] = [
+        ("tanh", |v| v.tanh()),
+        ("relu", |v| v.relu()),
+        ("sin", |v| v.sin()),
+    ];
+    let tol = 64.0 * T::epsilon().to_f64_lossy();
+    for (rows, k, h) in [(1030usize, 8usize, 64usize), (300, 3, 129)] {
+        let x = values::<T>(1, rows * k, -1.0, 1.0);
+        let w = values::<T>(2, k * h, -1.0, 1.0);
+        let b = values::<T>(3, h, -1.0, 1.0);
+        let seed = values::<T>(4, rows * h, -1.0, 1.0);
+        for (name, f) in ops {
+            for recording in [false, true] {
+                let run = |fused: bool| {
+                    let tape = Tape::<T>::new();
+                    tape.set_recording(recording);
+                    let xv = tape.leaf(&x, &[rows, k]).unwrap();
+                    let wv = tape.leaf(&w, &[k, h]).unwrap();
+                    let bv = tape.leaf(&b, &[h]).unwrap();
+                    let p = xv.matmul(wv);
+                    if !fused {
+                        p.value().unwrap(); // computes the product on its own
+                    }
+                    let s = p + bv;
+                    let y = f(s);
+                    let mut vals = y.value().unwrap();
+                    vals.extend(s.value().unwrap());
+                    vals.extend(p.value().unwrap());
+                    // A deferred product consumed by a non-bias op.
+                    let q = xv.matmul(wv).sum();
+                    vals.push(q.item().unwrap());
+                    if recording {
+                        tape.backward(y, &seed).unwrap();
+                        for v in [xv, wv, bv] {
+                            vals.extend(v.grad().unwrap());
+                        }
+                    }
+                    vals
+                };
+                let (a, u) = (run(true), run(false));
+                assert_eq!(a.len(), u.len());
+                for (i, (p, q)) in a.iter().zip(&u).enumerate() {
+                    let (p, q) = (p.to_f64_lossy(), q.to_f64_lossy());
+                    assert!(
+                        (p - q).abs() <= tol * (1.0 + q.abs()) * (k as f64),
+                        "{name} rows {rows} recording {recording}: index {i}: {p} vs {q}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_matmul_bias_unary_matches_unfused_f64() {
+    fused_matmul_bias_matches_unfused::<f64>();
+}
+
+#[test]
+fn fused_matmul_bias_unary_matches_unfused_f32() {
+    fused_matmul_bias_matches_unfused::<f32>();
 }

@@ -11,6 +11,7 @@
 //! | exp, log, sqrt, square, sin, cos | | `y`, `1/x`, `1/(2y)`, `2x`, `cos x`, `−sin x` |
 
 use super::Op;
+use super::matmul::GEMM_CHUNK;
 use crate::Float;
 use crate::tape::{Id, Inner, split_grad};
 
@@ -79,14 +80,56 @@ impl<T: Float> Inner<T> {
             }
             let (lo, dst) = self.vals.split_at_mut(off);
             let (src, xv) = lo.split_at_mut(n.off);
-            bias_unary_fwd(
-                u,
-                &src[na.off..na.off + len],
-                &src[nb.off..nb.off + lb],
-                if keep { Some(&mut xv[..len]) } else { None },
-                &mut self.scratch[..if keep { 0 } else { chunk }],
-                &mut dst[..len],
-            );
+            if na.pending && matches!(na.op, Op::Matmul { .. }) {
+                // `a = A·W` is deferred too: by chunks of rows, the product goes to a
+                // cache-sized buffer and `f(· + b)` reads it from there (`a` stays
+                // pending: no VJP reads it).
+                let (wa, wb) = (
+                    self.nodes[na.inputs[0] as usize],
+                    self.nodes[na.inputs[1] as usize],
+                );
+                let (m, k) = (na.shape.dim(0), wa.shape.dim(1));
+                let rows = (GEMM_CHUNK / lb).max(1);
+                if self.scratch2.len() < rows * lb {
+                    self.scratch2.resize(rows * lb, T::zero());
+                }
+                let (aw, w) = (&src[wa.off..wa.off + m * k], &src[wb.off..wb.off + k * lb]);
+                let bias = &src[nb.off..nb.off + lb];
+                let mut xv = keep.then_some(&mut xv[..len]);
+                for r0 in (0..m).step_by(rows) {
+                    let h = rows.min(m - r0);
+                    let (r, s) = (r0 * lb, (r0 + h) * lb);
+                    let prod = &mut self.scratch2[..h * lb];
+                    T::gemm(
+                        prod,
+                        h,
+                        lb,
+                        k,
+                        &aw[r0 * k..(r0 + h) * k],
+                        false,
+                        w,
+                        false,
+                        false,
+                    );
+                    bias_unary_fwd(
+                        u,
+                        prod,
+                        bias,
+                        xv.as_deref_mut().map(|x| &mut x[r..s]),
+                        &mut self.scratch[..if keep { 0 } else { chunk }],
+                        &mut dst[r..s],
+                    );
+                }
+            } else {
+                bias_unary_fwd(
+                    u,
+                    &src[na.off..na.off + len],
+                    &src[nb.off..nb.off + lb],
+                    if keep { Some(&mut xv[..len]) } else { None },
+                    &mut self.scratch[..if keep { 0 } else { chunk }],
+                    &mut dst[..len],
+                );
+            }
             if keep {
                 self.nodes[x as usize].pending = false;
             }
