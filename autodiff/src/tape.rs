@@ -23,8 +23,9 @@ pub(crate) struct Node<T> {
     pub n_in: u8,
     /// True if a gradient must flow through this node.
     pub rg: bool,
-    /// True while the value is not computed yet: a bias add `a + b` waiting for the
-    /// elementwise op that may consume it in the same pass (see [`Inner::ready`]).
+    /// True while the value is not computed yet: a bias add `a + b` or a large product
+    /// waiting for the elementwise op that may consume them in the same pass (see
+    /// [`Inner::ready`]).
     pub pending: bool,
 }
 
@@ -554,7 +555,8 @@ impl<T: Float> Inner<T> {
     }
 
     /// Computes the value of node `x` if it is still pending (a bias add recorded by
-    /// [`Inner::binary`] whose consumer did not fuse it). Every path that reads a
+    /// [`Inner::add_deferred`] or a product recorded by [`Inner::matmul_deferred`] that
+    /// no consumer fused, or whose value is asked for later). Every path that reads a
     /// node's value from outside the op that made it goes through here: `Var`'s op
     /// entry points for their inputs, `value_into` and the recorded backward pass.
     #[inline]
