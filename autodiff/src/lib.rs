@@ -121,7 +121,15 @@
 //! that an op overwrites entirely reuse the arena's stale values instead of zeroing
 //! them first, and in the reverse pass a node whose only use is an elementwise op, a
 //! bias add or a matrix product gets its gradient written (`=`) instead of zeroed and
-//! accumulated (tested: a recording poisoned with NaN and inf changes nothing);
+//! accumulated (tested: a recording poisoned with NaN and inf changes nothing); a bias
+//! add `x·W + b` (`b` a row repeated over `x·W`) is recorded with its value deferred,
+//! and an elementwise op applied to it next (`(x·W + b).tanh()`, as users write it)
+//! computes `f(x·W + b)` in one pass over L1-sized row chunks instead of two passes
+//! over tensors that may not fit in L2 (anything else that reads the sum computes it
+//! first; the sum's value is written in the same pass when the op's VJP needs it), and
+//! a large product `x·W` under such a bias add is deferred too and computed by chunks
+//! of rows into a cache-sized buffer that the bias and the op read (its value, which no
+//! VJP reads, is never stored unless something asks for it);
 //! `vzeroupper` follows every faer call: faer's AVX-512 kernels leave the upper halves of
 //! the vector registers dirty, and SSE-encoded code that runs next (glibc's scalar `tanh`,
 //! for one) would pay a state-transition penalty on every instruction until they are

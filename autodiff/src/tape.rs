@@ -23,6 +23,10 @@ pub(crate) struct Node<T> {
     pub n_in: u8,
     /// True if a gradient must flow through this node.
     pub rg: bool,
+    /// True while the value is not computed yet: a bias add `a + b` or a large product
+    /// waiting for the elementwise op that may consume them in the same pass (see
+    /// [`Inner::ready`]).
+    pub pending: bool,
 }
 
 /// Splits the gradient arena for the VJP of node `n` (index `i`): the part below `n`'s
@@ -380,6 +384,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// Copies the value into `out` (length must match).
     pub fn value_into(&self, out: &mut [T]) -> Result<(), Error> {
         self.tape.check(*self)?;
+        self.tape.inner.borrow_mut().ready(self.id);
         let i = self.tape.inner.borrow();
         let n = &i.nodes[self.id as usize];
         let len = n.shape.len();
@@ -460,6 +465,8 @@ impl<'t, T: Float> Var<'t, T> {
     pub(crate) fn bin(self, o: Var<'t, T>, f: impl FnOnce(&mut Inner<T>, Id, Id) -> Id) -> Self {
         let mut i = self.tape.inner.borrow_mut();
         let id = if std::ptr::eq(self.tape, o.tape) {
+            i.ready(self.id);
+            i.ready(o.id);
             f(&mut i, self.id, o.id)
         } else {
             i.fail(Error::ForeignVar)
@@ -470,9 +477,44 @@ impl<'t, T: Float> Var<'t, T> {
         }
     }
 
-    /// Applies a unary tape op.
+    /// Applies a binary tape op that handles a pending left operand itself (the bias add,
+    /// see [`Inner::add_deferred`]); the right one is computed first.
+    #[inline]
+    pub(crate) fn bin_lazy_lhs(
+        self,
+        o: Var<'t, T>,
+        f: impl FnOnce(&mut Inner<T>, Id, Id) -> Id,
+    ) -> Self {
+        let mut i = self.tape.inner.borrow_mut();
+        let id = if std::ptr::eq(self.tape, o.tape) {
+            i.ready(o.id);
+            f(&mut i, self.id, o.id)
+        } else {
+            i.fail(Error::ForeignVar)
+        };
+        Var {
+            tape: self.tape,
+            id,
+        }
+    }
+
+    /// Applies a unary tape op (its input's value computed first, see [`Inner::ready`]).
     #[inline]
     pub(crate) fn un(self, f: impl FnOnce(&mut Inner<T>, Id) -> Id) -> Self {
+        let mut i = self.tape.inner.borrow_mut();
+        i.ready(self.id);
+        let id = f(&mut i, self.id);
+        drop(i);
+        Var {
+            tape: self.tape,
+            id,
+        }
+    }
+
+    /// Applies an elementwise unary op that evaluates a pending bias add itself
+    /// ([`Inner::unary`] fuses `f(a + b)` into one pass).
+    #[inline]
+    pub(crate) fn un_fused(self, f: impl FnOnce(&mut Inner<T>, Id) -> Id) -> Self {
         let id = f(&mut self.tape.inner.borrow_mut(), self.id);
         Var {
             tape: self.tape,
@@ -512,6 +554,23 @@ impl<T: Float> Inner<T> {
         off
     }
 
+    /// Computes the value of node `x` if it is still pending (a bias add recorded by
+    /// [`Inner::add_deferred`] or a product recorded by [`Inner::matmul_deferred`] that
+    /// no consumer fused, or whose value is asked for later). Every path that reads a
+    /// node's value from outside the op that made it goes through here: `Var`'s op
+    /// entry points for their inputs, `value_into` and the recorded backward pass.
+    #[inline]
+    pub(crate) fn ready(&mut self, x: Id) {
+        if let Some(n) = self.nodes.get(x as usize)
+            && n.pending
+        {
+            match n.op {
+                Op::Matmul { .. } => self.materialize_matmul(x),
+                _ => self.materialize_add(x),
+            }
+        }
+    }
+
     #[inline]
     pub(crate) fn node(&self, id: Id) -> Node<T> {
         self.nodes[id as usize]
@@ -535,6 +594,7 @@ impl<T: Float> Inner<T> {
             inputs,
             n_in,
             rg,
+            pending: false,
         });
         id
     }
@@ -741,6 +801,10 @@ impl<T: Float> Inner<T> {
                 lhs: ys,
                 rhs: ss,
             });
+        }
+        // The recorded VJPs read values of any node: compute the deferred ones.
+        for x in 0..self.nodes.len() {
+            self.ready(x as Id);
         }
         let n0 = self.nodes.len();
         self.gvars.clear();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 macro_rules! unary_methods {
     ($($(#[$m:meta])* $name:ident => $u:ident;)*) => {
-        $( $(#[$m])* pub fn $name(self) -> Self { self.un(|t, x| t.unary(UnOp::$u, x)) } )*
+        $( $(#[$m])* pub fn $name(self) -> Self { self.un_fused(|t, x| t.unary(UnOp::$u, x)) } )*
     };
 }
 
@@ -51,7 +51,7 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// Broadcasting `self + o`.
     pub fn add(self, o: Self) -> Self {
-        self.bin(o, |t, a, b| t.binary(Bin::Add, a, b))
+        self.bin_lazy_lhs(o, |t, a, b| t.add_deferred(a, b))
     }
     /// Broadcasting `self − o`.
     pub fn sub(self, o: Self) -> Self {
@@ -76,7 +76,7 @@ impl<'t, T: Float> Var<'t, T> {
 
     /// Matrix product of 2-D tensors `[m, k] · [k, n]`.
     pub fn matmul(self, o: Self) -> Self {
-        self.bin(o, |t, a, b| t.matmul(a, b, false, false))
+        self.bin(o, |t, a, b| t.matmul_deferred(a, b))
     }
     /// `op(self) · op(o)` with optional transposes, without materialising them.
     pub fn matmul_t(self, o: Self, transpose_self: bool, transpose_o: bool) -> Self {
@@ -215,6 +215,9 @@ impl<T: Float> Tape<T> {
             let id = t.fail(crate::Error::ForeignVar);
             return Var { tape: self, id };
         }
+        for v in xs {
+            t.ready(v.id);
+        }
         let first = t.list.len();
         t.list.extend(xs.iter().map(|v| v.id));
         let id = t.concat(first, xs.len(), axis);
@@ -236,6 +239,7 @@ impl<T: Float> Tape<T> {
         }
         for (d, v) in ids.iter_mut().zip(xs) {
             *d = v.id;
+            t.ready(v.id);
         }
         let id = t.custom(op, &ids[..xs.len()]);
         Var { tape: self, id }

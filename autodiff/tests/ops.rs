@@ -183,6 +183,46 @@ fn cases<T: Float>() -> Vec<Case<T>> {
             },
             true,
         ),
+        // A bias add followed by an elementwise op is fused into one pass (the add's
+        // value deferred): every op through that path, its value read afterwards, and a
+        // rank-4 tensor with a 2-D bias.
+        c(
+            "bias_add_then_unary",
+            bn1,
+            |x| {
+                let n = x.shape().dim(1);
+                let b = || x.view(0, &[n]);
+                let a = (x + b()).tanh() + (x + b()).sigmoid() + (x + b()).exp();
+                // (relu's fused path is in `fused_bias_matches_unfused`: `x + b` may sit
+                // on its kink here, where differences are no derivative.)
+                let c = (x + b()).softplus() + (x + b()).sin();
+                let d = (x + b()).cos() + (x + b()).neg() + (x + b()).square();
+                let l = (x + b()).square().add_scalar(T::one()).log();
+                let r = (x + b()).square().add_scalar(T::one()).sqrt();
+                a + c + d + l + r
+            },
+            true,
+        ),
+        c(
+            "bias_add_read_after_fusion",
+            bn1,
+            |x| {
+                let n = x.shape().dim(1);
+                let s = x + x.view(0, &[n]);
+                s.tanh().mul(s) + s.sigmoid().matmul(s.transpose()).matmul(s)
+            },
+            true,
+        ),
+        c(
+            "bias_add_rank4",
+            img4,
+            |x| {
+                let d = x.shape().dims().to_vec();
+                let b = x.view(0, &[d[2], d[3]]);
+                (x + b).tanh() + (x + b).softplus().square()
+            },
+            true,
+        ),
         c("neg", bn, |x| (-x).square(), true),
         c("tanh", bn, |x| x.tanh(), true),
         c("relu", bn, |x| x.relu().square(), true),
@@ -582,4 +622,142 @@ proptest! {
     fn grad_of_grad_every_op_f32(b in 1usize..4, n in 1usize..5, seed in any::<u64>()) {
         graph_all::<f32>(b, n, seed);
     }
+}
+
+/// The fused bias add + elementwise op (one pass over row chunks, the add's value
+/// deferred) gives the values and gradients of the two-pass path (the add's value read
+/// first), bit for bit, across chunk boundaries (rows that do not divide the chunk, a
+/// row longer than a chunk), recording on and off, f64 and f32.
+fn fused_bias_matches_unfused<T: Float>() {
+    type U<T> = for<'t> fn(Var<'t, T>) -> Var<'t, T>;
+    let ops: [(&str, U<T>); 8] = [
+        ("tanh", |v| v.tanh()),
+        ("sigmoid", |v| v.sigmoid()),
+        ("relu", |v| v.relu()),
+        ("softplus", |v| v.softplus()),
+        ("sin", |v| v.sin()),
+        ("exp", |v| v.exp()),
+        ("square", |v| v.square()),
+        ("sqrt", |v| v.square().sqrt()),
+    ];
+    for (rows, h) in [(1000usize, 5usize), (3, 3000), (7, 64), (2, 1)] {
+        let x = values::<T>(rows as u64, rows * h, -2.0, 2.0);
+        let b = values::<T>(h as u64 + 7, h, -1.0, 1.0);
+        let seed = values::<T>(11, rows * h, -1.0, 1.0);
+        for (name, f) in ops {
+            for recording in [false, true] {
+                let run = |fused: bool| {
+                    let tape = Tape::<T>::new();
+                    tape.set_recording(recording);
+                    let xv = tape.leaf(&x, &[rows, h]).unwrap();
+                    let bv = tape.leaf(&b, &[h]).unwrap();
+                    let s = xv + bv;
+                    if !fused {
+                        s.value().unwrap(); // computes the add on its own
+                    }
+                    let y = f(s);
+                    let out = (y.value().unwrap(), s.value().unwrap());
+                    if !recording {
+                        return (out, vec![], vec![]);
+                    }
+                    tape.backward(y, &seed).unwrap();
+                    (out, xv.grad().unwrap(), bv.grad().unwrap())
+                };
+                let (a, b2) = (run(true), run(false));
+                let same = |p: &[T], q: &[T]| {
+                    p.len() == q.len()
+                        && p.iter()
+                            .zip(q)
+                            .all(|(u, v)| u.to_f64_lossy().to_bits() == v.to_f64_lossy().to_bits())
+                };
+                let ctx = format!("{name} rows {rows} h {h} recording {recording}");
+                assert!(same(&a.0.0, &b2.0.0), "{ctx}: values differ");
+                assert!(same(&a.0.1, &b2.0.1), "{ctx}: the add's value differs");
+                assert!(
+                    same(&a.1, &b2.1) && same(&a.2, &b2.2),
+                    "{ctx}: grads differ"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_bias_unary_matches_unfused_f64() {
+    fused_bias_matches_unfused::<f64>();
+}
+
+#[test]
+fn fused_bias_unary_matches_unfused_f32() {
+    fused_bias_matches_unfused::<f32>();
+}
+
+/// A product large enough to be deferred (`x·W` with more than 32,768 outputs), then a
+/// bias add and an elementwise op: evaluated by chunks of rows (the product never
+/// stored), it gives the values and gradients of the unfused path (the product read
+/// first) to rounding; reading the product or the sum afterwards gives theirs; a
+/// deferred product used by anything else is computed first.
+fn fused_matmul_bias_matches_unfused<T: Float>() {
+    type U<T> = for<'t> fn(Var<'t, T>) -> Var<'t, T>;
+    let ops: [(&str, U<T>); 3] = [
+        ("tanh", |v| v.tanh()),
+        ("relu", |v| v.relu()),
+        ("sin", |v| v.sin()),
+    ];
+    let tol = 64.0 * T::epsilon().to_f64_lossy();
+    for (rows, k, h) in [(1030usize, 8usize, 64usize), (300, 3, 129)] {
+        let x = values::<T>(1, rows * k, -1.0, 1.0);
+        let w = values::<T>(2, k * h, -1.0, 1.0);
+        let b = values::<T>(3, h, -1.0, 1.0);
+        let seed = values::<T>(4, rows * h, -1.0, 1.0);
+        for (name, f) in ops {
+            for recording in [false, true] {
+                let run = |fused: bool| {
+                    let tape = Tape::<T>::new();
+                    tape.set_recording(recording);
+                    let xv = tape.leaf(&x, &[rows, k]).unwrap();
+                    let wv = tape.leaf(&w, &[k, h]).unwrap();
+                    let bv = tape.leaf(&b, &[h]).unwrap();
+                    let p = xv.matmul(wv);
+                    if !fused {
+                        p.value().unwrap(); // computes the product on its own
+                    }
+                    let s = p + bv;
+                    let y = f(s);
+                    let mut vals = y.value().unwrap();
+                    vals.extend(s.value().unwrap());
+                    vals.extend(p.value().unwrap());
+                    // A deferred product consumed by a non-bias op.
+                    let q = xv.matmul(wv).sum();
+                    vals.push(q.item().unwrap());
+                    if recording {
+                        tape.backward(y, &seed).unwrap();
+                        for v in [xv, wv, bv] {
+                            vals.extend(v.grad().unwrap());
+                        }
+                    }
+                    vals
+                };
+                let (a, u) = (run(true), run(false));
+                assert_eq!(a.len(), u.len());
+                for (i, (p, q)) in a.iter().zip(&u).enumerate() {
+                    let (p, q) = (p.to_f64_lossy(), q.to_f64_lossy());
+                    assert!(
+                        (p - q).abs() <= tol * (1.0 + q.abs()) * (k as f64),
+                        "{name} rows {rows} recording {recording}: index {i}: {p} vs {q}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_matmul_bias_unary_matches_unfused_f64() {
+    fused_matmul_bias_matches_unfused::<f64>();
+}
+
+#[test]
+fn fused_matmul_bias_unary_matches_unfused_f32() {
+    fused_matmul_bias_matches_unfused::<f32>();
 }

@@ -126,6 +126,57 @@ impl<T: Float> Inner<T> {
         self.push(op, shape, off, &[a, b])
     }
 
+    /// `a + b` from the public API: a bias add (`b` a row repeated over `a`, as in
+    /// `x·W + b`) is recorded with its value deferred, so that an elementwise op applied
+    /// to it next (`.tanh()`) computes `f(x·W + b)` in one pass over cache-sized chunks
+    /// instead of two passes over the whole (often larger than L2) tensor. Anything
+    /// else that reads it computes it first ([`Inner::ready`]). Internal callers (the
+    /// recorded VJPs) use [`Inner::add`], which never defers.
+    pub(crate) fn add_deferred(&mut self, a: Id, b: Id) -> Id {
+        // Only a deferred product may stay pending under a deferred add.
+        if !matches!(self.node(a).op, Op::Matmul { .. }) {
+            self.ready(a);
+        }
+        let (na, nb) = (self.node(a), self.node(b));
+        if na.shape.len() > nb.shape.len()
+            && !nb.shape.is_empty()
+            && !self.check_finite
+            && let Some((shape, _)) = broadcast(na.shape, nb.shape)
+            && na.shape == shape
+            && is_row(nb.shape, shape)
+        {
+            let off = self.alloc_uninit(shape.len());
+            let id = self.push(Op::Add, shape, off, &[a, b]);
+            self.nodes[id as usize].pending = true;
+            return id;
+        }
+        self.ready(a);
+        self.binary(Bin::Add, a, b)
+    }
+
+    /// Computes the value of the pending bias add `c` (see [`Inner::ready`]).
+    pub(crate) fn materialize_add(&mut self, c: Id) {
+        let n = self.node(c);
+        self.ready(n.inputs[0]);
+        let (na, nb) = (self.node(n.inputs[0]), self.node(n.inputs[1]));
+        if let Some((shape, bc)) = broadcast(na.shape, nb.shape) {
+            let len = shape.len();
+            // Inputs are recorded before `c`: their values lie below its offset.
+            let (src, dst) = self.vals.split_at_mut(n.off);
+            let x = &src[na.off..na.off + na.shape.len()];
+            let y = &src[nb.off..nb.off + nb.shape.len()];
+            binary_fwd(
+                Bin::Add,
+                x,
+                y,
+                &mut dst[..len],
+                (na.shape, nb.shape, shape),
+                &bc,
+            );
+        }
+        self.nodes[c as usize].pending = false;
+    }
+
     pub(crate) fn add(&mut self, a: Id, b: Id) -> Id {
         self.binary(Bin::Add, a, b)
     }

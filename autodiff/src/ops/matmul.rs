@@ -52,6 +52,58 @@ impl<T: Float> Inner<T> {
         self.push(Op::Matmul { ta, tb }, shape, off, &[a, b])
     }
 
+    /// `a · b` from the public API: a product with more than `2·GEMM_CHUNK` outputs is
+    /// recorded with its value deferred, so that a bias add and an elementwise op
+    /// applied to it next (`(x·W + b).tanh()`) run by chunks of rows, each chunk's
+    /// product still in cache when the bias and the op read it (see [`Inner::unary`]).
+    /// Anything else that reads it computes it first ([`Inner::ready`]); its VJP reads
+    /// only its inputs.
+    pub(crate) fn matmul_deferred(&mut self, a: Id, b: Id) -> Id {
+        let (na, nb) = (self.node(a), self.node(b));
+        if na.shape.rank() == 2
+            && nb.shape.rank() == 2
+            && na.shape.dim(1) == nb.shape.dim(0)
+            && na.shape.dim(0) * nb.shape.dim(1) > 2 * GEMM_CHUNK
+            && !self.check_finite
+            && let Ok(shape) = Shape::new(&[na.shape.dim(0), nb.shape.dim(1)])
+        {
+            let off = self.alloc_uninit(shape.len());
+            let id = self.push(
+                Op::Matmul {
+                    ta: false,
+                    tb: false,
+                },
+                shape,
+                off,
+                &[a, b],
+            );
+            self.nodes[id as usize].pending = true;
+            return id;
+        }
+        self.matmul(a, b, false, false)
+    }
+
+    /// Computes the value of the pending product `c` (see [`Inner::ready`]).
+    pub(crate) fn materialize_matmul(&mut self, c: Id) {
+        let n = self.node(c);
+        let (na, nb) = (self.node(n.inputs[0]), self.node(n.inputs[1]));
+        let (m, nn, k) = (na.shape.dim(0), nb.shape.dim(1), na.shape.dim(1));
+        // Inputs are recorded before `c`: their values lie below its offset.
+        let (src, dst) = self.vals.split_at_mut(n.off);
+        T::gemm(
+            &mut dst[..m * nn],
+            m,
+            nn,
+            k,
+            &src[na.off..na.off + m * k],
+            false,
+            &src[nb.off..nb.off + k * nn],
+            false,
+            false,
+        );
+        self.nodes[c as usize].pending = false;
+    }
+
     /// Transpose of a 2-D tensor.
     pub(crate) fn transpose(&mut self, x: Id) -> Id {
         let n = self.node(x);
@@ -70,6 +122,10 @@ impl<T: Float> Inner<T> {
         self.push(Op::Transpose, shape, off, &[x])
     }
 }
+
+/// Elements of `C` per chunk of rows when a deferred product is evaluated together with
+/// the bias add and elementwise op that follow it (128 KB of f64: the chunk stays in L2).
+pub(crate) const GEMM_CHUNK: usize = 16384;
 
 /// `dst (+)= srcᵀ` for a row-major `r × c` source.
 fn transpose_into<T: Float>(src: &[T], dst: &mut [T], r: usize, c: usize, acc: bool) {

@@ -11,6 +11,7 @@
 //! | exp, log, sqrt, square, sin, cos | | `y`, `1/x`, `1/(2y)`, `2x`, `cos x`, `−sin x` |
 
 use super::Op;
+use super::matmul::GEMM_CHUNK;
 use crate::Float;
 use crate::tape::{Id, Inner, split_grad};
 
@@ -32,6 +33,14 @@ pub(crate) enum UnOp {
 }
 
 impl UnOp {
+    /// True if the fast VJP reads the op's input (not only its output).
+    pub(crate) fn vjp_reads_input(self) -> bool {
+        matches!(
+            self,
+            UnOp::Relu | UnOp::Softplus | UnOp::Log | UnOp::Square | UnOp::Sin | UnOp::Cos
+        )
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             UnOp::Neg => "neg",
@@ -59,9 +68,76 @@ impl<T: Float> Inner<T> {
         let n = self.node(x);
         let len = n.shape.len();
         let off = self.alloc_uninit(len);
-        let (src, dst) = self.vals.split_at_mut(off);
-        let (s, d) = (&src[n.off..n.off + len], &mut dst[..len]);
-        unary_fwd(u, s, d);
+        if n.pending {
+            // `x = a + b` (a bias add, deferred): `f(a + b)` in one pass. `x`'s value is
+            // written too when the VJP of `f` reads it; otherwise it stays pending.
+            let (na, nb) = (self.node(n.inputs[0]), self.node(n.inputs[1]));
+            let keep = self.recording && u.vjp_reads_input();
+            let lb = nb.shape.len();
+            let chunk = (BIAS_CHUNK / lb).max(1) * lb;
+            if !keep && self.scratch.len() < chunk {
+                self.scratch.resize(chunk, T::zero());
+            }
+            let (lo, dst) = self.vals.split_at_mut(off);
+            let (src, xv) = lo.split_at_mut(n.off);
+            if na.pending && matches!(na.op, Op::Matmul { .. }) {
+                // `a = A·W` is deferred too: by chunks of rows, the product goes to a
+                // cache-sized buffer and `f(· + b)` reads it from there (`a` stays
+                // pending: no VJP reads it).
+                let (wa, wb) = (
+                    self.nodes[na.inputs[0] as usize],
+                    self.nodes[na.inputs[1] as usize],
+                );
+                let (m, k) = (na.shape.dim(0), wa.shape.dim(1));
+                let rows = (GEMM_CHUNK / lb).max(1);
+                if self.scratch2.len() < rows * lb {
+                    self.scratch2.resize(rows * lb, T::zero());
+                }
+                let (aw, w) = (&src[wa.off..wa.off + m * k], &src[wb.off..wb.off + k * lb]);
+                let bias = &src[nb.off..nb.off + lb];
+                let mut xv = keep.then_some(&mut xv[..len]);
+                for r0 in (0..m).step_by(rows) {
+                    let h = rows.min(m - r0);
+                    let (r, s) = (r0 * lb, (r0 + h) * lb);
+                    let prod = &mut self.scratch2[..h * lb];
+                    T::gemm(
+                        prod,
+                        h,
+                        lb,
+                        k,
+                        &aw[r0 * k..(r0 + h) * k],
+                        false,
+                        w,
+                        false,
+                        false,
+                    );
+                    bias_unary_fwd(
+                        u,
+                        prod,
+                        bias,
+                        xv.as_deref_mut().map(|x| &mut x[r..s]),
+                        &mut self.scratch[..if keep { 0 } else { chunk }],
+                        &mut dst[r..s],
+                    );
+                }
+            } else {
+                bias_unary_fwd(
+                    u,
+                    &src[na.off..na.off + len],
+                    &src[nb.off..nb.off + lb],
+                    if keep { Some(&mut xv[..len]) } else { None },
+                    &mut self.scratch[..if keep { 0 } else { chunk }],
+                    &mut dst[..len],
+                );
+            }
+            if keep {
+                self.nodes[x as usize].pending = false;
+            }
+        } else {
+            let (src, dst) = self.vals.split_at_mut(off);
+            let (s, d) = (&src[n.off..n.off + len], &mut dst[..len]);
+            unary_fwd(u, s, d);
+        }
         let id = self.push(Op::Unary(u), n.shape, off, &[x]);
         if u == UnOp::Step {
             self.nodes[id as usize].rg = false;
@@ -78,6 +154,51 @@ impl<T: Float> Inner<T> {
             if x > T::zero() { x } else { alpha * x.exp_m1() }
         });
         self.push(Op::Elu(alpha), n.shape, off, &[x])
+    }
+}
+
+/// Elements per chunk of a fused bias add + elementwise op (16 KB of f64: the chunk of
+/// `a + b` is still in L1 when the op reads it).
+const BIAS_CHUNK: usize = 2048;
+
+/// `y = f(a + b)` for `a` of `y`'s shape and `b` a row repeated over it, by chunks of
+/// whole rows: the sum goes to `x` (when given, it is then `x`'s value) or to `tmp` (one
+/// chunk long), and `f` reads it back from L1.
+fn bias_unary_fwd<T: Float>(
+    u: UnOp,
+    a: &[T],
+    b: &[T],
+    x: Option<&mut [T]>,
+    tmp: &mut [T],
+    y: &mut [T],
+) {
+    crate::vmath::simd_dispatch!(
+        bias_unary_fwd_k::<T>(u: UnOp, a: &[T], b: &[T], x: Option<&mut [T]>, tmp: &mut [T], y: &mut [T]) -> ()
+    )
+}
+
+#[inline(always)]
+fn bias_unary_fwd_k<T: Float>(
+    u: UnOp,
+    a: &[T],
+    b: &[T],
+    mut x: Option<&mut [T]>,
+    tmp: &mut [T],
+    y: &mut [T],
+) {
+    let lb = b.len();
+    let chunk = (BIAS_CHUNK / lb).max(1) * lb;
+    for (k, (ac, yc)) in a.chunks(chunk).zip(y.chunks_mut(chunk)).enumerate() {
+        let t = match x.as_deref_mut() {
+            Some(x) => &mut x[k * chunk..k * chunk + ac.len()],
+            None => &mut tmp[..ac.len()],
+        };
+        for (tr, ar) in t.chunks_exact_mut(lb).zip(ac.chunks_exact(lb)) {
+            for ((d, &p), &q) in tr.iter_mut().zip(ar).zip(b) {
+                *d = p + q;
+            }
+        }
+        unary_fwd_k(u, t, yc);
     }
 }
 

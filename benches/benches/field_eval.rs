@@ -1,0 +1,112 @@
+//! Per-evaluation cost of a Neural ODE field on the autodiff tape (issue 18, items 2
+//! and 4), on the W2 workload: the 2→64→64→2 tanh MLP of
+//! `adjoint::test_problems::{w2_field, w2_theta}` (`TapeDynamics` running
+//! `(z·W₁ + b₁).tanh()…`, weights and biases `N(0,1)·2/√fan_in` from `SplitMix64` seed
+//! 1), a batch of `B` states uniform in `[-1, 1]` (`SplitMix64` seed 2), `f64`.
+//! The solves integrate `t ∈ [0, 1]` with Dopri5 at rtol = atol = 1e-6; the loss is the
+//! mean of `z(1)²`, its gradient taken in the default (checkpointed) adjoint mode.
+//! The evaluation counts of each solve are printed to stderr once.
+//!
+//! * `field_eval/b4096/*` (item 2): one evaluation `f(t, z, θ)` (`eval`), one VJP
+//!   `aᵀ∂f/∂(z, θ, t)` (`vjp`, `a = ∂loss/∂z` at `z₀`), the forward solve and value +
+//!   gradient. Goals: **≤ 0.8 ms per evaluation** (XLA: 1.0 ms on the same core) and
+//!   **value + gradient ≤ 120 ms** on one core.
+//! * `field_eval/b16/*` (item 4): `eval`, `vjp` and value + gradient at `B = 16`. Goal:
+//!   **value + gradient ≤ 0.6 ms**.
+//!
+//! `cargo bench -p benches --bench field_eval` (one core: prefix `taskset -c 0`).
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
+use adjoint::{AdjointSolver, Dynamics, Method, Options, Vjp};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const D: usize = 2;
+
+/// The issue's states: `B × 2` values uniform in `[-1, 1]`, `SplitMix64` seed 2.
+fn initial_states(batch: usize) -> Vec<f64> {
+    let mut rng = SplitMix64::new(2);
+    (0..batch * D).map(|_| rng.uniform_pm1()).collect()
+}
+
+/// Mean of `z(1)²` and its gradient (the solution holds `z(0)` then `z(1)`).
+fn loss(n: usize) -> impl FnMut(&[f64], &mut [f64]) -> f64 {
+    move |zs, dl| {
+        let (zs, dl) = (&zs[n..], &mut dl[n..]);
+        let m = zs.len() as f64;
+        for (g, z) in dl.iter_mut().zip(zs) {
+            *g = 2.0 * z / m;
+        }
+        zs.iter().map(|z| z * z).sum::<f64>() / m
+    }
+}
+
+fn group(c: &mut Criterion, batch: usize, solve_forward: bool) {
+    let theta = w2_theta(1);
+    let z0 = initial_states(batch);
+    let n = batch * D;
+    // The VJP's cotangent: the loss gradient `2 z / n` at `z₀`.
+    let a: Vec<f64> = z0.iter().map(|z| 2.0 * z / n as f64).collect();
+    let mut f = w2_field(batch).expect("valid state shape");
+    let (mut out, mut g_th) = (vec![0.0; n], vec![0.0; theta.len()]);
+    let ts = [0.0, 1.0];
+    let opts = Options::with_tol(1e-6, 1e-6);
+
+    let mut g = c.benchmark_group(format!("field_eval/b{batch}"));
+    g.sample_size(if batch > 256 { 20 } else { 50 })
+        .warm_up_time(Duration::from_millis(500));
+    g.bench_function("eval", |b| {
+        b.iter(|| {
+            f.eval(0.0, black_box(&z0), &theta, &mut out).expect("eval");
+            out[0]
+        })
+    });
+    g.bench_function("vjp", |b| {
+        b.iter(|| {
+            f.vjp(0.0, black_box(&z0), &theta, &a, &mut out, &mut g_th)
+                .expect("vjp")
+        })
+    });
+    if solve_forward {
+        let mut s = AdjointSolver::new(Method::Dopri5, opts.clone());
+        s.forward(&mut f, &z0, &theta, &ts).expect("forward");
+        eprintln!("B = {batch}: forward {:?}", s.stats().forward);
+        g.sample_size(10);
+        g.bench_function("forward", |b| {
+            b.iter(|| {
+                s.forward(&mut f, black_box(&z0), &theta, &ts)
+                    .expect("forward")
+                    .len()
+            })
+        });
+    }
+    let mut s = AdjointSolver::new(Method::Dopri5, opts);
+    s.value_and_grad(&mut f, &z0, &theta, &ts, loss(n))
+        .expect("gradient");
+    eprintln!("B = {batch}: value_and_grad {:?}", s.stats());
+    if batch > 256 {
+        g.sample_size(10);
+    }
+    g.bench_function("value_and_grad", |b| {
+        b.iter(|| {
+            s.value_and_grad(&mut f, black_box(&z0), &theta, &ts, loss(n))
+                .expect("gradient")
+                .0
+        })
+    });
+    g.finish();
+}
+
+fn b4096(c: &mut Criterion) {
+    group(c, 4096, true);
+}
+
+fn b16(c: &mut Criterion) {
+    group(c, 16, false);
+}
+
+criterion_group!(benches, b4096, b16);
+criterion_main!(benches);
