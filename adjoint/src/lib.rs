@@ -183,6 +183,6 @@ pub use mlp::TanhMlp;
 pub use ode_solvers::{Method, Options, Real, Stats};
 pub use solver::{AdjointSolver, BackwardSolver, Checkpoints, GradStats, GradientMode, Gradients};
 #[cfg(feature = "parallel")]
-pub use parallel::ParallelTapeDynamics;
+pub use parallel::{ParallelTapeDynamics, Threads};
 #[cfg(feature = "tape")]
 pub use tape_dynamics::TapeDynamics;

@@ -45,15 +45,16 @@
 //!
 //! # Threads
 //!
-//! [`with_threads`](ParallelTapeDynamics::with_threads): `0` (the default) runs the
-//! chunks on rayon's global pool (all cores unless the program sized it, as the
-//! `neuralode --threads` flag does), `1` on the calling thread, `n ≥ 2` on a pool of its
-//! own; [`with_pool`](ParallelTapeDynamics::with_pool) shares a pool. Workers (a tape and
+//! [`with_threads`](ParallelTapeDynamics::with_threads) ([`Threads`]): `0` (the default)
+//! runs the chunks on the current rayon pool (the global one, all cores unless the program
+//! sized it, as the `neuralode --threads` flag does, or the pool the call is
+//! [`install`](rayon::ThreadPool::install)ed in), `1` on the calling thread, `n ≥ 2` on a
+//! pool of its own; [`set_threads`](ParallelTapeDynamics::set_threads) shares a pool.
+//! Workers (a tape and
 //! a closure each) are created on first use, at most one per concurrently running chunk,
 //! and then reused: evaluations allocate nothing after warm-up, except that a call from
 //! outside the pool hands the job to rayon's queue, which allocates one small block
-//! every 63 calls. Run the whole solve inside the pool
-//! ([`pool`](ParallelTapeDynamics::pool)) to avoid that too.
+//! every 63 calls. Run the whole solve inside the pool to avoid that too.
 //!
 //! # Scaling
 //!
@@ -97,23 +98,65 @@ type Chunk<'a, T> = (
     &'a mut Option<Error>,
 );
 
-/// Where the chunks run.
+/// Where the chunks of a [`ParallelTapeDynamics`] run (cheap to clone: a pool is shared
+/// through an `Arc`).
 #[derive(Clone, Default)]
-enum Pool {
-    /// rayon's global pool.
+pub enum Threads {
+    /// The current rayon pool: the pool whose [`install`](rayon::ThreadPool::install) the
+    /// call runs in, else rayon's global pool (all cores unless the program sized it, as
+    /// the `neuralode --threads` flag does). The default.
     #[default]
-    Global,
+    Current,
     /// The calling thread, chunk after chunk.
     Caller,
-    /// A pool given or built for this dynamics.
-    Own(Arc<rayon::ThreadPool>),
+    /// A given pool.
+    Pool(Arc<rayon::ThreadPool>),
 }
 
-impl Pool {
+impl Threads {
+    /// `0`: [`Threads::Current`]; `1`: [`Threads::Caller`]; `n ≥ 2`: a new pool of `n`
+    /// threads. Errors if the operating system refuses the threads.
+    pub fn new(threads: usize) -> Result<Self> {
+        Ok(match threads {
+            0 => Threads::Current,
+            1 => Threads::Caller,
+            n => Threads::Pool(Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("adjoint-rows-{i}"))
+                    .build()
+                    .map_err(|_| Error::InvalidOption {
+                        name: "threads",
+                        value: n as f64,
+                        reason: "the operating system refused to start that many threads",
+                    })?,
+            )),
+        })
+    }
+
+    /// Number of threads the chunks can run on.
+    pub fn count(&self) -> usize {
+        match self {
+            Threads::Current => rayon::current_num_threads(),
+            Threads::Caller => 1,
+            Threads::Pool(p) => p.current_num_threads(),
+        }
+    }
+
     fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
         match self {
-            Pool::Own(p) => p.install(op),
-            Pool::Global | Pool::Caller => op(),
+            Threads::Pool(p) => p.install(op),
+            Threads::Current | Threads::Caller => op(),
+        }
+    }
+}
+
+impl core::fmt::Debug for Threads {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Threads::Current => write!(f, "Current({})", self.count()),
+            Threads::Caller => write!(f, "Caller"),
+            Threads::Pool(p) => write!(f, "Pool({})", p.current_num_threads()),
         }
     }
 }
@@ -218,7 +261,7 @@ pub struct ParallelTapeDynamics<T: Float, F> {
     /// The single-tape path (one chunk).
     whole: TapeDynamics<T, F>,
     shared: Shared<T, F>,
-    pool: Pool,
+    pool: Threads,
     /// Per chunk: its `θ`-gradient, its `t`-gradient and its error.
     theta_parts: Vec<T>,
     t_parts: Vec<T>,
@@ -270,7 +313,7 @@ where
                 chunk_rows: DEFAULT_CHUNK_ROWS,
                 n_params,
             },
-            pool: Pool::Global,
+            pool: Threads::Current,
             theta_parts: Vec::new(),
             t_parts: Vec::new(),
             errors: Vec::new(),
@@ -316,44 +359,25 @@ where
         Ok(())
     }
 
-    /// Threads (builder form): `0` rayon's global pool (the default), `1` the calling
-    /// thread only, `n ≥ 2` a pool of `n` threads owned by this dynamics. Errors if the
-    /// pool cannot be built.
+    /// Threads (builder form; see [`Threads::new`]): `0` the current rayon pool (the
+    /// default), `1` the calling thread only, `n ≥ 2` a pool of `n` threads owned by this
+    /// dynamics. Errors if the pool cannot be built.
     pub fn with_threads(mut self, threads: usize) -> Result<Self> {
-        self.pool = match threads {
-            0 => Pool::Global,
-            1 => Pool::Caller,
-            n => Pool::Own(Arc::new(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .thread_name(|i| format!("adjoint-rows-{i}"))
-                    .build()
-                    .map_err(|_| Error::InvalidOption {
-                        name: "threads",
-                        value: n as f64,
-                        reason: "the operating system refused to start that many threads",
-                    })?,
-            )),
-        };
+        self.pool = Threads::new(threads)?;
         Ok(self)
     }
 
-    /// Runs the chunks on `pool` (shared with other work; builder form).
-    pub fn with_pool(mut self, pool: Arc<rayon::ThreadPool>) -> Self {
-        self.pool = Pool::Own(pool);
-        self
+    /// Where the chunks run from now on (e.g. a pool shared with other work).
+    pub fn set_threads(&mut self, threads: Threads) {
+        self.pool = threads;
     }
 
-    /// The pool the chunks run on when it is one of the dynamics' own
-    /// ([`with_threads`](Self::with_threads) `n ≥ 2`, [`with_pool`](Self::with_pool)).
-    /// Running a whole solve inside it (`pool.install(|| solver.forward(&mut f, ..))`)
-    /// hands each evaluation's chunks to the pool without rayon's global job queue, so
-    /// that no evaluation allocates.
-    pub fn pool(&self) -> Option<Arc<rayon::ThreadPool>> {
-        match &self.pool {
-            Pool::Own(p) => Some(p.clone()),
-            Pool::Global | Pool::Caller => None,
-        }
+    /// Where the chunks run. With a pool of its own ([`Threads::Pool`]), running a whole
+    /// solve inside it (`pool.install(|| solver.forward(&mut f, ..))`) hands each
+    /// evaluation's chunks to the pool without rayon's queue for outside calls, so that no
+    /// evaluation allocates.
+    pub fn threads(&self) -> &Threads {
+        &self.pool
     }
 
     /// Number of chunks the batch is cut into (1: the single-tape path).
@@ -364,15 +388,6 @@ where
     /// Rows per chunk (the batch's row count when it is one chunk).
     pub fn chunk_rows(&self) -> usize {
         self.shared.chunk_rows
-    }
-
-    /// Number of threads the chunks can run on.
-    pub fn threads(&self) -> usize {
-        match &self.pool {
-            Pool::Global => rayon::current_num_threads(),
-            Pool::Caller => 1,
-            Pool::Own(p) => p.current_num_threads(),
-        }
     }
 
     /// Runs `job(tape, z, b, out, θ-part, t-part)` on every chunk (in parallel, or in
@@ -394,7 +409,7 @@ where
         };
         let (th, tps, errs) = (&mut self.theta_parts, &mut self.t_parts, &mut self.errors);
         match &self.pool {
-            Pool::Caller => z
+            Threads::Caller => z
                 .chunks(cl)
                 .zip(b.chunks(cl))
                 .zip(out.chunks_mut(cl))

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use adjoint::audit::{AuditOptions, audit};
 use adjoint::test_problems::{SplitMix64, W2_PARAMS, w2_forward, w2_theta};
 use adjoint::{
-    AdjointSolver, Dynamics, Error, Method, Options, ParallelTapeDynamics, TapeDynamics, Vjp,
+    AdjointSolver, Dynamics, Error, Method, Options, ParallelTapeDynamics, TapeDynamics, Threads,
+    Vjp,
 };
 use autodiff::{Tape, Var};
 use common::{every_mode, rel};
@@ -364,7 +365,9 @@ fn no_allocation_per_step_after_warm_up() {
             .unwrap()
     };
     let mut par = make(2);
-    let pool = par.pool().expect("a pool of its own");
+    let Threads::Pool(pool) = par.threads().clone() else {
+        panic!("a pool of its own")
+    };
     let mut caller = make(1);
     for (name, dy, pool) in [
         ("pool of 2, solve inside it", &mut par, Some(&pool)),
