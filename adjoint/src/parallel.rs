@@ -30,7 +30,8 @@
 //!   couple the rows of a batch (batch normalisation, a mean over the batch, attention
 //!   across samples, a loss inside the field) silently compute something else per
 //!   chunk. Group normalisation over each sample's channels is fine.
-//! * The closure is cloned once per worker (`F: Clone + Send`): it must not rely on
+//! * The closure is cloned once per worker (`F: Clone + Send`, or made by a factory,
+//!   [`from_factory`](ParallelTapeDynamics::from_factory)): it must not rely on
 //!   shared mutable state.
 //!
 //! # Chunks and threshold
@@ -167,10 +168,13 @@ struct Worker<T: Float, F> {
     tail: Option<TapeDynamics<T, F>>,
 }
 
-/// What every chunk task shares: the idle workers and the prototype closure.
+/// Makes one field closure per worker.
+type Factory<F> = Box<dyn Fn() -> F + Send + Sync>;
+
+/// What every chunk task shares: the idle workers and the closure factory.
 struct Shared<T: Float, F> {
     idle: Mutex<Vec<Worker<T, F>>>,
-    proto: Mutex<F>,
+    make: Factory<F>,
     /// State shape with the leading (row) axis left free.
     dims: Vec<usize>,
     chunk_rows: usize,
@@ -180,7 +184,7 @@ struct Shared<T: Float, F> {
 impl<T, F> Shared<T, F>
 where
     T: Float,
-    F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Clone + Send,
+    F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Send,
 {
     /// Runs `op` on a worker's tape for a chunk of `rows` rows (a worker is taken from
     /// the idle list, or made on first use, and given back).
@@ -206,11 +210,7 @@ where
         if slot.is_none() {
             let mut dims = self.dims.clone();
             dims[0] = rows;
-            let f = self
-                .proto
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
+            let f = (self.make)();
             *slot = Some(TapeDynamics::new(&dims, self.n_params, f)?);
         }
         let res = match slot.as_mut() {
@@ -285,14 +285,31 @@ impl<T: Float, F> core::fmt::Debug for ParallelTapeDynamics<T, F> {
 impl<T, F> ParallelTapeDynamics<T, F>
 where
     T: Float,
-    F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Clone + Send,
+    F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Send,
 {
     /// Wraps the forward pass `f(tape, t, z, θ)` (as [`TapeDynamics::new`] takes it) for a
     /// state of shape `state_dims` whose leading axis holds independent rows, with
-    /// `n_params` parameters, on rayon's global pool and [`DEFAULT_CHUNK_ROWS`] rows per
-    /// chunk.
-    pub fn new(state_dims: &[usize], n_params: usize, f: F) -> Result<Self> {
-        let whole = TapeDynamics::new(state_dims, n_params, f.clone())?;
+    /// `n_params` parameters, on the current rayon pool and [`DEFAULT_CHUNK_ROWS`] rows
+    /// per chunk. Each worker gets a clone of `f`.
+    pub fn new(state_dims: &[usize], n_params: usize, f: F) -> Result<Self>
+    where
+        F: Clone + 'static,
+    {
+        let proto = Mutex::new(f);
+        Self::from_factory(state_dims, n_params, move || {
+            proto.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        })
+    }
+
+    /// As [`new`](Self::new), for a field that cannot be cloned (e.g. a boxed closure):
+    /// `make` builds one field per worker (plus one for the single-tape path), each
+    /// computing the same function.
+    pub fn from_factory(
+        state_dims: &[usize],
+        n_params: usize,
+        make: impl Fn() -> F + Send + Sync + 'static,
+    ) -> Result<Self> {
+        let whole = TapeDynamics::new(state_dims, n_params, make())?;
         let n_states = whole.n_states();
         let rows = state_dims.first().copied().unwrap_or(1);
         let row_len = n_states.checked_div(rows).unwrap_or(0);
@@ -308,7 +325,7 @@ where
             whole,
             shared: Shared {
                 idle: Mutex::new(Vec::new()),
-                proto: Mutex::new(f),
+                make: Box::new(make),
                 dims,
                 chunk_rows: DEFAULT_CHUNK_ROWS,
                 n_params,
@@ -545,7 +562,7 @@ where
 impl<T, F> Dynamics<T> for ParallelTapeDynamics<T, F>
 where
     T: Float,
-    F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Clone + Send,
+    F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Send,
 {
     fn n_states(&self) -> usize {
         self.n_states
@@ -565,7 +582,7 @@ where
 impl<T, F> Vjp<T> for ParallelTapeDynamics<T, F>
 where
     T: Float,
-    F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Clone + Send,
+    F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Send,
 {
     fn vjp_z(&mut self, t: T, z: &[T], theta: &[T], a: &[T], out: &mut [T]) -> Result<()> {
         self.vjp_chunks(t, z, theta, a, Some(out), None).map(|_| ())

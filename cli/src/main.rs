@@ -20,6 +20,12 @@ static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 #[derive(Debug, Parser)]
 #[command(name = "neuralode", version)]
 struct Cli {
+    /// Threads that the batch rows of the models' fields are split over (results do not
+    /// depend on it) [default: all available cores]. The `train` job reads it as its own
+    /// `--threads` (worker threads sharing each batch, default 1: see `neuralode train
+    /// --help`).
+    #[arg(long, global = true, value_parser = cli::checks::count)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -58,6 +64,10 @@ enum Command {
 fn main() -> ExitCode {
     restore_sigpipe();
     let cli = Cli::parse();
+    if let Err(e) = cli::use_threads(cli.threads) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match &cli.command {
         Some(Command::Solve(args)) => solve::run(args).map(|_| ()),
         Some(Command::Rod(command)) => rod::run(command),

@@ -229,6 +229,22 @@ where
         Self::from_dynamics(state_dims, n_params, Box::new(dynamics))
     }
 
+    /// As [`new_row_parallel`](OdeBlock::new_row_parallel), for a field that cannot be
+    /// cloned (a boxed closure): `make` builds one field per worker, each computing the
+    /// same function (e.g. `move || { let net = net.clone(); Box::new(move |tape, t, z,
+    /// th| net.forward(tape, th, t, z)) as Field }`).
+    pub fn new_row_parallel_with(
+        state_dims: &[usize],
+        n_params: usize,
+        make: impl Fn() -> F + Send + Sync + 'static,
+        threads: Threads,
+    ) -> Result<Self, ModelsError> {
+        Self::check_state(state_dims)?;
+        let mut dynamics = ParallelTapeDynamics::from_factory(state_dims, n_params, make)?;
+        dynamics.set_threads(threads);
+        Self::from_dynamics(state_dims, n_params, Box::new(dynamics))
+    }
+
     fn check_state(state_dims: &[usize]) -> Result<Shape, ModelsError> {
         let state = Shape::new(state_dims)?;
         if state_dims.len() > 3 {

@@ -77,6 +77,26 @@ fn row_parallel_block_matches_the_single_tape_block() {
     let serial = OdeBlock::new(&[batch, D], P, field as Field).unwrap();
     let reference = run(&serial, &z0, &theta);
     let mut first = None;
+    // A boxed field, made per worker by a factory.
+    type Boxed = Box<
+        dyn for<'t> FnMut(&'t Tape<f64>, Var<'t, f64>, Var<'t, f64>, Var<'t, f64>) -> Var<'t, f64>
+            + Send,
+    >;
+    let boxed = OdeBlock::new_row_parallel_with(
+        &[batch, D],
+        P,
+        || Box::new(field) as Boxed,
+        Threads::new(2).unwrap(),
+    )
+    .unwrap();
+    let tape = Tape::new();
+    tape.set_recording(true);
+    let z = tape.leaf(&z0, &[batch, D]).unwrap();
+    let th = tape.leaf(&theta, &[P]).unwrap();
+    let ts = tape.leaf(&[0.0, 0.5, 1.0], &[3]).unwrap();
+    let loss = boxed.apply(z, th, ts).square().mean();
+    tape.backward(loss, &[1.0]).unwrap();
+    let boxed_grad = th.grad().unwrap();
     for threads in [1, 2, 3] {
         let block = OdeBlock::new_row_parallel(
             &[batch, D],
@@ -86,6 +106,7 @@ fn row_parallel_block_matches_the_single_tape_block() {
         )
         .unwrap();
         let (loss, gz, gth, gts) = run(&block, &z0, &theta);
+        assert_eq!(bits(&gth), bits(&boxed_grad));
         let got = (loss.to_bits(), bits(&gz), bits(&gth), bits(&gts));
         match &first {
             None => first = Some(got),
