@@ -51,8 +51,7 @@
 //! sized it, as the `neuralode --threads` flag does, or the pool the call is
 //! [`install`](rayon::ThreadPool::install)ed in), `1` on the calling thread, `n ≥ 2` on a
 //! pool of its own; [`set_threads`](ParallelTapeDynamics::set_threads) shares a pool.
-//! Workers (a tape and
-//! a closure each) are created on first use, at most one per concurrently running chunk,
+//! Workers (a tape and a closure each) are created on first use, at most one per concurrently running chunk,
 //! and then reused: evaluations allocate nothing after warm-up, except that a call from
 //! outside the pool hands the job to rayon's queue, which allocates one small block
 //! every 63 calls. Run the whole solve inside the pool to avoid that too.
@@ -65,12 +64,17 @@
 //!   chunks keep 16 threads busy with at most one chunk of imbalance (a 2-chunk share
 //!   each), 32 threads with none to spare; beyond, lower the chunk size (the per-chunk
 //!   cost of the tape's bookkeeping and the copy of `θ` grow in relative terms).
-//! * The per-chunk `θ`-gradients (`⌈B/c⌉ × P` values) are summed on the calling thread:
-//!   `O(P B / c)` additions per VJP, small against the VJP's `O(P B)` work.
-//! * The solver's own vector work (stage combinations, error norm over `n = B·d`
-//!   states) stays on the calling thread: about `20 n` flops per stage against the
-//!   field's `≈ 2 P B` (W2: `9 × 10⁷` flops per evaluation against `1.6 × 10⁵`), a serial
-//!   fraction below 1 % for MLP fields, and so Amdahl's limit lies past 100 threads.
+//! * The per-chunk `θ`-gradients (`⌈B/c⌉ × P` values) are summed in chunk order, in
+//!   parallel over blocks of 1,024 parameters: `O(P B / c)` additions per VJP, small
+//!   against the VJP's `O(P B)` work.
+//! * The solver's own vector work (stage combinations, error norm, dense output and, in
+//!   the backward pass, the adjoint's) over `n = B·d` states stays on the calling
+//!   thread: about 40 memory-bound `axpy`s of length `n` per step against the field's
+//!   `≈ 2 P B` flops per evaluation (W2: `3.6 × 10⁷` flops and `5 × 10⁵` tanh per
+//!   evaluation, 8,192 states). Measured on W2 (the same solve with a near-free field):
+//!   about 1 % of the single-thread value + gradient, so it caps the speed-up near
+//!   `1 / (0.01 + 0.99/p)`: 14× on 16 threads, 24× on 32. Beyond ~16 threads this is the
+//!   next limit (it would need the solver's vector work split as well).
 //! * Each parallel call costs one wake-up of the pool (a few µs), paid per evaluation
 //!   and per VJP: it dominates once a chunk's work falls to the same order.
 //! * Memory bandwidth: each chunk reads `θ` (35 KiB for W2) and its rows; the
@@ -87,6 +91,9 @@ use crate::tape_dynamics::TapeDynamics;
 
 /// Rows per chunk by default (see the [module documentation](self)).
 pub const DEFAULT_CHUNK_ROWS: usize = 128;
+
+/// Parameters per block of the parallel sum of the chunks' `θ`-gradients.
+const REDUCE_BLOCK: usize = 1024;
 
 /// One chunk's share of a parallel call: state, second input, output, `θ`-part,
 /// `t`-part, error slot.
@@ -453,19 +460,35 @@ where
         }
     }
 
-    /// Writes the chunk-order sum of the `θ`-parts into `out_theta`; returns the
+    /// Writes the chunk-order sum of the `θ`-parts into `out_theta` (in parallel over
+    /// blocks of parameters: each entry is still summed in chunk order); returns the
     /// chunk-order sum of the `t`-parts.
-    fn reduce(theta_parts: &[T], t_parts: &[T], out_theta: &mut [T]) -> T {
+    fn reduce(threads: &Threads, theta_parts: &[T], t_parts: &[T], out_theta: &mut [T]) -> T {
         let p = out_theta.len();
         let pl = p.max(1);
-        let mut parts = theta_parts.chunks_exact(pl);
-        if let Some(first) = parts.next() {
-            out_theta.copy_from_slice(&first[..p]);
-        }
-        for part in parts {
-            for (o, x) in out_theta.iter_mut().zip(part) {
-                *o += *x;
+        let sum_block = |(k, o): (usize, &mut [T])| {
+            let at = k * REDUCE_BLOCK;
+            let mut parts = theta_parts.chunks_exact(pl);
+            if let Some(first) = parts.next() {
+                o.copy_from_slice(&first[at..at + o.len()]);
             }
+            for part in parts {
+                for (o, x) in o.iter_mut().zip(&part[at..]) {
+                    *o += *x;
+                }
+            }
+        };
+        match threads {
+            Threads::Caller => out_theta
+                .chunks_mut(REDUCE_BLOCK)
+                .enumerate()
+                .for_each(sum_block),
+            threads => threads.install(|| {
+                out_theta
+                    .par_chunks_mut(REDUCE_BLOCK)
+                    .enumerate()
+                    .for_each(sum_block)
+            }),
         }
         let mut gt = T::zero();
         for &x in t_parts {
@@ -555,7 +578,12 @@ where
             *tp = td.vjp(t, z, theta, a, oz, oth)?;
             Ok(())
         })?;
-        Ok(Self::reduce(&self.theta_parts, &self.t_parts, out_theta))
+        Ok(Self::reduce(
+            &self.pool,
+            &self.theta_parts,
+            &self.t_parts,
+            out_theta,
+        ))
     }
 }
 
