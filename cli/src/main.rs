@@ -6,7 +6,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use cli::jobs::{cnf, fe, latent, odenet, rod, sensitivity, solve, train};
 
 /// Tracks the bytes the program holds (the `odenet` job's measured backward memory).
@@ -63,8 +64,18 @@ enum Command {
 
 fn main() -> ExitCode {
     restore_sigpipe();
-    let cli = Cli::parse();
-    if let Err(e) = cli::use_threads(cli.threads) {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // Only a `--threads` given on the command line sizes the pool: the `train` job's own
+    // default (1 worker) reaches this field too, and must not shrink the pool.
+    let threads = match matches.value_source("threads") {
+        Some(ValueSource::CommandLine) => cli.threads,
+        _ => None,
+    };
+    if let Err(e) = cli::use_threads(threads) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
