@@ -10,6 +10,10 @@
 //!   thread, chunked (128 rows) on 1 and on 2 threads. **Goal: value + gradient at
 //!   2 threads ≥ 1.7× faster than unchunked on 1 thread** (issue 18), on an otherwise idle
 //!   2-core machine.
+//! * `threads/b4096/value_and_grad/solver_only`: the same solve with a near-free field
+//!   (`ż = −θ z` on the 8,192 states, hand-written VJP): the solver's own vector work,
+//!   which stays on the calling thread (the serial fraction that bounds the speed-up on
+//!   many cores).
 //! * `threads/b16/value_and_grad/*`: `B = 16` with the default settings (one chunk: the
 //!   single-tape path) against `TapeDynamics`: must not be slower.
 //!
@@ -23,7 +27,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use adjoint::test_problems::{SplitMix64, W2_PARAMS, w2_forward, w2_theta};
-use adjoint::{AdjointSolver, Dynamics, Method, Options, ParallelTapeDynamics, TapeDynamics, Vjp};
+use adjoint::{
+    AdjointSolver, Dynamics, FnDynamics, Method, Options, ParallelTapeDynamics, TapeDynamics, Vjp,
+};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 const D: usize = 2;
@@ -119,6 +125,35 @@ fn b4096(c: &mut Criterion) {
         let label = format!("chunked_{threads}_threads");
         solve(&mut g, &label, &mut parallel(B, 128, threads), B, true);
     }
+    let mut free = FnDynamics::new(
+        B * D,
+        1,
+        |_t: f64, z: &[f64], th: &[f64], out: &mut [f64]| {
+            for (o, z) in out.iter_mut().zip(z) {
+                *o = -th[0] * z;
+            }
+        },
+    )
+    .with_vjp(|_t, z, th, a, gz, gth| {
+        gth[0] = 0.0;
+        for ((g, z), a) in gz.iter_mut().zip(z).zip(a) {
+            *g = -th[0] * a;
+            gth[0] -= a * z;
+        }
+        0.0
+    });
+    let z0 = initial_states(B);
+    let mut s = AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-6, 1e-6));
+    s.value_and_grad(&mut free, &z0, &[3.0], &[0.0, 1.0], loss(B * D))
+        .expect("gradient");
+    eprintln!("B = {B} solver_only: {:?}", s.stats());
+    g.bench_function(BenchmarkId::new("value_and_grad", "solver_only"), |b| {
+        b.iter(|| {
+            s.value_and_grad(&mut free, black_box(&z0), &[3.0], &[0.0, 1.0], loss(B * D))
+                .expect("gradient")
+                .0
+        })
+    });
     g.finish();
 }
 
