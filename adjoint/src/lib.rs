@@ -36,7 +36,9 @@
 //! ```
 //!
 //! A network built with `autodiff` needs only its forward pass: see [`TapeDynamics`]
-//! (feature `tape`, on by default).
+//! (feature `tape`, on by default), and [`ParallelTapeDynamics`] (feature `parallel`, on
+//! by default) to split a batch of independent rows over threads, with results that do
+//! not depend on the number of threads.
 //!
 //! # The seam
 //!
@@ -167,6 +169,8 @@ pub mod error;
 mod integrate;
 mod mlp;
 mod modes;
+#[cfg(feature = "parallel")]
+pub mod parallel;
 mod rng;
 pub mod scaling;
 pub mod solver;
@@ -181,5 +185,7 @@ pub use error::{Error, Result};
 pub use mlp::TanhMlp;
 pub use ode_solvers::{Method, Options, Real, Stats};
 pub use solver::{AdjointSolver, BackwardSolver, Checkpoints, GradStats, GradientMode, Gradients};
+#[cfg(feature = "parallel")]
+pub use parallel::{ParallelTapeDynamics, Threads};
 #[cfg(feature = "tape")]
 pub use tape_dynamics::TapeDynamics;

@@ -8,7 +8,8 @@
 //!   perceptron with hand-written VJP and JVP) under its test name.
 //! * [`SplitMix64`]: a tiny deterministic generator for test data.
 //! * [`w2_theta`], [`w2_field`]: the W2 workload of the benchmarks (issue 18): the
-//!   2→64→64→2 tanh field on the autodiff tape with weights and biases `N(0,1)·2/√fan_in`.
+//!   2→64→64→2 tanh field on the autodiff tape with weights and biases `N(0,1)·2/√fan_in`
+//!   ([`w2_forward`] its closure, [`w2_parallel_field`] its rows over threads).
 
 use ode_solvers::Real;
 
@@ -116,11 +117,34 @@ pub fn w2_theta(seed: u64) -> Vec<f64> {
 /// with the layout of [`w2_theta`].
 #[cfg(feature = "tape")]
 pub fn w2_field(batch: usize) -> Result<impl Vjp<f64>> {
+    crate::TapeDynamics::new(&[batch, W2_WIDTHS[0]], W2_PARAMS, w2_forward())
+}
+
+/// The forward pass of [`w2_field`] as a closure (for [`crate::TapeDynamics`] and
+/// [`crate::ParallelTapeDynamics`]).
+#[cfg(feature = "tape")]
+pub fn w2_forward() -> impl for<'t> Fn(
+    &'t autodiff::Tape<f64>,
+    autodiff::Var<'t, f64>,
+    autodiff::Var<'t, f64>,
+    autodiff::Var<'t, f64>,
+) -> autodiff::Var<'t, f64>
++ Clone
++ Send
++ Sync {
     let [d, h, _, _] = W2_WIDTHS;
-    crate::TapeDynamics::new(&[batch, d], W2_PARAMS, move |_tape, _t, z, th| {
+    move |_tape, _t, z, th| {
         let (o1, o2) = (d * h + h, d * h + h + h * h + h);
         let a = (z.matmul(th.view(0, &[d, h])) + th.view(d * h, &[h])).tanh();
         let a = (a.matmul(th.view(o1, &[h, h])) + th.view(o1 + h * h, &[h])).tanh();
         a.matmul(th.view(o2, &[h, d])) + th.view(o2 + h * d, &[d])
-    })
+    }
+}
+
+/// [`w2_field`] with its batch rows split over `threads` threads
+/// ([`crate::ParallelTapeDynamics::with_threads`]: 0 = rayon's global pool).
+#[cfg(feature = "parallel")]
+pub fn w2_parallel_field(batch: usize, threads: usize) -> Result<impl Vjp<f64>> {
+    crate::ParallelTapeDynamics::new(&[batch, W2_WIDTHS[0]], W2_PARAMS, w2_forward())?
+        .with_threads(threads)
 }

@@ -39,3 +39,21 @@ pub mod output;
 pub mod plot;
 
 pub use error::CliError;
+
+/// Sizes the thread pool that the models split their batch rows over (rayon's global
+/// pool, used by [`adjoint::ParallelTapeDynamics`] and the generic trainer by default):
+/// `Some(n)` threads, or `None` for rayon's default (all available cores, or the
+/// `RAYON_NUM_THREADS` environment variable). Returns the number of threads. Call it once,
+/// before any job (the pool cannot be resized).
+pub fn use_threads(threads: Option<usize>) -> Result<usize, CliError> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| CliError::InvalidArgument {
+                name: "--threads",
+                reason: format!("cannot start a pool of {n} threads: {e}"),
+            })?;
+    }
+    Ok(rayon::current_num_threads())
+}

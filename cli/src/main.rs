@@ -6,7 +6,8 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use cli::jobs::{cnf, fe, latent, odenet, rod, sensitivity, solve, train};
 
 /// Tracks the bytes the program holds (the `odenet` job's measured backward memory).
@@ -20,6 +21,12 @@ static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 #[derive(Debug, Parser)]
 #[command(name = "neuralode", version)]
 struct Cli {
+    /// Threads that the batch rows of the models' fields are split over (results do not
+    /// depend on it) [default: all available cores]. The `train` job reads it as its own
+    /// `--threads` (worker threads sharing each batch, default 1: see `neuralode train
+    /// --help`).
+    #[arg(long, global = true, value_parser = cli::checks::count)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -57,7 +64,21 @@ enum Command {
 
 fn main() -> ExitCode {
     restore_sigpipe();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // Only a `--threads` given on the command line sizes the pool: the `train` job's own
+    // default (1 worker) reaches this field too, and must not shrink the pool.
+    let threads = match matches.value_source("threads") {
+        Some(ValueSource::CommandLine) => cli.threads,
+        _ => None,
+    };
+    if let Err(e) = cli::use_threads(threads) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match &cli.command {
         Some(Command::Solve(args)) => solve::run(args).map(|_| ()),
         Some(Command::Rod(command)) => rod::run(command),

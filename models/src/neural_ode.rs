@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use adjoint::{AdjointSolver, GradientMode, Method, Options, TapeDynamics};
+use adjoint::{AdjointSolver, GradientMode, Method, Options, ParallelTapeDynamics};
 use autodiff::nn::{Mlp, ParamStore};
 use autodiff::optim::{Adam, Optimizer, OptimizerState, Schedule, Scheduled};
 use autodiff::{Tape, Var};
@@ -144,8 +144,11 @@ type Forward = Box<
         + Send,
 >;
 
-/// The model's dynamics on a batch of states, as the adjoint crate sees them.
-pub type ModelDynamics = TapeDynamics<f64, Forward>;
+/// The model's dynamics on a batch of states, as the adjoint crate sees them: the
+/// MLP acts on each state by itself, so batches of 256 states or more are split over
+/// the current rayon pool's threads ([`ParallelTapeDynamics`]; results do not depend on
+/// the number of threads).
+pub type ModelDynamics = ParallelTapeDynamics<f64, Forward>;
 
 /// An MLP Neural ODE on `dim` state components: `dz/dt = MLP(φ(z))`, autonomous, all
 /// parameters in one flat [`ParamStore`] under PyTorch's `nn.Sequential` names
@@ -489,14 +492,17 @@ impl NeuralOde {
     pub fn dynamics(&self, batch: usize) -> Result<ModelDynamics, ModelsError> {
         let mlp = self.mlp.clone();
         let cubic = self.features == Features::Cubic;
-        let forward: Forward = Box::new(move |_tape, _t, z, theta| {
-            let x = if cubic { z * z * z } else { z };
-            mlp.forward(theta, x)
-        });
-        Ok(TapeDynamics::new(
+        let make = move || -> Forward {
+            let mlp = mlp.clone();
+            Box::new(move |_tape, _t, z, theta| {
+                let x = if cubic { z * z * z } else { z };
+                mlp.forward(theta, x)
+            })
+        };
+        Ok(ParallelTapeDynamics::from_factory(
             &[batch, self.dim],
             self.n_params(),
-            forward,
+            make,
         )?)
     }
 

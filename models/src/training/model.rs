@@ -1,5 +1,6 @@
 //! The contract between a model and the training loop.
 
+use adjoint::Threads;
 use autodiff::nn::ParamStore;
 use autodiff::{Float, Tape, Var};
 
@@ -33,6 +34,17 @@ pub trait Model<T: Float> {
         theta: Var<'t, T>,
         batch: &Batch<T>,
     ) -> Result<Var<'t, T>, ModelsError>;
+
+    /// Where the model may split the batch rows of its fields (e.g. with
+    /// [`OdeBlock::new_row_parallel`](crate::OdeBlock::new_row_parallel)); called by
+    /// [`Trainer::fit`](super::Trainer::fit) with [`TrainConfig::with_threads`]'s setting
+    /// (all cores by default) before its first step. Default: ignored.
+    ///
+    /// [`TrainConfig::with_threads`]: super::TrainConfig::with_threads
+    fn set_threads(&mut self, threads: &Threads) -> Result<(), ModelsError> {
+        let _ = threads;
+        Ok(())
+    }
 
     /// Adds figures of the last step to `metrics` (e.g. accuracy on the batch, field
     /// evaluations of its ODE blocks); called after the backward pass. Default: none.

@@ -1,6 +1,6 @@
 //! [`NeuralOde`]: an ODE block over any field, trained on observed trajectories.
 
-use adjoint::{GradientMode, Method, Options};
+use adjoint::{GradientMode, Method, Options, Threads};
 use autodiff::nn::ParamStore;
 use autodiff::{Float, Tape, Var};
 
@@ -30,6 +30,12 @@ pub type StateLoss<T> = Box<dyn for<'t> FnMut(Var<'t, T>, Var<'t, T>) -> Var<'t,
 /// [`with_mode`](NeuralOde::with_mode). One block is built per batch size met (the
 /// field is cloned for each), so a last partial batch is fine.
 ///
+/// Each example is its own trajectory, so the field must act on each row of the
+/// `[batch, dim]` state by itself (no batch normalisation or other mixing of rows): the
+/// blocks split batches of 256 rows or more over threads
+/// ([`OdeBlock::new_row_parallel`], the threads of [`Model::set_threads`], all cores by
+/// default), with results that do not depend on the number of threads.
+///
 /// Not to be confused with [`crate::neural_ode::NeuralOde`], the fixed MLP model with its
 /// own multi-threaded trainer used by the `neuralode train` job.
 pub struct NeuralOde<T: Float, F> {
@@ -41,6 +47,7 @@ pub struct NeuralOde<T: Float, F> {
     method: Method,
     options: Options<T>,
     mode: GradientMode<T>,
+    threads: Threads,
     blocks: Vec<(usize, OdeBlock<T, F>)>,
     last: Option<usize>,
     loss: StateLoss<T>,
@@ -135,6 +142,7 @@ where
             method: Method::Dopri5,
             options: Options::default(),
             mode: GradientMode::default(),
+            threads: Threads::Current,
             blocks: Vec::new(),
             last: None,
             loss: Box::new(|zs, targets| (zs - targets).square().mean()),
@@ -181,10 +189,11 @@ where
         if let Some(i) = self.blocks.iter().position(|(b, _)| *b == batch) {
             return Ok(i);
         }
-        let block = OdeBlock::new(
+        let block = OdeBlock::new_row_parallel(
             &[batch, self.dim],
             self.store.n_params(),
             self.field.clone(),
+            self.threads.clone(),
         )?
         .with_solver(self.method, self.options.clone())
         .with_mode(self.mode.clone());
@@ -247,6 +256,13 @@ where
         let targets = tape.constant(&self.targets, &[n, b, d])?;
         let zs = block.apply(z0, theta, ts);
         Ok((self.loss)(zs, targets))
+    }
+
+    fn set_threads(&mut self, threads: &Threads) -> Result<(), ModelsError> {
+        self.threads = threads.clone();
+        self.blocks.clear();
+        self.last = None;
+        Ok(())
     }
 
     fn metrics(&self, metrics: &mut Metrics) {

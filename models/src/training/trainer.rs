@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use adjoint::Threads;
 use autodiff::optim::{Optimizer, clip_grad_norm};
 use autodiff::{Float, Tape};
 
@@ -18,6 +19,7 @@ pub struct TrainConfig {
     max_steps: Option<u64>,
     clip_grad_norm: Option<f64>,
     checkpoints: Option<(PathBuf, u64)>,
+    threads: usize,
 }
 
 impl TrainConfig {
@@ -35,7 +37,22 @@ impl TrainConfig {
             max_steps: None,
             clip_grad_norm: None,
             checkpoints: None,
+            threads: 0,
         })
+    }
+
+    /// Threads the model's fields may split their batch rows over ([`Model::set_threads`],
+    /// [`adjoint::Threads::new`]): `0` (the default) the current rayon pool, all cores
+    /// unless the program sized it; `1` the calling thread only; `n ≥ 2` a pool of `n`
+    /// threads. Results do not depend on it (see [`adjoint::parallel`]).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// The threads setting (`0`: the current rayon pool).
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Also stop once `steps` optimizer steps have been taken in total (counting those
@@ -201,6 +218,8 @@ pub struct Trainer<T: Float, O> {
     tape: Tape<T>,
     grad: Vec<T>,
     metrics: Metrics,
+    /// The threads built from [`TrainConfig::threads`] (a pool is built once).
+    threads: Option<Threads>,
 }
 
 impl<T: Float, O> std::fmt::Debug for Trainer<T, O> {
@@ -222,6 +241,7 @@ impl<T: Float, O: Optimizer<T>> Trainer<T, O> {
             tape: Tape::new(),
             grad: Vec::new(),
             metrics: Metrics::new(),
+            threads: None,
         }
     }
 
@@ -320,6 +340,15 @@ impl<T: Float, O: Optimizer<T>> Trainer<T, O> {
         L: DataLoader<T>,
         C: Callback + ?Sized,
     {
+        let threads = match &self.threads {
+            Some(t) => t.clone(),
+            None => {
+                let t = Threads::new(self.config.threads)?;
+                self.threads = Some(t.clone());
+                t
+            }
+        };
+        model.set_threads(&threads)?;
         let start = Instant::now();
         let first_step = self.position.step;
         let mut last_loss = f64::NAN;
