@@ -12,9 +12,13 @@
 //!
 //! * `neural_ode_solve/controller/*` (item 1): `B = 16` value + gradient (checkpointed,
 //!   loss mean `z(1)²`) and `B = 4096` forward, with our PI controller (Hairer's DOPRI5
-//!   constants, the default) and the I controller of diffrax and torchdiffeq (`α = 0.2`,
-//!   `β = 0`, safety 0.9, factors `[0.2, 10]`); evaluation counts printed to stderr. The
-//!   accuracy side is `cargo run --release -p adjoint --example controller_work_precision`.
+//!   constants, the default: `pi_hairer`), the I controller of diffrax and torchdiffeq
+//!   (`α = 0.2`, `β = 0`, safety 0.9, factors `[0.2, 10]`) with Hairer's first step
+//!   (`i_alpha_0.2`), the Neural ODE preset `Options::neural_ode` (that I controller and
+//!   the RMS first step: `neural_ode`, what ODE-Net uses) and the preset with Shampine's
+//!   error estimate (`Method::Rk(&DOPRI5_SHAMPINE)`: `peers`, torchdiffeq's very steps);
+//!   evaluation counts printed to stderr. The accuracy side is
+//!   `cargo run --release -p adjoint --example controller_work_precision`.
 //!
 //! `cargo bench -p benches --bench neural_ode_solve`
 #![allow(missing_docs)]
@@ -26,6 +30,7 @@ use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
 use adjoint::{AdjointSolver, GradientMode, Method, Options};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ode_solvers::PiController;
+use ode_solvers::tableau::DOPRI5_SHAMPINE;
 
 const D: usize = 2;
 
@@ -103,13 +108,30 @@ fn controller(c: &mut Criterion) {
     let ts = [0.0, 1.0];
     let mut g = c.benchmark_group("neural_ode_solve/controller");
     g.sample_size(10).warm_up_time(Duration::from_millis(500));
-    for (label, ctrl) in [("pi_hairer", None), ("i_alpha_0.2", Some(i_controller))] {
-        let opts = Options {
-            controller: ctrl,
-            ..Options::with_tol(1e-6, 1e-6)
-        };
+    let settings = [
+        ("pi_hairer", Method::Dopri5, Options::with_tol(1e-6, 1e-6)),
+        (
+            "i_alpha_0.2",
+            Method::Dopri5,
+            Options {
+                controller: Some(i_controller),
+                ..Options::with_tol(1e-6, 1e-6)
+            },
+        ),
+        (
+            "neural_ode",
+            Method::Dopri5,
+            Options::neural_ode(1e-6, 1e-6),
+        ),
+        (
+            "peers",
+            Method::Rk(&DOPRI5_SHAMPINE),
+            Options::neural_ode(1e-6, 1e-6),
+        ),
+    ];
+    for (label, method, opts) in settings {
         let (mut f, z0) = (w2_field(16).expect("valid state shape"), initial_states(16));
-        let mut s = AdjointSolver::new(Method::Dopri5, opts.clone());
+        let mut s = AdjointSolver::new(method, opts.clone());
         s.value_and_grad(&mut f, &z0, &theta, &ts, loss_after_first(16 * D))
             .expect("gradient");
         eprintln!("controller {label:<12} B = 16: {:?}", s.stats());
@@ -130,7 +152,7 @@ fn controller(c: &mut Criterion) {
             w2_field(4096).expect("valid state shape"),
             initial_states(4096),
         );
-        let mut s = AdjointSolver::new(Method::Dopri5, opts);
+        let mut s = AdjointSolver::new(method, opts);
         s.forward(&mut f, &z0, &theta, &ts).expect("forward");
         eprintln!("controller {label:<12} B = 4096: {:?}", s.stats().forward);
         g.bench_function(BenchmarkId::new("forward_b4096", label), |b| {

@@ -205,6 +205,7 @@ impl<T: Real> AdamsStepper<T> {
                 None => {
                     let f0 = st.ring_f[0].clone();
                     hinit(
+                        opts.initial_step,
                         sys,
                         t0,
                         &st.y,

@@ -3,14 +3,16 @@
 
 use core::ops::Range;
 
-use crate::options::Stats;
+use crate::options::{InitialStep, Stats};
 use crate::real::{Real, c};
 use crate::system::OdeSystem;
 
 /// Hairer's `HINIT`: `h0 = 0.01 ‖y‖/‖f‖`, one explicit Euler step to estimate `‖y''‖`,
 /// then `h = min(100 h0, (0.01 / max(‖f‖, ‖y''‖))^{1/p}, max_step)` (sums of squares of the
-/// scaled components as in the Fortran code). Costs one evaluation.
+/// scaled components as in the Fortran code, or their means with
+/// [`InitialStep::Rms`]). Costs one evaluation.
 pub(crate) fn hinit<T: Real, S: OdeSystem<T> + ?Sized>(
+    kind: InitialStep,
     sys: &mut S,
     t: T,
     y: &[T],
@@ -25,6 +27,7 @@ pub(crate) fn hinit<T: Real, S: OdeSystem<T> + ?Sized>(
     f1: &mut [T],
     stats: &mut Stats,
 ) -> T {
+    let range_len = range.len().max(1);
     let mut dnf = T::zero();
     let mut dny = T::zero();
     for i in range.clone() {
@@ -73,6 +76,15 @@ pub(crate) fn hinit<T: Real, S: OdeSystem<T> + ?Sized>(
     } else {
         let d = range.map(|i| (f1[i] - f0[i]) / (atol[i] + rtol[i] * y[i].abs()));
         scaled_norm(d) / h.abs()
+    };
+    // The RMS variant divides the sums of squares by the number of controlled components
+    // (the ratio `dny / dnf` above is the same either way).
+    let (der2, dnf) = match kind {
+        InitialStep::Hairer => (der2, dnf),
+        InitialStep::Rms => {
+            let n: T = c(range_len as f64);
+            (der2 / n.sqrt(), dnf / n)
+        }
     };
     let der12 = der2.max(dnf.sqrt());
     let h1 = if !(der12 > c(1e-15)) {

@@ -5,7 +5,7 @@ use core::ops::Range;
 use crate::dense::DenseStep;
 use crate::error::SolveError;
 use crate::initial_step::hinit;
-use crate::options::{ErrorNorm, Options, PiController, Stats};
+use crate::options::{ErrorNorm, InitialStep, Options, PiController, Stats};
 use crate::real::{Real, c};
 use crate::slices::{axpy, first_non_finite};
 use crate::stepper::{StepInfo, Stepper, next_attempt};
@@ -327,6 +327,7 @@ pub struct RkStepper<T: Real> {
     err_range: Range<usize>,
     norm: ErrorNorm,
     ctrl: PiController<T>,
+    initial_step: InitialStep,
     alpha: T,
     /// `β ln(err_prev)` of the PI controller (Hairer's `FACOLD**BETA`, kept as a logarithm so
     /// that a step costs one `ln` and one `exp` instead of two `powf`).
@@ -456,6 +457,7 @@ impl<T: Real> RkStepper<T> {
             err_range: opts.error_range(n),
             norm: opts.norm,
             ctrl,
+            initial_step: opts.initial_step,
             alpha,
             beta_ln_facold: ctrl.beta * c::<T>(1e-4).ln(),
             ln_facold_min: c::<T>(1e-4).ln(),
@@ -512,6 +514,7 @@ impl<T: Real> RkStepper<T> {
     fn hinit<S: OdeSystem<T> + ?Sized>(&mut self, sys: &mut S) -> T {
         let p = self.v.parts();
         hinit(
+            self.initial_step,
             sys,
             self.t,
             p.y,

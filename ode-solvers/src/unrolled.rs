@@ -75,6 +75,7 @@ impl Unrolled {
         };
         [
             (&tableau::DOPRI5, Unrolled::Dopri5),
+            (&tableau::DOPRI5_SHAMPINE, Unrolled::Dopri5),
             (&tableau::TSIT5, Unrolled::Tsit5),
             (&tableau::DOP853, Unrolled::Dop853),
         ]
