@@ -319,12 +319,28 @@ impl Conv2d {
     /// The convolution of `x` `[n, c, h, w]` (plus the bias).
     pub fn forward<'t, T: Float>(&self, theta: Var<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
         let w = self.weight.var(theta);
-        let y = x.conv2d(w, self.config.stride, self.config.padding);
+        let (stride, pad) = (self.config.stride, self.config.padding);
         match self.bias {
-            Some(b) => y + b.var_as(theta, &[self.config.out_channels, 1, 1]),
-            None => y,
+            // The bias is added as the convolution's output is written (one node).
+            Some(b) => ternary(x, w, b.var(theta), |t, x, w, b| {
+                t.conv2d_bias(x, w, b, stride, pad)
+            }),
+            None => x.conv2d(w, stride, pad),
         }
     }
+}
+
+/// Applies a tape op of three operands after checking that they share a tape.
+fn ternary<'t, T: Float>(
+    a: Var<'t, T>,
+    b: Var<'t, T>,
+    c: Var<'t, T>,
+    f: impl FnOnce(&mut crate::tape::Inner<T>, crate::tape::Id, crate::tape::Id, crate::tape::Id) -> crate::tape::Id,
+) -> Var<'t, T> {
+    if !std::ptr::eq(a.tape, c.tape) {
+        return fail(a, Error::ForeignVar);
+    }
+    a.bin(b, |t, a, b| f(t, a, b, c.id))
 }
 
 impl Module for Conv2d {
@@ -426,7 +442,15 @@ impl GroupNorm {
                 },
             );
         }
-        let y = x.group_norm(self.groups, T::from_f64_const(self.eps));
+        let eps = T::from_f64_const(self.eps);
+        if let (Some(g), Some(b)) = (self.weight, self.bias) {
+            // Normalisation and affine part in one node (one pass each way).
+            let groups = self.groups;
+            return ternary(x, g.var(theta), b.var(theta), |t, x, g, b| {
+                t.group_norm_affine(x, g, b, groups, eps)
+            });
+        }
+        let y = x.group_norm(self.groups, eps);
         // [c] broadcast over [n, c, *spatial]: view it as [c, 1, ..., 1].
         let mut d = [1usize; 3];
         d[0] = self.channels;
