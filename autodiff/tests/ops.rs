@@ -440,6 +440,19 @@ fn cases<T: Float>() -> Vec<Case<T>> {
             },
             true,
         ),
+        c(
+            "conv2d_time_channel",
+            img,
+            |x| {
+                let (im, _) = conv_split(x);
+                let mut st = ParamStore::<T>::new(1);
+                let cfg = Conv2dConfig::new(3, 2, 2).padding(1);
+                let cv = Conv2d::new(&mut st, "c", cfg).unwrap();
+                let t = x.view(3, &[1]).sin();
+                cv.forward_with_time(x, t, im.tanh()).sin()
+            },
+            true,
+        ),
         c("avg_pool", img4, |x| x.avg_pool2d(2, 1).square(), true),
         c(
             "avg_pool_stride2",

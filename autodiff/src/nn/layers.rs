@@ -343,6 +343,48 @@ fn ternary<'t, T: Float>(
     a.bin(b, |t, a, b| f(t, a, b, c.id))
 }
 
+impl Conv2d {
+    /// The convolution of `[t; x]`: the constant map `t` (`[1]`) as input channel 0,
+    /// then the channels of `x` `[n, c − 1, h, w]` (torchdiffeq's `ConcatConv2d`, the
+    /// time-dependent convolution of ODE-Net's field), without materialising the
+    /// concatenation. By linearity, `conv([t; x], W) + b = conv(x, W₁) + B` with
+    /// `W₁ = W[:, 1..]` and `B = conv(t·1, W₀) + b`: the constant channel's contribution,
+    /// `t · Σ W₀[o, p, q]` over the kernel taps that fall inside the image (so it varies
+    /// near the border), is a convolution of one `[1, 1, h, w]` map, shared by the batch
+    /// and added with the bias as the main convolution's output is written. Saves the
+    /// copy of `x` into a `c`-channel tensor and the split of its gradient.
+    pub fn forward_with_time<'t, T: Float>(
+        &self,
+        theta: Var<'t, T>,
+        t: Var<'t, T>,
+        x: Var<'t, T>,
+    ) -> Var<'t, T> {
+        let (s, c) = (x.shape(), self.config.in_channels);
+        if s.rank() != 4 || s.dim(1) + 1 != c || t.len() != 1 {
+            return fail(
+                x,
+                Error::InvalidArgument {
+                    op: "Conv2d::forward_with_time",
+                    shape: s,
+                    reason: "needs x [n, c − 1, h, w] for a layer of c input channels and a time of one element",
+                },
+            );
+        }
+        let (stride, pad, o) = (self.config.stride, self.config.padding, self.config.out_channels);
+        let w = self.weight.var(theta);
+        let (w0, w1) = (w.narrow(1, 0, 1), w.narrow(1, 1, c - 1));
+        let tmap = t.reshape(&[1, 1, 1, 1]).expand(&[1, 1, s.dim(2), s.dim(3)]);
+        let tc = tmap.conv2d(w0, stride, pad);
+        let d = tc.shape();
+        let tc = tc.reshape(&[o, d.dim(2), d.dim(3)]);
+        let b = match self.bias {
+            Some(b) => tc + b.var_as(theta, &[o, 1, 1]),
+            None => tc,
+        };
+        ternary(x, w1, b, |t, x, w, b| t.conv2d_bias(x, w, b, stride, pad))
+    }
+}
+
 impl Module for Conv2d {
     fn forward<'t, T: Float>(&self, theta: Var<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
         Conv2d::forward(self, theta, x)

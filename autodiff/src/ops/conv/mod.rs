@@ -303,7 +303,8 @@ fn gather<T: Float>(src: &[T], ch: usize, hw: usize, s0: usize, m: usize, dst: &
 
 /// `y[s0 + s, k, :] (+)= yp[k, s·hw..(s + 1)·hw]` for the `m` samples of a chunk and
 /// the `o` channels `k` (the inverse of [`gather`]); with `bias`, `y = yp + bias[k]`
-/// (written, not accumulated: the bias add fused into the copy out of the GEMM).
+/// (`o` elements) or `y = yp + bias[k, :]` (`o·hw` elements, a bias per output
+/// position), written, not accumulated: the bias add fused into the copy out of the GEMM.
 #[allow(clippy::too_many_arguments)]
 fn scatter<T: Float>(
     y: &mut [T],
@@ -321,9 +322,15 @@ fn scatter<T: Float>(
             let at = ((s0 + s) * o + k) * hw;
             let src = &yp[k * ld + s * hw..k * ld + (s + 1) * hw];
             let dst = &mut y[at..at + hw];
-            if let Some(b) = bias {
+            if let Some(b) = bias.filter(|b| b.len() == o) {
                 let b = b[k];
                 dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v + b);
+            } else if let Some(b) = bias {
+                let b = &b[k * hw..(k + 1) * hw];
+                dst.iter_mut()
+                    .zip(src)
+                    .zip(b)
+                    .for_each(|((d, &v), &b)| *d = v + b);
             } else if acc {
                 dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
             } else {
@@ -637,8 +644,11 @@ impl<T: Float> Inner<T> {
         self.conv2d_impl(x, w, None, stride, pad)
     }
 
-    /// `conv2d(x, w) + b` with the per-channel bias `b` (`o` elements, any shape) added
-    /// as the GEMM's output is copied out: one node and no separate broadcast add.
+    /// `conv2d(x, w) + b` with the bias `b` added as the GEMM's output is copied out
+    /// (one node, no separate broadcast add): per channel (`o` elements, any shape) or
+    /// per channel and output position (`o·ho·wo` elements, shared by the samples; e.g.
+    /// a constant input channel's contribution, which the padding makes vary near the
+    /// border).
     pub(crate) fn conv2d_bias(&mut self, x: Id, w: Id, b: Id, stride: usize, pad: usize) -> Id {
         self.conv2d_impl(x, w, Some(b), stride, pad)
     }
@@ -653,7 +663,8 @@ impl<T: Float> Inner<T> {
             });
         };
         let nb = b.map(|b| self.node(b));
-        if let Some(nb) = nb.filter(|nb| nb.shape.len() != g.o) {
+        let per_pos = g.o * g.ho * g.wo;
+        if let Some(nb) = nb.filter(|nb| nb.shape.len() != g.o && nb.shape.len() != per_pos) {
             return self.fail(Error::ShapeMismatch {
                 op: "conv2d_bias",
                 lhs: nw.shape,
@@ -667,7 +678,7 @@ impl<T: Float> Inner<T> {
             &g,
             &src[nx.off..nx.off + nx.shape.len()],
             &src[nw.off..nw.off + nw.shape.len()],
-            nb.map(|nb| &src[nb.off..nb.off + g.o]),
+            nb.map(|nb| &src[nb.off..nb.off + nb.shape.len()]),
             &mut dst[..shape.len()],
             false,
             &mut self.scratch,
@@ -902,16 +913,21 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
             );
             let bi = n.inputs[2] as usize;
             if n.n_in == 3 && nodes[bi].rg {
-                // ∂b[k] (+)= Σ over samples and positions of G[·, k, ·].
+                // ∂b[k] (+)= Σ over samples and positions of G[·, k, ·] (per channel),
+                // ∂b[k, ·] (+)= Σ over samples of G[·, k, ·] (per position).
                 let hw = g.ho * g.wo;
-                let bo = nodes[bi].off;
-                let db = &mut lo[bo..bo + g.o];
+                let (bo, bl) = (nodes[bi].off, nodes[bi].shape.len());
+                let db = &mut lo[bo..bo + bl];
                 if assign[bi] {
                     db.fill(T::zero());
                 }
                 for gs in gy.chunks_exact(g.o * hw) {
-                    for (d, gk) in db.iter_mut().zip(gs.chunks_exact(hw)) {
-                        *d += gk.iter().fold(T::zero(), |a, &v| a + v);
+                    if bl == g.o {
+                        for (d, gk) in db.iter_mut().zip(gs.chunks_exact(hw)) {
+                            *d += gk.iter().fold(T::zero(), |a, &v| a + v);
+                        }
+                    } else {
+                        db.iter_mut().zip(gs).for_each(|(d, &v)| *d += v);
                     }
                 }
             }
@@ -1056,7 +1072,14 @@ pub(crate) fn backward_graph<T: Float>(t: &mut Inner<T>, i: usize, g: Id) -> Res
             let b = n.inputs[2];
             if n.n_in == 3 && t.nodes[b as usize].rg {
                 let sb = t.nodes[b as usize].shape;
-                let cs = Shape::new(&[sb.len(), 1, 1]).unwrap_or_default();
+                let o = t.nodes[w as usize].shape.dim(0);
+                let [_, _, ho, wo] = dims4(n.shape);
+                let cs = if sb.len() == o {
+                    Shape::new(&[o, 1, 1])
+                } else {
+                    Shape::new(&[o, ho, wo])
+                }
+                .unwrap_or_default();
                 let s = t.sum_to(g, cs);
                 let v = t.view(s, 0, sb);
                 t.acc_gvar(b, v);
@@ -1346,6 +1369,50 @@ mod tests {
             for (q, name) in ["y", "∂θ", "∂x", "recorded ∂θ", "recorded ∂x"].iter().enumerate() {
                 let e = max_err(&res[0][q], &res[1][q]);
                 assert!(e < 1e-10, "{name} s{s} p{p} k{k}: {e}");
+            }
+        }
+    }
+
+    /// `Conv2d::forward_with_time` (time channel by linearity, bias per position)
+    /// against the convolution of the materialised concatenation `[t·1; x]`.
+    #[test]
+    fn time_channel_matches_concatenation() {
+        use crate::nn::{Conv2d, Conv2dConfig, ParamStore};
+        for (s, p, k, bias) in [(1, 1, 3, true), (2, 1, 4, true), (1, 0, 2, false)] {
+            let (n, c, h, w, o) = (3, 4, 7, 6, 5);
+            let mut st = ParamStore::<f64>::new(9);
+            let cfg = Conv2dConfig::new(c + 1, o, k).stride(s).padding(p).bias(bias);
+            let conv = Conv2d::new(&mut st, "c", cfg).unwrap();
+            let np = st.n_params();
+            let th0: Vec<f64> = vals(np, 3).iter().map(|v| 1.0 + v).collect();
+            let x0 = vals(n * c * h * w, 4);
+            let mut res: Vec<Vec<Vec<f64>>> = Vec::new();
+            for fused in [true, false] {
+                let mut tape = Tape::<f64>::new();
+                tape.set_recording(true);
+                let th = tape.leaf(&th0, &[np]).unwrap();
+                let x = tape.leaf(&x0, &[n, c, h, w]).unwrap();
+                let t = tape.leaf(&[0.7], &[1]).unwrap();
+                let a = x.tanh();
+                let y = if fused {
+                    conv.forward_with_time(th, t, a)
+                } else {
+                    let tt = t.reshape(&[1, 1, 1, 1]).expand(&[n, 1, h, w]);
+                    conv.forward(th, tape.concat(&[tt, a], 1))
+                };
+                let z = (y.sin() * t).sum();
+                tape.backward_scalar(z).unwrap();
+                let g = [th.grad().unwrap(), x.grad().unwrap(), t.grad().unwrap()];
+                let mut r = vec![y.value().unwrap()];
+                r.extend(g);
+                for v in [th, x, t] {
+                    r.push(tape.gradient(v).unwrap().value().unwrap());
+                }
+                res.push(r);
+            }
+            for q in 0..res[0].len() {
+                let e = max_err(&res[0][q], &res[1][q]);
+                assert!(e < 1e-10, "output {q} s{s} p{p} k{k}: {e}");
             }
         }
     }
