@@ -335,7 +335,12 @@ fn ternary<'t, T: Float>(
     a: Var<'t, T>,
     b: Var<'t, T>,
     c: Var<'t, T>,
-    f: impl FnOnce(&mut crate::tape::Inner<T>, crate::tape::Id, crate::tape::Id, crate::tape::Id) -> crate::tape::Id,
+    f: impl FnOnce(
+        &mut crate::tape::Inner<T>,
+        crate::tape::Id,
+        crate::tape::Id,
+        crate::tape::Id,
+    ) -> crate::tape::Id,
 ) -> Var<'t, T> {
     if !std::ptr::eq(a.tape, c.tape) {
         return fail(a, Error::ForeignVar);
@@ -370,7 +375,11 @@ impl Conv2d {
                 },
             );
         }
-        let (stride, pad, o) = (self.config.stride, self.config.padding, self.config.out_channels);
+        let (stride, pad, o) = (
+            self.config.stride,
+            self.config.padding,
+            self.config.out_channels,
+        );
         let w = self.weight.var(theta);
         let (w0, w1) = (w.narrow(1, 0, 1), w.narrow(1, 1, c - 1));
         let tmap = t.reshape(&[1, 1, 1, 1]).expand(&[1, 1, s.dim(2), s.dim(3)]);

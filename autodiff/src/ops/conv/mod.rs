@@ -869,7 +869,6 @@ impl<T: Float> Inner<T> {
         }
         self.push(Op::GlobalAvgPool, shape, off, &[x])
     }
-
 }
 
 /// Fast VJP.
@@ -924,7 +923,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
                 for gs in gy.chunks_exact(g.o * hw) {
                     if bl == g.o {
                         for (d, gk) in db.iter_mut().zip(gs.chunks_exact(hw)) {
-                            *d += gk.iter().fold(T::zero(), |a, &v| a + v);
+                            *d += norm::lane_sum(gk, |v| v);
                         }
                     } else {
                         db.iter_mut().zip(gs).for_each(|(d, &v)| *d += v);
@@ -1329,7 +1328,11 @@ mod tests {
         for (s, p, k) in [(1, 1, 3), (2, 1, 4), (1, 0, 2)] {
             let (n, c, h, w, o) = (3, 4, 7, 6, 6);
             let mut st = ParamStore::<f64>::new(5);
-            let conv = Conv2d::new(&mut st, "c", Conv2dConfig::new(c, o, k).stride(s).padding(p));
+            let conv = Conv2d::new(
+                &mut st,
+                "c",
+                Conv2dConfig::new(c, o, k).stride(s).padding(p),
+            );
             let conv = conv.unwrap();
             let gn = GroupNorm::new(&mut st, "g", 3, o, 1e-5, true).unwrap();
             let np = st.n_params();
@@ -1337,7 +1340,7 @@ mod tests {
             let x0: Vec<f64> = vals(n * c * h * w, 4).iter().map(|v| 2.0 + v).collect();
             let mut res: Vec<Vec<Vec<f64>>> = Vec::new();
             for fused in [true, false] {
-                let mut tape = Tape::<f64>::new();
+                let tape = Tape::<f64>::new();
                 tape.set_recording(true);
                 let th = tape.leaf(&th0, &[np]).unwrap();
                 let x = tape.leaf(&x0, &[n, c, h, w]).unwrap();
@@ -1366,7 +1369,10 @@ mod tests {
                     gx2.value().unwrap(),
                 ]);
             }
-            for (q, name) in ["y", "∂θ", "∂x", "recorded ∂θ", "recorded ∂x"].iter().enumerate() {
+            for (q, name) in ["y", "∂θ", "∂x", "recorded ∂θ", "recorded ∂x"]
+                .iter()
+                .enumerate()
+            {
                 let e = max_err(&res[0][q], &res[1][q]);
                 assert!(e < 1e-10, "{name} s{s} p{p} k{k}: {e}");
             }
@@ -1381,14 +1387,17 @@ mod tests {
         for (s, p, k, bias) in [(1, 1, 3, true), (2, 1, 4, true), (1, 0, 2, false)] {
             let (n, c, h, w, o) = (3, 4, 7, 6, 5);
             let mut st = ParamStore::<f64>::new(9);
-            let cfg = Conv2dConfig::new(c + 1, o, k).stride(s).padding(p).bias(bias);
+            let cfg = Conv2dConfig::new(c + 1, o, k)
+                .stride(s)
+                .padding(p)
+                .bias(bias);
             let conv = Conv2d::new(&mut st, "c", cfg).unwrap();
             let np = st.n_params();
             let th0: Vec<f64> = vals(np, 3).iter().map(|v| 1.0 + v).collect();
             let x0 = vals(n * c * h * w, 4);
             let mut res: Vec<Vec<Vec<f64>>> = Vec::new();
             for fused in [true, false] {
-                let mut tape = Tape::<f64>::new();
+                let tape = Tape::<f64>::new();
                 tape.set_recording(true);
                 let th = tape.leaf(&th0, &[np]).unwrap();
                 let x = tape.leaf(&x0, &[n, c, h, w]).unwrap();

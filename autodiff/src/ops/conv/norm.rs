@@ -86,7 +86,7 @@ impl<T: Float> Inner<T> {
 /// Sum of `f(v)` over `xs` in 32 independent lanes (vectorised; the order of the
 /// additions differs from a sequential sum by rounding only).
 #[inline(always)]
-fn lane_sum<T: Float>(xs: &[T], f: impl Fn(T) -> T) -> T {
+pub(super) fn lane_sum<T: Float>(xs: &[T], f: impl Fn(T) -> T) -> T {
     const L: usize = 32;
     let mut acc = [T::zero(); L];
     let mut it = xs.chunks_exact(L);
@@ -307,7 +307,10 @@ fn gn_affine_back<T: Float>(
         for k in 0..cg {
             let a = r * gamma[c0 + k];
             let rng = k * hw..(k + 1) * hw;
-            let it = gxq[rng.clone()].iter_mut().zip(&g[rng.clone()]).zip(&xq[rng]);
+            let it = gxq[rng.clone()]
+                .iter_mut()
+                .zip(&g[rng.clone()])
+                .zip(&xq[rng]);
             if assign {
                 it.for_each(|((d, &gv), &xv)| *d = a * gv + b * (xv - mu) + cc);
             } else {
@@ -353,11 +356,14 @@ pub(super) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
     let c = xn.shape.dim(1);
     let x = &vals[xn.off..xn.off + xn.shape.len()];
     let gamma = &vals[gn.off..gn.off + c];
-    scratch.clear();
-    scratch.resize(2 * c, T::zero());
-    let gx = xn
-        .rg
-        .then(|| &mut lo[xn.off..xn.off + xn.shape.len()]);
+    // Grow only: the convolutions keep their im2col buffer in `scratch`, and shrinking
+    // it would make the next one re-zero all of it.
+    if scratch.len() < 2 * c {
+        scratch.resize(2 * c, T::zero());
+    }
+    let scratch = &mut scratch[..2 * c];
+    scratch.fill(T::zero());
+    let gx = xn.rg.then(|| &mut lo[xn.off..xn.off + xn.shape.len()]);
     gn_affine_back_dispatch(gy, x, gx, stats, gamma, scratch, c / groups, xa);
     // After ∂x: the parameter gradients may share an arena range with it (views).
     for (node, id, k) in [(gn, gi, 1), (bn, bi, 0)] {
