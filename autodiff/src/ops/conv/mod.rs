@@ -1,20 +1,21 @@
 //! Convolution family: `conv2d` (stride, zero padding; im2col + faer GEMM per chunk of
-//! samples), average pooling, adaptive average pooling to 1×1, and group normalisation.
+//! samples; optionally with a bias fused in), average pooling, adaptive average pooling
+//! to 1×1; group normalisation (with its affine part fused in or not) lives in `norm.rs`.
 //!
-//! conv2d: `y[n,o,i,j] = Σ_{c,p,q} w[o,c,p,q] · x[n,c, i·s+p−pad, j·s+q−pad]`; per chunk
-//! of samples `Y = W · col(X)` with `W` as `O × (C·k²)` and `col(X)` as
+//! conv2d: `y[n,o,i,j] = Σ_{c,p,q} w[o,c,p,q] · x[n,c, i·s+p−pad, j·s+q−pad] (+ b)`; per
+//! chunk of samples `Y = W · col(X)` with `W` as `O × (C·k²)` and `col(X)` as
 //! `(C·k²) × (samples·ho·wo)`, about 1024 columns per chunk so the im2col matrix stays in
-//! cache. The VJPs are `∂W = G · col(X)ᵀ` and `∂X = col⁻¹(Wᵀ G)` (col2im scatters back).
+//! cache. A bias (inputs `[x, w, b]`) is per channel (`b[o]`) or per channel and output
+//! position (`b[o, i, j]`, shared by the samples: how `Conv2d::forward_with_time` adds a
+//! constant input channel), added as `Y` is copied out of the GEMM's buffer; its VJP
+//! sums `G` over the samples (and positions). The VJPs are `∂W = G · col(X)ᵀ` and
+//! `∂X = col⁻¹(Wᵀ G)` (col2im scatters back).
 //! For stride 1 (and `pad < k`, square kernels) the backward uses instead the im2col
 //! matrix of `G` under the transposed geometry (padding `k − 1 − pad`, output `h × w`):
 //! `∂X = W' · col(G)` with the flipped, channel-transposed kernel
 //! `W'[c, (o, p, q)] = W[o, c, k−1−p, k−1−q]` (a convolution: inner dimension `O·k²`, no
 //! scatter-add), and `∂W[o, c, p, q] = (col(G) · X'ᵀ)[(o, k−1−p, k−1−q), c]` with `X'`
 //! the input gathered as `[C, samples·h·w]`: one im2col per backward instead of two.
-//!
-//! group norm: per sample and group of `C/G` channels, `y = (x − μ) / √(σ² + ε)`; the
-//! VJP is `∂x = r (g − mean(g) − y · mean(g ⊙ y))` with `r = 1/√(σ² + ε)` (affine scale
-//! and shift are ordinary broadcast `mul`/`add` with `[C, 1, 1]` tensors).
 
 mod norm;
 
