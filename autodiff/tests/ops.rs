@@ -2,6 +2,7 @@
 //! backward, and second derivatives (grad-of-grad) vs differences of gradients, on random
 //! shapes and values, for f32 and f64 from one generic body.
 
+use autodiff::nn::{Conv2d, Conv2dConfig, GroupNorm, ParamStore};
 use autodiff::{CustomOp, Error, Float, Shape, Tape, Var, default_gradcheck_tolerance, gradcheck};
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -431,6 +432,64 @@ fn cases<T: Float>() -> Vec<Case<T>> {
             |x| {
                 let h = x.shape().dim(2);
                 (x.sin() * x.view(0, &[4, h, 1])).square()
+            },
+            true,
+        ),
+        // The layers' fused paths: GroupNorm with γ, β in its node (parameters read from
+        // the input itself), Conv2d with its bias added as the output is written.
+        c(
+            "group_norm_affine",
+            img4,
+            |x| {
+                let mut st = ParamStore::<T>::new(1);
+                let gn = GroupNorm::new(&mut st, "n", 2, 4, 1e-3, true).unwrap();
+                gn.forward(x, x.cos()).mul(x)
+            },
+            true,
+        ),
+        c(
+            "group_norm_affine_one_group_aliased",
+            img4,
+            |x| {
+                let mut st = ParamStore::<T>::new(1);
+                let gn = GroupNorm::new(&mut st, "n", 1, 4, 1e-3, true).unwrap();
+                gn.forward(x, x).sin()
+            },
+            true,
+        ),
+        c(
+            "conv2d_bias_layer",
+            img,
+            |x| {
+                let (im, _) = conv_split(x);
+                let mut st = ParamStore::<T>::new(1);
+                let cv = Conv2d::new(&mut st, "c", Conv2dConfig::new(2, 3, 2).padding(1)).unwrap();
+                cv.forward(x, im.tanh()).sin()
+            },
+            true,
+        ),
+        c(
+            "conv2d_bias_layer_stride2",
+            img,
+            |x| {
+                let (im, _) = conv_split(x);
+                let mut st = ParamStore::<T>::new(1);
+                let cfg = Conv2dConfig::new(2, 3, 2).stride(2);
+                let cv = Conv2d::new(&mut st, "c", cfg).unwrap();
+                cv.forward(x, im).square()
+            },
+            true,
+        ),
+        c(
+            "conv2d_time_channel",
+            img,
+            |x| {
+                let (im, _) = conv_split(x);
+                let mut st = ParamStore::<T>::new(1);
+                let cfg = Conv2dConfig::new(3, 2, 2).padding(1);
+                let cv = Conv2d::new(&mut st, "c", cfg).unwrap();
+                let t = x.view(3, &[1]).sin();
+                cv.forward_with_time(x, t, im.tanh()).sin()
             },
             true,
         ),

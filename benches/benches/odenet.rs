@@ -46,6 +46,9 @@ fn batch(mut data: ImageDataset<f32>) -> (Vec<f32>, Vec<usize>, [usize; 4]) {
     (images, labels, [BATCH, c, h, w])
 }
 
+/// One training step; not inlined, so that callgrind's `--toggle-collect=odenet::step`
+/// counts exactly the steps.
+#[inline(never)]
 fn step(
     net: &mut dyn ImageClassifier<f32>,
     tape: &mut Tape<f32>,

@@ -19,7 +19,9 @@
 //! ```
 //!
 //! `cconv(t, x)` is torchdiffeq's `ConcatConv2d`: a 3×3 convolution (padding 1) of `x`
-//! with the time prepended as a constant channel (`c + 1 → c`). The paper's stem has
+//! with the time prepended as a constant channel (`c + 1 → c`), computed without
+//! materialising that channel (`Conv2d::forward_with_time`: the constant channel's
+//! contribution is a per-position bias). The paper's stem has
 //! `p = 0`: a 28×28 image becomes a `c × 6 × 6` map (`28 → 26 → 13 → 6`). For the 8×8
 //! digits, `p = 0` gives `1 × 1` maps; [`ConvNetConfig::digits`] uses `p = 1`
 //! (`8 → 8 → 4 → 2`). The ODE block's state is the feature map as `[B, c, h·w]` (the
@@ -513,21 +515,12 @@ impl OdeFunc {
     }
 
     /// `f(t, x)` for `x` `[b, c, h, w]` and `t` `[1]`.
-    fn forward<'t, T: Float>(
-        &self,
-        tape: &'t Tape<T>,
-        th: Var<'t, T>,
-        t: Var<'t, T>,
-        x: Var<'t, T>,
-    ) -> Var<'t, T> {
-        let s = x.shape();
-        let tt = t
-            .reshape(&[1, 1, 1, 1])
-            .expand(&[s.dim(0), 1, s.dim(2), s.dim(3)]);
+    fn forward<'t, T: Float>(&self, th: Var<'t, T>, t: Var<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
+        // `conv([t; out])` without the concatenation (see `Conv2d::forward_with_time`).
         let out = self.norm1.forward(th, x).relu();
-        let out = self.conv1.forward(th, tape.concat(&[tt, out], 1));
+        let out = self.conv1.forward_with_time(th, t, out);
         let out = self.norm2.forward(th, out).relu();
-        let out = self.conv2.forward(th, tape.concat(&[tt, out], 1));
+        let out = self.conv2.forward_with_time(th, t, out);
         self.norm3.forward(th, out)
     }
 }
@@ -637,9 +630,9 @@ impl<T: Float> OdeFeature<T> {
             None => {
                 let (c, h, w) = self.map;
                 let func = self.func.clone();
-                let field: Field<T> = Box::new(move |tape, t, z, th| {
+                let field: Field<T> = Box::new(move |_tape, t, z, th| {
                     let x = z.reshape(&[batch, c, h, w]);
-                    func.forward(tape, th, t, x).reshape(&[batch, c, h * w])
+                    func.forward(th, t, x).reshape(&[batch, c, h * w])
                 });
                 let block = OdeBlock::new(&[batch, c, h * w], self.n_params, field)?
                     .with_solver(Method::Dopri5, self.options.clone())

@@ -319,11 +319,78 @@ impl Conv2d {
     /// The convolution of `x` `[n, c, h, w]` (plus the bias).
     pub fn forward<'t, T: Float>(&self, theta: Var<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
         let w = self.weight.var(theta);
-        let y = x.conv2d(w, self.config.stride, self.config.padding);
+        let (stride, pad) = (self.config.stride, self.config.padding);
         match self.bias {
-            Some(b) => y + b.var_as(theta, &[self.config.out_channels, 1, 1]),
-            None => y,
+            // The bias is added as the convolution's output is written (one node).
+            Some(b) => ternary(x, w, b.var(theta), |t, x, w, b| {
+                t.conv2d_bias(x, w, b, stride, pad)
+            }),
+            None => x.conv2d(w, stride, pad),
         }
+    }
+}
+
+/// Applies a tape op of three operands after checking that they share a tape.
+fn ternary<'t, T: Float>(
+    a: Var<'t, T>,
+    b: Var<'t, T>,
+    c: Var<'t, T>,
+    f: impl FnOnce(
+        &mut crate::tape::Inner<T>,
+        crate::tape::Id,
+        crate::tape::Id,
+        crate::tape::Id,
+    ) -> crate::tape::Id,
+) -> Var<'t, T> {
+    if !std::ptr::eq(a.tape, c.tape) {
+        return fail(a, Error::ForeignVar);
+    }
+    a.bin(b, |t, a, b| f(t, a, b, c.id))
+}
+
+impl Conv2d {
+    /// The convolution of `[t; x]`: the constant map `t` (`[1]`) as input channel 0,
+    /// then the channels of `x` `[n, c − 1, h, w]` (torchdiffeq's `ConcatConv2d`, the
+    /// time-dependent convolution of ODE-Net's field), without materialising the
+    /// concatenation. By linearity, `conv([t; x], W) + b = conv(x, W₁) + B` with
+    /// `W₁ = W[:, 1..]` and `B = conv(t·1, W₀) + b`: the constant channel's contribution,
+    /// `t · Σ W₀[o, p, q]` over the kernel taps that fall inside the image (so it varies
+    /// near the border), is a convolution of one `[1, 1, h, w]` map, shared by the batch
+    /// and added with the bias as the main convolution's output is written. Saves the
+    /// copy of `x` into a `c`-channel tensor and the split of its gradient.
+    pub fn forward_with_time<'t, T: Float>(
+        &self,
+        theta: Var<'t, T>,
+        t: Var<'t, T>,
+        x: Var<'t, T>,
+    ) -> Var<'t, T> {
+        let (s, c) = (x.shape(), self.config.in_channels);
+        if s.rank() != 4 || s.dim(1) + 1 != c || t.len() != 1 {
+            return fail(
+                x,
+                Error::InvalidArgument {
+                    op: "Conv2d::forward_with_time",
+                    shape: s,
+                    reason: "needs x [n, c − 1, h, w] for a layer of c input channels and a time of one element",
+                },
+            );
+        }
+        let (stride, pad, o) = (
+            self.config.stride,
+            self.config.padding,
+            self.config.out_channels,
+        );
+        let w = self.weight.var(theta);
+        let (w0, w1) = (w.narrow(1, 0, 1), w.narrow(1, 1, c - 1));
+        let tmap = t.reshape(&[1, 1, 1, 1]).expand(&[1, 1, s.dim(2), s.dim(3)]);
+        let tc = tmap.conv2d(w0, stride, pad);
+        let d = tc.shape();
+        let tc = tc.reshape(&[o, d.dim(2), d.dim(3)]);
+        let b = match self.bias {
+            Some(b) => tc + b.var_as(theta, &[o, 1, 1]),
+            None => tc,
+        };
+        ternary(x, w1, b, |t, x, w, b| t.conv2d_bias(x, w, b, stride, pad))
     }
 }
 
@@ -426,7 +493,15 @@ impl GroupNorm {
                 },
             );
         }
-        let y = x.group_norm(self.groups, T::from_f64_const(self.eps));
+        let eps = T::from_f64_const(self.eps);
+        if let (Some(g), Some(b)) = (self.weight, self.bias) {
+            // Normalisation and affine part in one node (one pass each way).
+            let groups = self.groups;
+            return ternary(x, g.var(theta), b.var(theta), |t, x, g, b| {
+                t.group_norm_affine(x, g, b, groups, eps)
+            });
+        }
+        let y = x.group_norm(self.groups, eps);
         // [c] broadcast over [n, c, *spatial]: view it as [c, 1, ..., 1].
         let mut d = [1usize; 3];
         d[0] = self.channels;

@@ -1,20 +1,23 @@
 //! Convolution family: `conv2d` (stride, zero padding; im2col + faer GEMM per chunk of
-//! samples), average pooling, adaptive average pooling to 1×1, and group normalisation.
+//! samples; optionally with a bias fused in), average pooling, adaptive average pooling
+//! to 1×1; group normalisation (with its affine part fused in or not) lives in `norm.rs`.
 //!
-//! conv2d: `y[n,o,i,j] = Σ_{c,p,q} w[o,c,p,q] · x[n,c, i·s+p−pad, j·s+q−pad]`; per chunk
-//! of samples `Y = W · col(X)` with `W` as `O × (C·k²)` and `col(X)` as
+//! conv2d: `y[n,o,i,j] = Σ_{c,p,q} w[o,c,p,q] · x[n,c, i·s+p−pad, j·s+q−pad] (+ b)`; per
+//! chunk of samples `Y = W · col(X)` with `W` as `O × (C·k²)` and `col(X)` as
 //! `(C·k²) × (samples·ho·wo)`, about 1024 columns per chunk so the im2col matrix stays in
-//! cache. The VJPs are `∂W = G · col(X)ᵀ` and `∂X = col⁻¹(Wᵀ G)` (col2im scatters back).
+//! cache. A bias (inputs `[x, w, b]`) is per channel (`b[o]`) or per channel and output
+//! position (`b[o, i, j]`, shared by the samples: how `Conv2d::forward_with_time` adds a
+//! constant input channel), added as `Y` is copied out of the GEMM's buffer; its VJP
+//! sums `G` over the samples (and positions). The VJPs are `∂W = G · col(X)ᵀ` and
+//! `∂X = col⁻¹(Wᵀ G)` (col2im scatters back).
 //! For stride 1 (and `pad < k`, square kernels) the backward uses instead the im2col
 //! matrix of `G` under the transposed geometry (padding `k − 1 − pad`, output `h × w`):
 //! `∂X = W' · col(G)` with the flipped, channel-transposed kernel
 //! `W'[c, (o, p, q)] = W[o, c, k−1−p, k−1−q]` (a convolution: inner dimension `O·k²`, no
 //! scatter-add), and `∂W[o, c, p, q] = (col(G) · X'ᵀ)[(o, k−1−p, k−1−q), c]` with `X'`
 //! the input gathered as `[C, samples·h·w]`: one im2col per backward instead of two.
-//!
-//! group norm: per sample and group of `C/G` channels, `y = (x − μ) / √(σ² + ε)`; the
-//! VJP is `∂x = r (g − mean(g) − y · mean(g ⊙ y))` with `r = 1/√(σ² + ε)` (affine scale
-//! and shift are ordinary broadcast `mul`/`add` with `[C, 1, 1]` tensors).
+
+mod norm;
 
 use super::Op;
 use crate::tape::{Id, Inner, Node, split_grad};
@@ -300,15 +303,36 @@ fn gather<T: Float>(src: &[T], ch: usize, hw: usize, s0: usize, m: usize, dst: &
 }
 
 /// `y[s0 + s, k, :] (+)= yp[k, s·hw..(s + 1)·hw]` for the `m` samples of a chunk and
-/// the `o` channels `k` (the inverse of [`gather`]).
-fn scatter<T: Float>(y: &mut [T], yp: &[T], o: usize, hw: usize, s0: usize, m: usize, acc: bool) {
+/// the `o` channels `k` (the inverse of [`gather`]); with `bias`, `y = yp + bias[k]`
+/// (`o` elements) or `y = yp + bias[k, :]` (`o·hw` elements, a bias per output
+/// position), written, not accumulated: the bias add fused into the copy out of the GEMM.
+#[allow(clippy::too_many_arguments)]
+fn scatter<T: Float>(
+    y: &mut [T],
+    yp: &[T],
+    o: usize,
+    hw: usize,
+    s0: usize,
+    m: usize,
+    acc: bool,
+    bias: Option<&[T]>,
+) {
     let ld = m * hw;
     for s in 0..m {
         for k in 0..o {
             let at = ((s0 + s) * o + k) * hw;
             let src = &yp[k * ld + s * hw..k * ld + (s + 1) * hw];
             let dst = &mut y[at..at + hw];
-            if acc {
+            if let Some(b) = bias.filter(|b| b.len() == o) {
+                let b = b[k];
+                dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v + b);
+            } else if let Some(b) = bias {
+                let b = &b[k * hw..(k + 1) * hw];
+                dst.iter_mut()
+                    .zip(src)
+                    .zip(b)
+                    .for_each(|((d, &v), &b)| *d = v + b);
+            } else if acc {
                 dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
             } else {
                 dst.copy_from_slice(src);
@@ -317,11 +341,14 @@ fn scatter<T: Float>(y: &mut [T], yp: &[T], o: usize, hw: usize, s0: usize, m: u
     }
 }
 
-/// `y (+)= conv(x, w)`: im2col + one GEMM per chunk of samples.
+/// `y (+)= conv(x, w)` (`y = conv(x, w) + bias` with a bias): im2col + one GEMM per
+/// chunk of samples.
+#[allow(clippy::too_many_arguments)]
 fn conv_fwd<T: Float>(
     g: &Geo,
     x: &[T],
     w: &[T],
+    bias: Option<&[T]>,
     y: &mut [T],
     acc: bool,
     col: &mut Vec<T>,
@@ -341,7 +368,7 @@ fn conv_fwd<T: Float>(
         // Y' [O, m·hw] = W [O, ckk] · col [ckk, m·hw], then Y[s, o, :] = Y'[o, s·hw..].
         let yp = &mut tmp[..g.o * ld];
         T::gemm(yp, g.o, ld, ckk, w, false, col, false, false);
-        scatter(y, yp, g.o, hw, s0, m, acc);
+        scatter(y, yp, g.o, hw, s0, m, acc, bias);
         s0 += m;
     }
 }
@@ -463,7 +490,7 @@ fn back_flipped<T: Float>(
             // ∂X' [C, m·h·w] = W' · col(G), then scattered to [n, C, h·w].
             let dxp = &mut dxp_all[..g.c * ldx];
             T::gemm(dxp, g.c, ldx, okk, wf, false, col, false, false);
-            scatter(&mut out[xo..], dxp, g.c, xhw, s0, m, !gx_assign);
+            scatter(&mut out[xo..], dxp, g.c, xhw, s0, m, !gx_assign, None);
         }
         s0 += m;
     }
@@ -615,6 +642,19 @@ fn dims4(s: Shape) -> [usize; 4] {
 
 impl<T: Float> Inner<T> {
     pub(crate) fn conv2d(&mut self, x: Id, w: Id, stride: usize, pad: usize) -> Id {
+        self.conv2d_impl(x, w, None, stride, pad)
+    }
+
+    /// `conv2d(x, w) + b` with the bias `b` added as the GEMM's output is copied out
+    /// (one node, no separate broadcast add): per channel (`o` elements, any shape) or
+    /// per channel and output position (`o·ho·wo` elements, shared by the samples; e.g.
+    /// a constant input channel's contribution, which the padding makes vary near the
+    /// border).
+    pub(crate) fn conv2d_bias(&mut self, x: Id, w: Id, b: Id, stride: usize, pad: usize) -> Id {
+        self.conv2d_impl(x, w, Some(b), stride, pad)
+    }
+
+    fn conv2d_impl(&mut self, x: Id, w: Id, b: Option<Id>, stride: usize, pad: usize) -> Id {
         let (nx, nw) = (self.node(x), self.node(w));
         let Some(g) = geo(nx.shape, nw.shape, stride, pad) else {
             return self.fail(Error::ShapeMismatch {
@@ -623,6 +663,15 @@ impl<T: Float> Inner<T> {
                 rhs: nw.shape,
             });
         };
+        let nb = b.map(|b| self.node(b));
+        let per_pos = g.o * g.ho * g.wo;
+        if let Some(nb) = nb.filter(|nb| nb.shape.len() != g.o && nb.shape.len() != per_pos) {
+            return self.fail(Error::ShapeMismatch {
+                op: "conv2d_bias",
+                lhs: nw.shape,
+                rhs: nb.shape,
+            });
+        }
         let shape = Shape::new(&[g.n, g.o, g.ho, g.wo]).unwrap_or_default();
         let off = self.alloc_uninit(shape.len());
         let (src, dst) = self.vals.split_at_mut(off);
@@ -630,12 +679,16 @@ impl<T: Float> Inner<T> {
             &g,
             &src[nx.off..nx.off + nx.shape.len()],
             &src[nw.off..nw.off + nw.shape.len()],
+            nb.map(|nb| &src[nb.off..nb.off + nb.shape.len()]),
             &mut dst[..shape.len()],
             false,
             &mut self.scratch,
             &mut self.scratch2,
         );
-        self.push(Op::Conv2d { stride, pad }, shape, off, &[x, w])
+        match b {
+            Some(b) => self.push(Op::Conv2d { stride, pad }, shape, off, &[x, w, b]),
+            None => self.push(Op::Conv2d { stride, pad }, shape, off, &[x, w]),
+        }
     }
 
     /// `∂x` of a convolution as an operation of `(gy, w)`: the transposed convolution
@@ -817,130 +870,20 @@ impl<T: Float> Inner<T> {
         }
         self.push(Op::GlobalAvgPool, shape, off, &[x])
     }
-
-    /// Group normalisation of `[n, c, ...]` over groups of `c / groups` channels.
-    pub(crate) fn group_norm(&mut self, x: Id, groups: usize, eps: T) -> Id {
-        let n = self.node(x);
-        let s = n.shape;
-        if s.rank() < 2 || groups == 0 || !s.dim(1).is_multiple_of(groups) || s.is_empty() {
-            return self.fail(Error::InvalidArgument {
-                op: "group_norm",
-                shape: s,
-                reason: "needs [n, c, ...] with c divisible by the number of groups",
-            });
-        }
-        let batch = s.dim(0);
-        let m = s.len() / (batch * groups);
-        let aux = self.aux.len();
-        self.aux.resize(aux + 2 * batch * groups, T::zero());
-        let off = self.alloc_uninit(s.len());
-        let (src, dst) = self.vals.split_at_mut(off);
-        let (xs, ys) = (&src[n.off..n.off + s.len()], &mut dst[..s.len()]);
-        let stats = &mut self.aux[aux..aux + 2 * batch * groups];
-        gn_fwd_dispatch(xs, ys, stats, m, eps);
-        self.push(Op::GroupNorm { groups, aux, eps }, s, off, &[x])
-    }
-}
-
-/// Sum of `f(v)` over `xs` in 32 independent lanes (vectorised; the order of the
-/// additions differs from a sequential sum by rounding only).
-#[inline(always)]
-fn lane_sum<T: Float>(xs: &[T], f: impl Fn(T) -> T) -> T {
-    const L: usize = 32;
-    let mut acc = [T::zero(); L];
-    let mut it = xs.chunks_exact(L);
-    for c in &mut it {
-        for k in 0..L {
-            acc[k] += f(c[k]);
-        }
-    }
-    let mut w = L;
-    while w > 1 {
-        w /= 2;
-        for k in 0..w {
-            acc[k] += acc[k + w];
-        }
-    }
-    it.remainder().iter().fold(acc[0], |a, &v| a + f(v))
-}
-
-/// [`gn_fwd`] compiled for the widest vector unit the CPU has.
-fn gn_fwd_dispatch<T: Float>(xs: &[T], ys: &mut [T], stats: &mut [T], m: usize, eps: T) {
-    crate::vmath::simd_dispatch!(gn_fwd::<T>(xs: &[T], ys: &mut [T], stats: &mut [T], m: usize, eps: T) -> ())
-}
-
-/// [`gn_back`] compiled for the widest vector unit the CPU has.
-fn gn_back_dispatch<T: Float>(gy: &[T], y: &[T], gx: &mut [T], st: &[T], m: usize, a: bool) {
-    crate::vmath::simd_dispatch!(gn_back::<T>(gy: &[T], y: &[T], gx: &mut [T], st: &[T], m: usize, a: bool) -> ())
-}
-
-/// Group-norm forward over groups of `m` consecutive elements: `y = (x − μ) r` with
-/// `r = 1/√(σ² + ε)` (two passes for the moments, as stable as the textbook formula);
-/// `stats[2q], stats[2q + 1] = μ, r` of group `q`.
-#[inline(always)]
-fn gn_fwd<T: Float>(xs: &[T], ys: &mut [T], stats: &mut [T], m: usize, eps: T) {
-    let inv_m = T::one() / T::from_f64_const(m as f64);
-    let groups = xs.chunks_exact(m).zip(ys.chunks_exact_mut(m));
-    for ((x, y), st) in groups.zip(stats.chunks_exact_mut(2)) {
-        let mu = lane_sum(x, |v| v) * inv_m;
-        let var = lane_sum(x, |v| (v - mu) * (v - mu)) * inv_m;
-        let r = T::one() / (var + eps).sqrt();
-        for (d, &v) in y.iter_mut().zip(x) {
-            *d = (v - mu) * r;
-        }
-        st[0] = mu;
-        st[1] = r;
-    }
-}
-
-/// Group-norm VJP, one reduction pass and one write pass per group:
-/// `∂x (+)= r (g − mean(g) − y · mean(g ⊙ y))` (`=` when `assign`).
-#[inline(always)]
-fn gn_back<T: Float>(gy: &[T], y: &[T], gx: &mut [T], stats: &[T], m: usize, assign: bool) {
-    const L: usize = 16;
-    let inv_m = T::one() / T::from_f64_const(m as f64);
-    let groups = gy.chunks_exact(m).zip(y.chunks_exact(m));
-    for (((g, y), gx), st) in groups
-        .zip(gx.chunks_exact_mut(m))
-        .zip(stats.chunks_exact(2))
-    {
-        let (mut a, mut b) = ([T::zero(); L], [T::zero(); L]);
-        let (mut gc, mut yc) = (g.chunks_exact(L), y.chunks_exact(L));
-        for (gk, yk) in (&mut gc).zip(&mut yc) {
-            for k in 0..L {
-                a[k] += gk[k];
-                b[k] += gk[k] * yk[k];
-            }
-        }
-        let (mut sg, mut sgy) = (T::zero(), T::zero());
-        for k in 0..L {
-            sg += a[k];
-            sgy += b[k];
-        }
-        for (&gv, &yv) in gc.remainder().iter().zip(yc.remainder()) {
-            sg += gv;
-            sgy += gv * yv;
-        }
-        let (r, mg, mgy) = (st[1], sg * inv_m, sgy * inv_m);
-        let it = gx.iter_mut().zip(g).zip(y);
-        if assign {
-            it.for_each(|((d, &gv), &yv)| *d = r * (gv - mg - yv * mgy));
-        } else {
-            it.for_each(|((d, &gv), &yv)| *d += r * (gv - mg - yv * mgy));
-        }
-    }
 }
 
 /// Fast VJP.
 pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
     let n = t.nodes[i];
+    if matches!(n.op, Op::GroupNorm { .. }) {
+        return norm::backward(t, i);
+    }
     let xn = t.nodes[n.inputs[0] as usize];
     let Inner {
         grads,
         vals,
         scratch,
         scratch2,
-        aux: t_aux,
         nodes,
         assign,
         goff,
@@ -968,6 +911,26 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
                 scratch,
                 scratch2,
             );
+            let bi = n.inputs[2] as usize;
+            if n.n_in == 3 && nodes[bi].rg {
+                // ∂b[k] (+)= Σ over samples and positions of G[·, k, ·] (per channel),
+                // ∂b[k, ·] (+)= Σ over samples of G[·, k, ·] (per position).
+                let hw = g.ho * g.wo;
+                let (bo, bl) = (nodes[bi].off, nodes[bi].shape.len());
+                let db = &mut lo[bo..bo + bl];
+                if assign[bi] {
+                    db.fill(T::zero());
+                }
+                for gs in gy.chunks_exact(g.o * hw) {
+                    if bl == g.o {
+                        for (d, gk) in db.iter_mut().zip(gs.chunks_exact(hw)) {
+                            *d += norm::lane_sum(gk, |v| v);
+                        }
+                    } else {
+                        db.iter_mut().zip(gs).for_each(|(d, &v)| *d += v);
+                    }
+                }
+            }
         }
         Op::Conv2dGradInput { stride, pad } => {
             // out = convᵀ(G, W) for inputs (G, W); cotangent U (x-shaped):
@@ -978,7 +941,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
             };
             if gn.rg {
                 let d = &mut lo[gn.off..gn.off + gn.shape.len()];
-                conv_fwd(&g, gy, val(&wn), d, true, scratch, scratch2);
+                conv_fwd(&g, gy, val(&wn), None, d, true, scratch, scratch2);
             }
             if wn.rg {
                 let woff = Some(wn.off);
@@ -1020,7 +983,7 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
             }
             if gn.rg {
                 let d = &mut lo[gn.off..gn.off + gn.shape.len()];
-                conv_fwd(&g, val(&xn), gy, d, true, scratch, scratch2);
+                conv_fwd(&g, val(&xn), gy, None, d, true, scratch, scratch2);
             }
         }
         Op::AvgPool { k, stride } => {
@@ -1082,18 +1045,6 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
                     .for_each(|d| *d += g * inv);
             }
         }
-        Op::GroupNorm { groups, aux, .. } => {
-            if !xn.rg {
-                return;
-            }
-            let batch = xn.shape.dim(0);
-            let m = xn.shape.len() / (batch * groups);
-            let y = &vals[n.off..n.off + n.shape.len()];
-            let gx = &mut lo[xn.off..xn.off + xn.shape.len()];
-            let stats = &t_aux[aux..aux + 2 * batch * groups];
-            let assign = assign[n.inputs[0] as usize];
-            gn_back_dispatch(gy, y, gx, stats, m, assign);
-        }
         _ => {}
     }
 }
@@ -1117,6 +1068,21 @@ pub(crate) fn backward_graph<T: Float>(t: &mut Inner<T>, i: usize, g: Id) -> Res
             if t.nodes[w as usize].rg {
                 let v = t.conv2d_grad_weight(x, g, stride, pad, (sw.dim(2), sw.dim(3)));
                 t.acc_gvar(w, v);
+            }
+            let b = n.inputs[2];
+            if n.n_in == 3 && t.nodes[b as usize].rg {
+                let sb = t.nodes[b as usize].shape;
+                let o = t.nodes[w as usize].shape.dim(0);
+                let [_, _, ho, wo] = dims4(n.shape);
+                let cs = if sb.len() == o {
+                    Shape::new(&[o, 1, 1])
+                } else {
+                    Shape::new(&[o, ho, wo])
+                }
+                .unwrap_or_default();
+                let s = t.sum_to(g, cs);
+                let v = t.view(s, 0, sb);
+                t.acc_gvar(b, v);
             }
             Ok(())
         }
@@ -1171,42 +1137,14 @@ pub(crate) fn backward_graph<T: Float>(t: &mut Inner<T>, i: usize, g: Id) -> Res
             t.acc_gvar(x, v);
             Ok(())
         }
-        Op::GroupNorm { groups, eps, .. } => {
-            // ∂x = r (g − mean(g) − y mean(g y)), every factor recomputed as tape ops.
-            let batch = sx.dim(0);
-            let m = sx.len() / (batch * groups);
-            let s3 = Shape::new(&[batch, groups, m]).unwrap_or_default();
-            let s2 = Shape::new(&[batch, groups, 1]).unwrap_or_default();
-            let xr = t.view(x, 0, s3);
-            let mu = t.reduce_axis(xr, 2, true);
-            let mu = t.view(mu, 0, s2);
-            let c = t.sub(xr, mu);
-            let c2 = t.unary(super::UnOp::Square, c);
-            let var = t.reduce_axis(c2, 2, true);
-            let var = t.scalar_op(var, eps, true);
-            let sd = t.unary(super::UnOp::Sqrt, var);
-            let sd = t.view(sd, 0, s2);
-            let y = t.div(c, sd);
-            let gr = t.view(g, 0, s3);
-            let mg = t.reduce_axis(gr, 2, true);
-            let mg = t.view(mg, 0, s2);
-            let gy = t.mul(gr, y);
-            let mgy = t.reduce_axis(gy, 2, true);
-            let mgy = t.view(mgy, 0, s2);
-            let a = t.sub(gr, mg);
-            let b = t.mul(y, mgy);
-            let d = t.sub(a, b);
-            let d = t.div(d, sd);
-            let v = t.view(d, 0, sx);
-            t.acc_gvar(x, v);
-            Ok(())
-        }
+        Op::GroupNorm { .. } => norm::backward_graph(t, i, g),
         _ => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::norm::{gn_back_dispatch, gn_fwd_dispatch};
     use super::*;
     use crate::Tape;
 
@@ -1303,7 +1241,7 @@ mod tests {
             let (yr, gxr, gwr) = direct(&g, &x, &wt, &gy);
             let (mut col, mut tmp) = (Vec::new(), Vec::new());
             let mut y = vec![0.5; yr.len()];
-            conv_fwd(&g, &x, &wt, &mut y, false, &mut col, &mut tmp);
+            conv_fwd(&g, &x, &wt, None, &mut y, false, &mut col, &mut tmp);
             assert!(max_err(&y, &yr) < 1e-12, "forward k{k} p{p} s{s}");
             // out = [∂w | ∂x], pre-filled: accumulate adds to it, assign overwrites it.
             let (lw, lx) = (wt.len(), x.len());
@@ -1379,6 +1317,113 @@ mod tests {
             assert!(max_err(&ga, &gar) < 1e-12, "recorded ∂a, pass {pass}");
             let gw = tape.gradient(wv).unwrap().value().unwrap();
             assert!(max_err(&gw, &gwr) < 1e-12, "recorded ∂w, pass {pass}");
+        }
+    }
+
+    /// The layers' fused nodes (conv + bias, group norm + affine) against the same maths
+    /// as separate broadcast ops: values, fast gradients and recorded gradients, with
+    /// the image used once (its gradient written) and twice (accumulated).
+    #[test]
+    fn fused_bias_and_affine_match_separate_ops() {
+        use crate::nn::{Conv2d, Conv2dConfig, GroupNorm, ParamStore};
+        for (s, p, k) in [(1, 1, 3), (2, 1, 4), (1, 0, 2)] {
+            let (n, c, h, w, o) = (3, 4, 7, 6, 6);
+            let mut st = ParamStore::<f64>::new(5);
+            let conv = Conv2d::new(
+                &mut st,
+                "c",
+                Conv2dConfig::new(c, o, k).stride(s).padding(p),
+            );
+            let conv = conv.unwrap();
+            let gn = GroupNorm::new(&mut st, "g", 3, o, 1e-5, true).unwrap();
+            let np = st.n_params();
+            let th0: Vec<f64> = vals(np, 3).iter().map(|v| 1.0 + v).collect();
+            let x0: Vec<f64> = vals(n * c * h * w, 4).iter().map(|v| 2.0 + v).collect();
+            let mut res: Vec<Vec<Vec<f64>>> = Vec::new();
+            for fused in [true, false] {
+                let tape = Tape::<f64>::new();
+                tape.set_recording(true);
+                let th = tape.leaf(&th0, &[np]).unwrap();
+                let x = tape.leaf(&x0, &[n, c, h, w]).unwrap();
+                let a = x.mul_scalar(1.5);
+                let y = if fused {
+                    let y = conv.forward(th, a);
+                    gn.forward(th, y)
+                } else {
+                    let wv = conv.weight().var(th);
+                    let bv = conv.bias().unwrap().var_as(th, &[o, 1, 1]);
+                    let y = a.conv2d(wv, s, p) + bv;
+                    let gv = gn.weight().unwrap().var_as(th, &[o, 1, 1]);
+                    let be = gn.bias().unwrap().var_as(th, &[o, 1, 1]);
+                    y.group_norm(3, 1e-5) * gv + be
+                };
+                let z = (y.sin() * x.sum()).sum();
+                tape.backward_scalar(z).unwrap();
+                let (gt, gx) = (th.grad().unwrap(), x.grad().unwrap());
+                let gt2 = tape.gradient(th).unwrap();
+                let gx2 = tape.gradient(x).unwrap();
+                res.push(vec![
+                    y.value().unwrap(),
+                    gt,
+                    gx,
+                    gt2.value().unwrap(),
+                    gx2.value().unwrap(),
+                ]);
+            }
+            for (q, name) in ["y", "∂θ", "∂x", "recorded ∂θ", "recorded ∂x"]
+                .iter()
+                .enumerate()
+            {
+                let e = max_err(&res[0][q], &res[1][q]);
+                assert!(e < 1e-10, "{name} s{s} p{p} k{k}: {e}");
+            }
+        }
+    }
+
+    /// `Conv2d::forward_with_time` (time channel by linearity, bias per position)
+    /// against the convolution of the materialised concatenation `[t·1; x]`.
+    #[test]
+    fn time_channel_matches_concatenation() {
+        use crate::nn::{Conv2d, Conv2dConfig, ParamStore};
+        for (s, p, k, bias) in [(1, 1, 3, true), (2, 1, 4, true), (1, 0, 2, false)] {
+            let (n, c, h, w, o) = (3, 4, 7, 6, 5);
+            let mut st = ParamStore::<f64>::new(9);
+            let cfg = Conv2dConfig::new(c + 1, o, k)
+                .stride(s)
+                .padding(p)
+                .bias(bias);
+            let conv = Conv2d::new(&mut st, "c", cfg).unwrap();
+            let np = st.n_params();
+            let th0: Vec<f64> = vals(np, 3).iter().map(|v| 1.0 + v).collect();
+            let x0 = vals(n * c * h * w, 4);
+            let mut res: Vec<Vec<Vec<f64>>> = Vec::new();
+            for fused in [true, false] {
+                let tape = Tape::<f64>::new();
+                tape.set_recording(true);
+                let th = tape.leaf(&th0, &[np]).unwrap();
+                let x = tape.leaf(&x0, &[n, c, h, w]).unwrap();
+                let t = tape.leaf(&[0.7], &[1]).unwrap();
+                let a = x.tanh();
+                let y = if fused {
+                    conv.forward_with_time(th, t, a)
+                } else {
+                    let tt = t.reshape(&[1, 1, 1, 1]).expand(&[n, 1, h, w]);
+                    conv.forward(th, tape.concat(&[tt, a], 1))
+                };
+                let z = (y.sin() * t).sum();
+                tape.backward_scalar(z).unwrap();
+                let g = [th.grad().unwrap(), x.grad().unwrap(), t.grad().unwrap()];
+                let mut r = vec![y.value().unwrap()];
+                r.extend(g);
+                for v in [th, x, t] {
+                    r.push(tape.gradient(v).unwrap().value().unwrap());
+                }
+                res.push(r);
+            }
+            for q in 0..res[0].len() {
+                let e = max_err(&res[0][q], &res[1][q]);
+                assert!(e < 1e-10, "output {q} s{s} p{p} k{k}: {e}");
+            }
         }
     }
 
