@@ -10,6 +10,10 @@ use autodiff::{Float, Tape, Var};
 
 use crate::ModelsError;
 
+/// A row's cell input `[B, w]`, its update mask `[B, 1]` (`None`: every series observed)
+/// and whether any series is observed.
+pub type RowInput<'t, T> = (Var<'t, T>, Option<Var<'t, T>>, bool);
+
 /// The cell's input at row `i` of a batch `[N, B, d]`: `[x ⊙ mask, mask]` (`[B, 2d]`, or
 /// `[B, 2d + 1]` with each series' `gap[b]` appended), the update mask `m` `[B, 1]`
 /// (`None` when every series is observed in the row: the update is then the plain cell,
@@ -25,7 +29,7 @@ pub fn row_input<'t, T: Float>(
     gap: Option<&[T]>,
     buf: &mut Vec<T>,
     m: &mut Vec<T>,
-) -> Result<(Var<'t, T>, Option<Var<'t, T>>, bool), ModelsError> {
+) -> Result<RowInput<'t, T>, ModelsError> {
     let w = 2 * dim + usize::from(gap.is_some());
     buf.clear();
     m.clear();

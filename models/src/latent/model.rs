@@ -77,6 +77,10 @@ impl LatentConfig {
 /// Decoder means, and with the Poisson process the intensities and their integrals.
 type Decoded<'t, T> = (Var<'t, T>, Option<(Var<'t, T>, Var<'t, T>)>);
 
+/// Values of a reconstruction: the decoder means, and with the Poisson process the
+/// intensities and their integrals (`[N, B, d]` each).
+pub type Reconstruction<T> = (Vec<T>, Option<(Vec<T>, Vec<T>)>);
+
 /// The terms of the objective on one batch (means over the series).
 #[derive(Clone, Copy, Debug)]
 pub struct LossTerms<'t, T: Float> {
@@ -359,7 +363,7 @@ impl<T: Float> LatentOde<T> {
     pub fn reconstruct_with_times(
         &mut self,
         batch: &IrregularBatch<T>,
-    ) -> Result<(Vec<T>, Option<(Vec<T>, Vec<T>)>), ModelsError> {
+    ) -> Result<Reconstruction<T>, ModelsError> {
         let tape = Tape::<T>::new();
         let theta = self.store.leaf(&tape)?;
         let (mu, _) = self.encoder.encode(&tape, theta, batch)?;
