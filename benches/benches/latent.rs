@@ -8,9 +8,8 @@
 //!   likelihood (s = 0.3) and closed-form KL, Dopri5 at rtol = 1e-3, atol = 1e-4, Adam.
 //!   `direct` backpropagates through the solver's stages (what torchdiffeq's `odeint`
 //!   does under autograd); `adjoint` is the checkpointed continuous adjoint (against
-//!   `odeint_adjoint`). `*_knots8`: the latent ODE solved at 9 knots and interpolated
-//!   (cubic Hermite) at the 100 times, as torchdiffeq interpolates its dense output; the
-//!   others restart the solver at each of the 100 output times.
+//!   `odeint_adjoint`). The solver steps freely and gives the 100 output times from its
+//!   dense output, as torchdiffeq does.
 //! * `latent/ode_rnn_b50/f64`: the same iteration for the default irregular model
 //!   (ODE-RNN encoder, keep 0.5) at batch 50.
 #![allow(missing_docs)]
@@ -20,7 +19,7 @@ use std::hint::black_box;
 use adjoint::GradientMode;
 use autodiff::optim::{Adam, Optimizer};
 use autodiff::{Float, Tape};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use models::latent::data::{self, IrregularBatch, SpiralConfig};
 use models::latent::elbo::seeded_noise;
 use models::latent::{EncoderKind, LatentConfig, LatentOde};
@@ -34,13 +33,7 @@ struct Setup<T: Float> {
     seed: u64,
 }
 
-fn setup<T: Float>(
-    encoder: EncoderKind,
-    n: usize,
-    keep: f64,
-    mode: GradientMode<T>,
-    knots: Option<usize>,
-) -> Setup<T> {
+fn setup<T: Float>(encoder: EncoderKind, n: usize, keep: f64, mode: GradientMode<T>) -> Setup<T> {
     let cfg = SpiralConfig {
         n_spirals: n,
         keep,
@@ -51,7 +44,6 @@ fn setup<T: Float>(
     let batch = d.batch(&idx).expect("valid batch");
     let mut model = LatentOde::<T>::new(LatentConfig {
         encoder,
-        knots,
         ..LatentConfig::new(2)
     })
     .expect("valid config");
@@ -68,18 +60,6 @@ fn setup<T: Float>(
 }
 
 impl<T: Float> Setup<T> {
-    /// The loss at the current parameters with the noise of seed 0 (no gradient).
-    fn loss_only(&mut self) -> T {
-        self.tape.reset();
-        let noise = seeded_noise(0, 1, self.batch.batch, 4);
-        let theta = self.model.params().leaf(&self.tape).expect("leaf");
-        let l = self
-            .model
-            .loss(&self.tape, theta, &self.batch, &noise, 1, 1.0)
-            .expect("loss");
-        l.loss.item().expect("finite loss")
-    }
-
     /// One training iteration; returns the loss.
     fn step(&mut self) -> T {
         self.tape.reset();
@@ -107,19 +87,11 @@ fn torchdiffeq_setup(c: &mut Criterion) {
     g.sample_size(10);
     macro_rules! case {
         ($t:ty, $name:literal) => {
-            for (mname, mode, knots) in [
-                ("direct", GradientMode::Direct, None),
-                ("adjoint", GradientMode::checkpointed(), None),
-                ("direct_knots8", GradientMode::Direct, Some(8)),
-                ("adjoint_knots8", GradientMode::checkpointed(), Some(8)),
+            for (mname, mode) in [
+                ("direct", GradientMode::Direct),
+                ("adjoint", GradientMode::checkpointed()),
             ] {
-                let mut s = setup::<$t>(EncoderKind::Rnn, 1000, 1.0, mode, knots);
-                if knots.is_some() {
-                    // The interpolation's effect on the loss at the initial parameters.
-                    let mut exact = setup::<$t>(EncoderKind::Rnn, 1000, 1.0, GradientMode::Direct, None);
-                    let (a, b) = (s.loss_only(), exact.loss_only());
-                    eprintln!("latent/torchdiffeq_setup/{}/{mname}: initial loss {a} vs {b} without knots", $name);
-                }
+                let mut s = setup::<$t>(EncoderKind::Rnn, 1000, 1.0, mode);
                 s.step();
                 let (ne, nl) = s.model.take_nfe();
                 eprintln!(
@@ -140,16 +112,55 @@ fn torchdiffeq_setup(c: &mut Criterion) {
 fn ode_rnn(c: &mut Criterion) {
     let mut g = c.benchmark_group("latent/ode_rnn_b50");
     g.sample_size(10);
-    let mut s = setup::<f64>(
-        EncoderKind::OdeRnn,
-        50,
-        0.5,
-        GradientMode::checkpointed(),
-        None,
-    );
+    let mut s = setup::<f64>(EncoderKind::OdeRnn, 50, 0.5, GradientMode::checkpointed());
     g.bench_function("f64", |b| b.iter(|| black_box(s.step())));
     g.finish();
 }
 
 criterion_group!(benches, torchdiffeq_setup, ode_rnn);
-criterion_main!(benches);
+
+/// `LATENT_PROFILE=<steps>[,f64][,adjoint]`: instead of the benchmarks, runs that many
+/// iterations of the torchdiffeq set-up (after one warm-up) and prints the forward NFE,
+/// for `valgrind --tool=callgrind` (instruction counts are repeatable under load).
+fn profile(spec: &str) {
+    let mut parts = spec.split(',');
+    let steps: usize = parts.next().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let rest: Vec<&str> = parts.collect();
+    let adjoint = rest.contains(&"adjoint");
+    macro_rules! go {
+        ($t:ty) => {{
+            let mode = if adjoint {
+                GradientMode::checkpointed()
+            } else {
+                GradientMode::Direct
+            };
+            let mut s = setup::<$t>(EncoderKind::Rnn, 1000, 1.0, mode);
+            s.step();
+            let _ = s.model.take_nfe();
+            for _ in 0..steps {
+                black_box(s.step());
+            }
+            let (ne, nl) = s.model.take_nfe();
+            let st = s.model.latent_stats().unwrap_or_default();
+            eprintln!(
+                "profile: {steps} steps, forward NFE latent {nl}, encoder {ne}; last step: forward {} NFE ({} accepted, {} rejected), backward {} NFE, {} VJP ({} accepted, {} rejected)",
+                st.forward.nfe, st.forward.accepted, st.forward.rejected, st.backward_nfe,
+                st.backward_vjp, st.backward_accepted, st.backward_rejected
+            );
+        }};
+    }
+    if rest.contains(&"f64") {
+        go!(f64)
+    } else {
+        go!(f32)
+    }
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("LATENT_PROFILE") {
+        profile(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

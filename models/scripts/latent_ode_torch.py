@@ -132,7 +132,7 @@ def main():
     params = list(func.parameters()) + list(dec.parameters()) + list(rec.parameters())
     optimizer = torch.optim.Adam(params, lr=0.01)
     noise_logvar = 2.0 * torch.log(torch.tensor(noise_std, dtype=dtype))
-    times, losses, nfes = [], [], []
+    times, losses, nfes, nfes_fwd = [], [], [], []
     for itr in range(args.warmup + args.niters):
         start = time.perf_counter()
         func.nfe = 0
@@ -145,6 +145,7 @@ def main():
         epsilon = torch.randn(qz0_mean.size(), dtype=dtype)
         z0 = epsilon * torch.exp(0.5 * qz0_logvar) + qz0_mean
         pred_z = odeint(func, z0, samp_ts, rtol=args.rtol, atol=args.atol).permute(1, 0, 2)
+        nfe_forward = func.nfe
         pred_x = dec(pred_z)
         logpx = log_normal_pdf(samp_trajs, pred_x, noise_logvar).sum(-1).sum(-1)
         zeros = torch.zeros(z0.size(), dtype=dtype)
@@ -157,6 +158,7 @@ def main():
             times.append(elapsed)
             losses.append(loss.item())
             nfes.append(func.nfe)
+            nfes_fwd.append(nfe_forward)
     print(json.dumps({
         "impl": "torchdiffeq " + ("odeint_adjoint" if args.adjoint else "odeint"),
         "dtype": "f64" if args.double else "f32",
@@ -164,6 +166,7 @@ def main():
         "iterations": args.niters,
         "mean_s_per_iter": float(np.mean(times)),
         "median_s_per_iter": float(np.median(times)),
+        "mean_nfe_forward": float(np.mean(nfes_fwd)),
         "mean_nfe_forward_plus_backward": float(np.mean(nfes)),
         "last_loss": losses[-1],
         "threads": torch.get_num_threads(),

@@ -162,54 +162,6 @@ fn poisson_gradient_matches_central_differences() {
 }
 
 #[test]
-fn hermite_knots_gradient_matches_central_differences() {
-    // Long solver intervals between knots: more adaptive steps per interval, whose
-    // selection makes the differences noisy at the 1e-5 level (measured: the direct
-    // gradient -1.2176802 against differences -1.2176743 at step 1e-4, -1.2176468 at
-    // 1e-5, -1.2175897 at 1e-6 for `latent_field.2.bias`).
-    let cfg = LatentConfig {
-        knots: Some(3),
-        ..tiny_cfg(true)
-    };
-    check_gradient_cfg(cfg, 2, 0.5, 1e-4);
-}
-
-#[test]
-fn hermite_knots_match_the_solve_at_every_time() {
-    let data = tiny_spirals(4);
-    let batch = data.batch(&[0, 1, 2, 3]).unwrap();
-    assert!(batch.n_times() > 6);
-    let cfg = LatentConfig {
-        units: 16,
-        ..tiny_cfg(false)
-    };
-    let exact = LatentOde::<f64>::new(cfg.clone())
-        .unwrap()
-        .reconstruct(&batch)
-        .unwrap();
-    let mut errs = Vec::new();
-    for k in [2, 4, 8] {
-        let mut m = LatentOde::<f64>::new(LatentConfig {
-            knots: Some(k),
-            ..cfg.clone()
-        })
-        .unwrap();
-        let approx = m.reconstruct(&batch).unwrap();
-        let err = exact
-            .iter()
-            .zip(&approx)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        errs.push(err);
-    }
-    // Fourth order: halving the knot spacing divides the error by about 16.
-    assert!(
-        errs[2] < 1e-4 && errs[1] < errs[0] / 4.0 && errs[2] < errs[1] / 4.0,
-        "{errs:?}"
-    );
-}
-
-#[test]
 fn poisson_term_matches_closed_form_for_constant_intensity() {
     let mut model = LatentOde::<f64>::new(tiny_cfg(true)).unwrap();
     let b = 0.4f64; // λ = softplus(b) for every component
@@ -452,5 +404,62 @@ fn baseline_gradients_match_central_differences() {
         assert!(g.iter().any(|v| v.abs() > 1e-3));
         let mse = m.target_mse(&batch).unwrap().unwrap();
         assert!(mse.is_finite() && mse > 0.0);
+    }
+}
+
+#[test]
+fn composed_elu_matches_the_tape_elu_in_value_and_gradient() {
+    let xs: Vec<f64> = (0..41).map(|i| -4.0 + 0.2 * i as f64 + 1e-3).collect();
+    let run = |composed: bool| {
+        let tape = Tape::<f64>::new();
+        tape.set_recording(true);
+        let x = tape.leaf(&xs, &[xs.len()]).unwrap();
+        let y = if composed {
+            models::latent::decoder::elu(x)
+        } else {
+            x.elu(1.0)
+        };
+        let v = y.value().unwrap();
+        // A weighted sum so that every element's derivative counts.
+        let w: Vec<f64> = (0..xs.len()).map(|i| 1.0 + 0.1 * i as f64).collect();
+        let l = (y * tape.constant(&w, &[xs.len()]).unwrap()).sum();
+        tape.backward(l, &[1.0]).unwrap();
+        (v, x.grad().unwrap())
+    };
+    let (va, ga) = run(true);
+    let (vb, gb) = run(false);
+    for i in 0..xs.len() {
+        assert!(
+            (va[i] - vb[i]).abs() < 1e-14,
+            "value at {}: {} vs {}",
+            xs[i],
+            va[i],
+            vb[i]
+        );
+        assert!(
+            (ga[i] - gb[i]).abs() < 1e-13,
+            "grad at {}: {} vs {}",
+            xs[i],
+            ga[i],
+            gb[i]
+        );
+    }
+}
+
+#[test]
+fn window_log_likelihood_of_a_constant_rate_matches_closed_form() {
+    use models::latent::poisson::{constant_intensity, window_log_likelihood};
+    // 4 union times, 2 series, 1 component; series 0 has events at rows 1 and 3, series 1
+    // at row 2; window from row 1 (t = 0.5) to row 3 (t = 2).
+    let times = [0.0, 0.5, 1.2, 2.0];
+    let events = [0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0];
+    let rate = 1.7;
+    let (lam, big) = constant_intensity(&[rate], &times, 2);
+    for thin in [1.0, 0.3] {
+        let got = window_log_likelihood(&lam, &big, &events, 2, 1, 1, thin);
+        let want0 = constant_rate_log_likelihood(2, thin * rate, 1.5);
+        let want1 = constant_rate_log_likelihood(1, thin * rate, 1.5);
+        assert!((got[0] - want0).abs() < 1e-12, "{got:?} vs {want0}");
+        assert!((got[1] - want1).abs() < 1e-12, "{got:?} vs {want1}");
     }
 }

@@ -22,6 +22,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use models::latent::baselines::{Baseline, BaselineKind};
 use models::latent::data::{self, IrregularBatch, IrregularDataset, PeriodicConfig, SpiralConfig};
 use models::latent::elbo::KlAnnealing;
+use models::latent::poisson;
 use models::latent::{
     EncoderKind, FitConfig, LatentConfig, LatentOde, SeriesModel, evaluate, fit_with,
 };
@@ -31,7 +32,7 @@ use serde_json::json;
 use super::positive;
 use crate::CliError;
 use crate::output::write_json;
-use crate::plot::{Figure, Series};
+use crate::plot::{Figure, Series, save_panels};
 
 /// `--data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -95,13 +96,13 @@ pub enum EncoderArg {
 /// Options of `neuralode latent`.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct LatentArgs {
-    /// Data set.
-    #[arg(long, value_enum, default_value_t = DataArg::Spirals)]
-    pub data: DataArg,
+    /// Data set (default: spirals; state-spirals with `--compare-poisson`).
+    #[arg(long, value_enum)]
+    pub data: Option<DataArg>,
     /// The CSV file for `--data csv` (header `id,time,name_1,...`; empty cell = missing).
     #[arg(long)]
     pub csv: Option<PathBuf>,
-    /// Models to train, comma-separated.
+    /// Models to train, comma-separated (`--compare-poisson` sets latent,latent-poisson).
     #[arg(
         long,
         value_enum,
@@ -109,6 +110,15 @@ pub struct LatentArgs {
         default_value = "latent,ode-rnn,rnn-dt"
     )]
     pub models: Vec<ModelArg>,
+    /// Repeat the whole experiment (data, initialisation, batches, draws) for this many
+    /// seeds, `--seed`, `--seed + 1`, …; the table and `study.png/svg` give mean ± sd.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
+    /// The Poisson-process study: latent ODE with and without the likelihood of the
+    /// observation times (models latent,latent-poisson; data state-spirals unless `--data`
+    /// says otherwise), scored by test MSE and the held-out log-likelihood of the times.
+    #[arg(long)]
+    pub compare_poisson: bool,
     /// Tasks, comma-separated (one training run per model and task).
     #[arg(
         long,
@@ -126,11 +136,16 @@ pub struct LatentArgs {
     /// Probability of keeping each point of a generated series (1 = regular sampling).
     #[arg(long, default_value_t = 0.5)]
     pub keep: f64,
+    /// Standard deviation of the observation noise of generated spirals.
+    #[arg(long, default_value_t = 0.3)]
+    pub noise: f64,
     /// `--data state-spirals`: intensity where y ≪ 0 (events per unit time).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 1.0)]
     pub rate_lo: f64,
-    /// `--data state-spirals`: intensity where y ≫ 0 (at most 1 / grid step).
-    #[arg(long, default_value_t = 20.0)]
+    /// `--data state-spirals`: intensity where y ≫ 0 (at most 1 / grid step; the grid
+    /// draws an event with probability λ·step, close to a Poisson process while that is
+    /// small: 0.38 at the default 10 with 100 points).
+    #[arg(long, default_value_t = 10.0)]
     pub rate_hi: f64,
     /// Fraction of the series held out as the test set (the last ones).
     #[arg(long, default_value_t = 0.2)]
@@ -174,16 +189,12 @@ pub struct LatentArgs {
     /// rtol of the latent solve (adaptive methods); atol = rtol / 10.
     #[arg(long, default_value_t = 1e-3)]
     pub tol: f64,
-    /// Method of the latent solve. The solver restarts at every output time (the union of
-    /// the batch's times), so a fixed-step method (rk4, heun, midpoint, euler) takes one
-    /// step per interval between consecutive union times.
+    /// Method of the latent solve. Adaptive methods step freely and give the batch's union
+    /// of times from their dense output; a fixed-step method (rk4, heun, midpoint, euler)
+    /// steps onto the union times, one step per interval between consecutive ones.
     #[arg(long, default_value = "dopri5", value_parser = super::method_parser())]
     #[serde(serialize_with = "super::serialize_method")]
     pub method: ode_solvers::Method,
-    /// Solve the latent ODE at K + 1 evenly spaced knots and interpolate (cubic Hermite)
-    /// at the union times, instead of restarting the solver at every union time.
-    #[arg(long)]
-    pub knots: Option<usize>,
     /// Clip gradients to this norm.
     #[arg(long, default_value_t = 100.0)]
     pub clip: f64,
@@ -201,12 +212,23 @@ pub struct LatentArgs {
 /// One model trained on one task.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
+    /// The seed of the data, initialisation, batches and draws.
+    pub seed: u64,
     /// The model.
     pub model: ModelArg,
     /// The task.
     pub task: TaskArg,
     /// Test mean squared error on the task's targets.
     pub test_mse: f64,
+    /// Held-out log-likelihood of the observation times per test series (the targets'
+    /// times: interpolation, the held-out points' times, a `holdout`-thinned process over
+    /// the whole window; extrapolation, the times after the split, over the second half)
+    /// under the model's model of the times: the Poisson intensity for `latent-poisson`,
+    /// for the others a constant rate per component fitted on the training times.
+    pub times_ll: f64,
+    /// The same under the constant-rate process (equal to `times_ll` for models without
+    /// a Poisson process).
+    pub times_ll_const: f64,
     /// Number of parameters.
     pub n_params: usize,
     /// Mean wall time per optimizer step (s).
@@ -215,11 +237,30 @@ pub struct Row {
     pub losses: Vec<f64>,
 }
 
+/// Mean and sample standard deviation over the seeds of one model on one task.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// The model.
+    pub model: ModelArg,
+    /// The task.
+    pub task: TaskArg,
+    /// Number of seeds.
+    pub n: usize,
+    /// Test MSE: mean and standard deviation.
+    pub test_mse: (f64, f64),
+    /// Held-out log-likelihood of the times per series: mean and standard deviation.
+    pub times_ll: (f64, f64),
+    /// Seconds per step: mean.
+    pub seconds_per_step: f64,
+}
+
 /// What the job returns.
 #[derive(Debug, Clone, Serialize)]
 pub struct LatentReport {
-    /// One row per model and task.
+    /// One row per seed, model and task.
     pub rows: Vec<Row>,
+    /// One entry per model and task, over the seeds.
+    pub summary: Vec<Summary>,
     /// Where the outputs are.
     pub out: PathBuf,
 }
@@ -239,13 +280,14 @@ fn check(a: &LatentArgs) -> Result<(), CliError> {
         })
     };
     if a.steps == 0
+        || a.seeds == 0
         || a.batch == 0
         || a.iwae == 0
         || a.latent == 0
         || a.units == 0
         || a.rec_hidden == 0
     {
-        return bad("steps/batch/iwae/sizes", "must be > 0");
+        return bad("steps/seeds/batch/iwae/sizes", "must be > 0");
     }
     if !(a.test_frac > 0.0 && a.test_frac < 1.0 && a.holdout > 0.0 && a.holdout < 1.0) {
         return bad("test-frac/holdout", "must be in (0, 1)");
@@ -253,7 +295,10 @@ fn check(a: &LatentArgs) -> Result<(), CliError> {
     if a.models.is_empty() || a.tasks.is_empty() {
         return bad("models/tasks", "need at least one");
     }
-    if a.data == DataArg::Csv && a.csv.is_none() {
+    if !(a.noise.is_finite() && a.noise >= 0.0) {
+        return bad("noise", "must be finite and >= 0");
+    }
+    if data_arg(a) == DataArg::Csv && a.csv.is_none() {
         return bad("csv", "--data csv needs --csv FILE");
     }
     Ok(())
@@ -263,25 +308,43 @@ fn check(a: &LatentArgs) -> Result<(), CliError> {
 /// (`(grid times, [n_grid, dim] values)` per series).
 type Clean = Vec<(Vec<f64>, Vec<f64>)>;
 
-fn load(a: &LatentArgs) -> Result<(IrregularDataset<f64>, Option<Clean>), CliError> {
+/// The data set: `--data`, or its default for the job.
+fn data_arg(a: &LatentArgs) -> DataArg {
+    a.data.unwrap_or(if a.compare_poisson {
+        DataArg::StateSpirals
+    } else {
+        DataArg::Spirals
+    })
+}
+
+/// The models: `--models`, or latent,latent-poisson for `--compare-poisson`.
+fn model_args(a: &LatentArgs) -> Vec<ModelArg> {
+    if a.compare_poisson {
+        vec![ModelArg::Latent, ModelArg::LatentPoisson]
+    } else {
+        a.models.clone()
+    }
+}
+
+fn load(a: &LatentArgs, seed: u64) -> Result<(IrregularDataset<f64>, Option<Clean>), CliError> {
     let spiral = SpiralConfig {
         n_spirals: a.n_series,
         n_sample: a.n_sample,
         n_total: (5 * a.n_sample).max(2 * a.n_sample + 1),
         keep: a.keep,
+        noise_std: a.noise,
         ..SpiralConfig::default()
     };
     let dt = spiral.stop / (spiral.n_total - 1) as f64;
     let grid: Vec<f64> = (0..a.n_sample).map(|i| i as f64 * dt).collect();
-    Ok(match a.data {
+    Ok(match data_arg(a) {
         DataArg::Spirals => {
-            let (d, clean) = data::spirals::<f64>(&spiral, a.seed)?;
+            let (d, clean) = data::spirals::<f64>(&spiral, seed)?;
             let c = clean.into_iter().map(|v| (grid.clone(), v)).collect();
             (d, Some(c))
         }
         DataArg::StateSpirals => {
-            let (d, _) =
-                data::state_dependent_spirals::<f64>(&spiral, a.rate_lo, a.rate_hi, a.seed)?;
+            let (d, _) = data::state_dependent_spirals::<f64>(&spiral, a.rate_lo, a.rate_hi, seed)?;
             (d, None)
         }
         DataArg::Periodic => {
@@ -291,7 +354,7 @@ fn load(a: &LatentArgs) -> Result<(IrregularDataset<f64>, Option<Clean>), CliErr
                 keep: a.keep,
                 ..PeriodicConfig::default()
             };
-            let (d, g, clean) = data::periodic::<f64>(&cfg, a.seed)?;
+            let (d, g, clean) = data::periodic::<f64>(&cfg, seed)?;
             let c = clean.into_iter().map(|v| (g.clone(), v)).collect();
             (d, Some(c))
         }
@@ -334,23 +397,185 @@ impl SeriesModelF64 for Baseline<f64> {
     }
 }
 
-/// Runs the job: trains every model on every task, prints the table, writes the JSON and
-/// the plots.
+/// Runs the job: for every seed trains every model on every task, prints the table
+/// (mean ± sd over the seeds), writes the JSON and the plots.
 pub fn run(a: &LatentArgs) -> Result<LatentReport, CliError> {
     check(a)?;
     std::fs::create_dir_all(&a.out).map_err(|source| CliError::Io {
         path: a.out.clone(),
         source,
     })?;
-    let (all, clean) = load(a)?;
-    let n_test = ((all.len() as f64 * a.test_frac).round() as usize)
-        .clamp(1, all.len().saturating_sub(1).max(1));
+    let mut rows = Vec::new();
+    let mut loss_fig = Figure::new("Training loss", "step", "loss per series");
+    let mut extra = Vec::new();
+    for k in 0..a.seeds {
+        let seed = a.seed.wrapping_add(k as u64);
+        let (r, info) = run_seed(a, seed, k == 0, &mut loss_fig)?;
+        rows.extend(r);
+        extra.push(info);
+    }
+    loss_fig.save(&a.out, "loss")?;
+    let summary = summarise(a, &rows);
+    if a.seeds > 1 {
+        println!("over {} seeds (mean ± sd):", a.seeds);
+    }
+    for m in &summary {
+        println!(
+            "{:>22} {:>7}: test MSE {:.4} ± {:.4}, held-out log-lik of the times {:.3} ± {:.3} per series, {:.1} ms/step",
+            m.model.label(),
+            format!("{:?}", m.task),
+            m.test_mse.0,
+            m.test_mse.1,
+            m.times_ll.0,
+            m.times_ll.1,
+            1e3 * m.seconds_per_step
+        );
+    }
+    if a.seeds > 1 {
+        study_plot(a, &rows)?;
+    }
+    let report = LatentReport {
+        rows,
+        summary,
+        out: a.out.clone(),
+    };
+    write_json(
+        &a.out.join("metrics.json"),
+        &json!({
+            "settings": a,
+            "data": data_arg(a),
+            "models": model_args(a),
+            "per_seed": extra,
+            "summary": report.summary,
+            "results": report.rows,
+        }),
+    )?;
+    println!("wrote {}", a.out.display());
+    Ok(report)
+}
+
+/// Mean and sample standard deviation (0 for one value).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+fn summarise(a: &LatentArgs, rows: &[Row]) -> Vec<Summary> {
+    let mut out = Vec::new();
+    for &task in &a.tasks {
+        for model in model_args(a) {
+            let sel: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.task == task && r.model == model)
+                .collect();
+            if sel.is_empty() {
+                continue;
+            }
+            let f = |g: &dyn Fn(&Row) -> f64| sel.iter().map(|r| g(r)).collect::<Vec<_>>();
+            out.push(Summary {
+                model,
+                task,
+                n: sel.len(),
+                test_mse: mean_sd(&f(&|r| r.test_mse)),
+                times_ll: mean_sd(&f(&|r| r.times_ll)),
+                seconds_per_step: mean_sd(&f(&|r| r.seconds_per_step)).0,
+            });
+        }
+    }
+    out
+}
+
+/// Per seed and task, each model's test MSE and held-out log-likelihood of the times
+/// against the seed (`study.png/svg`).
+fn study_plot(a: &LatentArgs, rows: &[Row]) -> Result<(), CliError> {
+    let mut panels = Vec::new();
+    for &task in &a.tasks {
+        for (metric, get) in [
+            ("test MSE", (|r: &Row| r.test_mse) as fn(&Row) -> f64),
+            ("held-out log-lik of the times per series", |r: &Row| {
+                r.times_ll
+            }),
+        ] {
+            let mut fig = Figure::new(format!("{metric} ({task:?})"), "seed", metric);
+            for model in model_args(a) {
+                let pts: Vec<(f64, f64)> = rows
+                    .iter()
+                    .filter(|r| r.task == task && r.model == model && get(r).is_finite())
+                    .map(|r| (r.seed as f64, get(r)))
+                    .collect();
+                fig = fig.with(Series::line_markers(model.label(), pts));
+            }
+            panels.push(fig);
+        }
+    }
+    save_panels(&panels, &a.out, "study")?;
+    Ok(())
+}
+
+/// The log-likelihood of the targets' times per test series, under the model's
+/// intensity (`None` without a Poisson process) and under the constant rates: sums over
+/// the test set divided by its size.
+fn times_scores(
+    net: &mut Net,
+    test: &IrregularDataset<f64>,
+    batch: usize,
+    split: &dyn Fn(&IrregularBatch<f64>) -> IrregularBatch<f64>,
+    thin: f64,
+    t_from: f64,
+    rates: &[f64],
+) -> Result<(Option<f64>, f64), CliError> {
+    let (mut model, mut constant) = (0.0, 0.0);
+    let mut has_model = true;
+    let idx: Vec<usize> = (0..test.len()).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let b = split(&test.batch(chunk)?);
+        let from = b.times.iter().position(|&t| t >= t_from).unwrap_or(0);
+        let (c_lam, c_big) = poisson::constant_intensity(rates, &b.times, b.batch);
+        constant +=
+            poisson::window_log_likelihood(&c_lam, &c_big, &b.target, b.batch, b.dim, from, thin)
+                .iter()
+                .sum::<f64>();
+        let pois = match net {
+            Net::Latent(m) => m.reconstruct_with_times(&b)?.1,
+            Net::Base(_) => None,
+        };
+        match pois {
+            Some((lam, big)) => {
+                model += poisson::window_log_likelihood(
+                    &lam, &big, &b.target, b.batch, b.dim, from, thin,
+                )
+                .iter()
+                .sum::<f64>();
+            }
+            None => has_model = false,
+        }
+    }
+    let n = test.len().max(1) as f64;
+    Ok((has_model.then_some(model / n), constant / n))
+}
+
+/// One seed: data, then every model on every task. Returns the rows and the seed's data
+/// summary (sizes, split time, constant rates).
+fn run_seed(
+    a: &LatentArgs,
+    seed: u64,
+    plots: bool,
+    loss_fig: &mut Figure,
+) -> Result<(Vec<Row>, serde_json::Value), CliError> {
+    let (all, clean) = load(a, seed)?;
     if all.len() < 2 {
         return Err(CliError::InvalidArgument {
             name: "data",
             reason: format!("need at least 2 series, got {}", all.len()),
         });
     }
+    let n_test = ((all.len() as f64 * a.test_frac).round() as usize).clamp(1, all.len() - 1);
     let n_train = all.len() - n_test;
     let (train, test) = all.split(n_train);
     let (t_lo, t_hi) = train
@@ -361,27 +586,35 @@ pub fn run(a: &LatentArgs) -> Result<LatentReport, CliError> {
             (lo.min(s.times[0]), hi.max(s.times[s.times.len() - 1]))
         });
     let t_split = 0.5 * (t_lo + t_hi);
+    let data = data_arg(a);
     let obs_std = a.obs_std.unwrap_or(
-        if matches!(a.data, DataArg::Spirals | DataArg::StateSpirals) {
+        if matches!(data, DataArg::Spirals | DataArg::StateSpirals) {
             0.3
         } else {
             0.1
         },
     );
+    let rates = poisson::constant_rates(&train).ok_or_else(|| CliError::InvalidArgument {
+        name: "data",
+        reason: "the training series span no time".into(),
+    })?;
+    let n_events: usize = train
+        .series()
+        .iter()
+        .map(|s| s.observed.iter().filter(|&&o| o).count())
+        .sum();
     println!(
-        "latent ODE experiment: {:?}, {n_train} training and {n_test} test series of dim {}, {} steps, batch {}, split at t = {t_split:.3}",
-        a.data,
+        "latent ODE experiment, seed {seed}: {data:?}, {n_train} training and {n_test} test series of dim {}, {:.1} observed values per series, {} steps, batch {}, split at t = {t_split:.3}",
         train.dim(),
+        n_events as f64 / n_train as f64,
         a.steps,
         a.batch
     );
     let holdout = a.holdout;
-    let seed = a.seed;
     let mut rows = Vec::new();
-    let mut loss_fig = Figure::new("Training loss", "step", "loss per series");
     for &task in &a.tasks {
-        for &which in &a.models {
-            let mut net = build(a, which, train.dim(), obs_std)?;
+        for which in model_args(a) {
+            let mut net = build(a, which, train.dim(), obs_std, seed)?;
             let prepare: Box<dyn Fn(IrregularBatch<f64>) -> IrregularBatch<f64>> = match task {
                 TaskArg::Interp => Box::new(|b| b),
                 TaskArg::Extrap => Box::new(move |b: IrregularBatch<f64>| b.extrapolation(t_split)),
@@ -399,7 +632,7 @@ pub fn run(a: &LatentArgs) -> Result<LatentReport, CliError> {
                 steps: a.steps,
                 batch_size: a.batch,
                 clip: Some(a.clip),
-                seed: a.seed ^ 0xF17,
+                seed: seed ^ 0xF17,
             };
             let start = Instant::now();
             let mut cb = |r: &models::latent::StepReport| {
@@ -424,23 +657,35 @@ pub fn run(a: &LatentArgs) -> Result<LatentReport, CliError> {
                 Net::Base(m) => evaluate(m.as_mut(), &test, a.batch, &split)?,
             }
             .unwrap_or(f64::NAN);
+            let (thin, t_from) = match task {
+                TaskArg::Interp => (holdout, f64::NEG_INFINITY),
+                TaskArg::Extrap => (1.0, t_split),
+            };
+            let (ll_model, ll_const) =
+                times_scores(&mut net, &test, a.batch, &split, thin, t_from, &rates)?;
+            let times_ll = ll_model.unwrap_or(ll_const);
             println!(
-                "{:>22} {:>7}: test MSE {mse:.4}, {} params, {:.1} ms/step, final loss {:.3}",
+                "{:>22} {:>7}: test MSE {mse:.4}, times log-lik {times_ll:.3} (constant rate {ll_const:.3}), {} params, {:.1} ms/step, final loss {:.3}",
                 which.label(),
                 format!("{task:?}"),
                 net.model().n_params(),
                 1e3 * secs,
                 losses.last().copied().unwrap_or(f64::NAN)
             );
-            loss_fig = loss_fig.with(Series::line(
-                format!("{} ({task:?})", which.label()),
+            let label = if a.seeds > 1 {
+                format!("{} ({task:?}, seed {seed})", which.label())
+            } else {
+                format!("{} ({task:?})", which.label())
+            };
+            *loss_fig = std::mem::take(loss_fig).with(Series::line(
+                label,
                 losses
                     .iter()
                     .enumerate()
                     .map(|(i, &l)| (i as f64, l))
                     .collect(),
             ));
-            if let Net::Latent(m) = &mut net {
+            if let (true, Net::Latent(m)) = (plots, &mut net) {
                 posterior_plot(
                     a,
                     m,
@@ -452,29 +697,33 @@ pub fn run(a: &LatentArgs) -> Result<LatentReport, CliError> {
                 )?;
             }
             rows.push(Row {
+                seed,
                 model: which,
                 task,
                 test_mse: mse,
+                times_ll,
+                times_ll_const: ll_const,
                 n_params: net.model().n_params(),
                 seconds_per_step: secs,
                 losses,
             });
         }
     }
-    loss_fig.save(&a.out, "loss")?;
-    let report = LatentReport {
-        rows,
-        out: a.out.clone(),
-    };
-    write_json(
-        &a.out.join("metrics.json"),
-        &json!({ "settings": a, "t_split": t_split, "obs_std": obs_std, "results": report.rows }),
-    )?;
-    println!("wrote {}", a.out.display());
-    Ok(report)
+    let info = json!({
+        "seed": seed, "n_train": n_train, "n_test": n_test, "t_split": t_split,
+        "obs_std": obs_std, "constant_rates": rates,
+        "observed_values_per_train_series": n_events as f64 / n_train as f64,
+    });
+    Ok((rows, info))
 }
 
-fn build(a: &LatentArgs, which: ModelArg, dim: usize, obs_std: f64) -> Result<Net, CliError> {
+fn build(
+    a: &LatentArgs,
+    which: ModelArg,
+    dim: usize,
+    obs_std: f64,
+    seed: u64,
+) -> Result<Net, CliError> {
     Ok(match which {
         ModelArg::Latent | ModelArg::LatentPoisson => {
             let cfg = LatentConfig {
@@ -493,8 +742,7 @@ fn build(a: &LatentArgs, which: ModelArg, dim: usize, obs_std: f64) -> Result<Ne
                 method: a.method,
                 rtol: a.tol,
                 atol: a.tol / 10.0,
-                seed: a.seed,
-                knots: a.knots,
+                seed,
                 ..LatentConfig::new(dim)
             };
             let mut m = LatentOde::new(cfg)?;
@@ -514,7 +762,7 @@ fn build(a: &LatentArgs, which: ModelArg, dim: usize, obs_std: f64) -> Result<Ne
             a.rec_hidden,
             a.enc_step,
             obs_std,
-            a.seed,
+            seed,
         )?)),
         ModelArg::RnnDt => Net::Base(Box::new(Baseline::new(
             BaselineKind::RnnDt,
@@ -523,7 +771,7 @@ fn build(a: &LatentArgs, which: ModelArg, dim: usize, obs_std: f64) -> Result<Ne
             a.rec_hidden,
             a.enc_step,
             obs_std,
-            a.seed,
+            seed,
         )?)),
     })
 }

@@ -51,6 +51,7 @@ pub struct BlockCache<T: Float> {
     options: Options<T>,
     mode: GradientMode<T>,
     blocks: Vec<(usize, OdeBlock<T, BoxField<T>>)>,
+    last: Option<usize>,
     nfe: usize,
 }
 
@@ -83,6 +84,7 @@ impl<T: Float> BlockCache<T> {
             options,
             mode,
             blocks: Vec::new(),
+            last: None,
             nfe: 0,
         }
     }
@@ -100,6 +102,7 @@ impl<T: Float> BlockCache<T> {
         self.method = method;
         self.options = options;
         self.blocks.clear();
+        self.last = None;
     }
 
     /// The gradient mode.
@@ -110,6 +113,12 @@ impl<T: Float> BlockCache<T> {
     /// Field evaluations of all forward solves since the last [`take_nfe`](Self::take_nfe).
     pub fn take_nfe(&mut self) -> usize {
         std::mem::take(&mut self.nfe)
+    }
+
+    /// The solver counts of the block used last (after a backward pass they include its
+    /// backward evaluations and VJPs), `None` before the first solve.
+    pub fn last_stats(&self) -> Option<adjoint::GradStats> {
+        self.last.map(|i| self.blocks[i].1.stats())
     }
 
     /// Solves from `z0` (`[rows, width]`) with parameters `theta` to the times `ts`
@@ -131,6 +140,7 @@ impl<T: Float> BlockCache<T> {
                 self.blocks.len() - 1
             }
         };
+        self.last = Some(idx);
         let block = &self.blocks[idx].1;
         let out = block.apply(z0, theta, ts);
         self.nfe += block.stats().forward.nfe;

@@ -10,10 +10,15 @@ use autodiff::{Float, Tape, Var};
 
 use crate::ModelsError;
 
+/// A row's cell input `[B, w]`, its update mask `[B, 1]` (`None`: every series observed)
+/// and whether any series is observed.
+pub type RowInput<'t, T> = (Var<'t, T>, Option<Var<'t, T>>, bool);
+
 /// The cell's input at row `i` of a batch `[N, B, d]`: `[x ⊙ mask, mask]` (`[B, 2d]`, or
-/// `[B, 2d + 1]` with each series' `gap[b]` appended), the update mask `m` `[B, 1]` and
-/// whether any series is observed in the row. `buf` and `m` are
-/// reused buffers.
+/// `[B, 2d + 1]` with each series' `gap[b]` appended), the update mask `m` `[B, 1]`
+/// (`None` when every series is observed in the row: the update is then the plain cell,
+/// three elementwise operations fewer per row) and whether any series is observed in the
+/// row. `buf` and `m` are reused buffers (`m` holds the mask in both cases).
 pub fn row_input<'t, T: Float>(
     tape: &'t Tape<T>,
     values: &[T],
@@ -24,11 +29,11 @@ pub fn row_input<'t, T: Float>(
     gap: Option<&[T]>,
     buf: &mut Vec<T>,
     m: &mut Vec<T>,
-) -> Result<(Var<'t, T>, Var<'t, T>, bool), ModelsError> {
+) -> Result<RowInput<'t, T>, ModelsError> {
     let w = 2 * dim + usize::from(gap.is_some());
     buf.clear();
     m.clear();
-    let mut any = false;
+    let (mut any, mut all) = (false, true);
     for b in 0..batch {
         let r = (i * batch + b) * dim..(i * batch + b + 1) * dim;
         buf.extend(
@@ -43,33 +48,47 @@ pub fn row_input<'t, T: Float>(
         }
         let seen = mask[r].iter().any(|&k| k != T::zero());
         any |= seen;
+        all &= seen;
         m.push(if seen { T::one() } else { T::zero() });
     }
     let x = tape.constant(buf, &[batch, w])?;
-    let m = tape.constant(m, &[batch, 1])?;
+    let m = if all {
+        None
+    } else {
+        Some(tape.constant(m, &[batch, 1])?)
+    };
     Ok((x, m, any))
 }
 
-/// `h + m ⊙ (GRU(x, h) − h)`.
+/// `h + m ⊙ (GRU(x, h) − h)` (`GRU(x, h)` without a mask).
 pub fn masked_gru<'t, T: Float>(
     cell: &GruCell,
     theta: Var<'t, T>,
     x: Var<'t, T>,
-    m: Var<'t, T>,
+    m: Option<Var<'t, T>>,
     h: Var<'t, T>,
 ) -> Var<'t, T> {
-    h + m * (cell.forward(theta, x, h) - h)
+    let new = cell.forward(theta, x, h);
+    match m {
+        Some(m) => h + m * (new - h),
+        None => new,
+    }
 }
 
-/// torchdiffeq's `RecognitionRNN` cell, `tanh(W [x, h] + b)`, masked: `h + m ⊙ (… − h)`.
+/// torchdiffeq's `RecognitionRNN` cell, `tanh(W [x, h] + b)`, masked: `h + m ⊙ (… − h)`
+/// (the cell alone without a mask).
 pub fn masked_rnn<'t, T: Float>(
     tape: &'t Tape<T>,
     cell: &Linear,
     theta: Var<'t, T>,
     x: Var<'t, T>,
-    m: Var<'t, T>,
+    m: Option<Var<'t, T>>,
     h: Var<'t, T>,
 ) -> Var<'t, T> {
     let xh = tape.concat(&[x, h], 1);
-    h + m * (cell.forward(theta, xh).tanh() - h)
+    let new = cell.forward(theta, xh).tanh();
+    match m {
+        Some(m) => h + m * (new - h),
+        None => new,
+    }
 }

@@ -9,7 +9,7 @@ use rand::rngs::StdRng;
 
 use super::blocks::{BlockCache, BoxField, boxed, sub_network};
 use super::data::IrregularBatch;
-use super::decoder::{Decoder, latent_field};
+use super::decoder::{Decoder, LatentField};
 use super::elbo::{KlAnnealing, bound, draw_noise, gaussian_log_likelihood, reparameterise};
 use super::encoder::{Encoder, EncoderKind};
 use super::poisson::{augmented_field, intensity_net, times_log_likelihood};
@@ -50,12 +50,6 @@ pub struct LatentConfig {
     pub atol: f64,
     /// Seed of the initial parameters.
     pub seed: u64,
-    /// `Some(k)`: solve the latent ODE only at `k + 1` evenly spaced knots from the
-    /// batch's first to its last time and fill the union times by cubic Hermite
-    /// interpolation of the knots' states and field values (error `O(h⁴)` in the knot
-    /// spacing `h`, like a dense output): `k` solver restarts instead of one per union
-    /// time. `None`: solve at every union time (exact to the tolerances).
-    pub knots: Option<usize>,
 }
 
 impl LatentConfig {
@@ -76,13 +70,16 @@ impl LatentConfig {
             rtol: 1e-3,
             atol: 1e-4,
             seed: 0,
-            knots: None,
         }
     }
 }
 
 /// Decoder means, and with the Poisson process the intensities and their integrals.
 type Decoded<'t, T> = (Var<'t, T>, Option<(Var<'t, T>, Var<'t, T>)>);
+
+/// Values of a reconstruction: the decoder means, and with the Poisson process the
+/// intensities and their integrals (`[N, B, d]` each).
+pub type Reconstruction<T> = (Vec<T>, Option<(Vec<T>, Vec<T>)>);
 
 /// The terms of the objective on one batch (means over the series).
 #[derive(Clone, Copy, Debug)]
@@ -106,7 +103,6 @@ pub struct LatentOde<T: Float> {
     dynamics: BlockCache<T>,
     dyn_off: usize,
     dyn_len: usize,
-    field: Mlp,
     intensity: Option<Mlp>,
     decoder: Decoder,
     samples: usize,
@@ -156,7 +152,7 @@ impl<T: Float> LatentOde<T> {
         )?;
         let (latent, units, dim, poisson) = (cfg.latent, cfg.units, cfg.dim, cfg.poisson);
         let ((f, g), dyn_off, dyn_len) = sub_network(&mut store, |s| {
-            let f = latent_field(s, "latent_field", latent, units)?;
+            let f = LatentField::new(s, "latent_field", latent, units)?;
             let g = if poisson {
                 Some(intensity_net(s, "intensity", latent, cfg.dec_units, dim)?)
             } else {
@@ -166,7 +162,7 @@ impl<T: Float> LatentOde<T> {
         })?;
         let decoder = Decoder::new(&mut store, cfg.latent, cfg.dec_units, cfg.dim)?;
         let width = latent + if poisson { dim } else { 0 };
-        let (f2, g2) = (f.clone(), g.clone());
+        let (f2, g2) = (f, g.clone());
         let make: Box<dyn Fn() -> BoxField<T> + Send> = Box::new(move || {
             let (f, g) = (f2.clone(), g2.clone());
             match g {
@@ -192,7 +188,6 @@ impl<T: Float> LatentOde<T> {
             dynamics,
             dyn_off,
             dyn_len,
-            field: f,
             intensity: g,
             decoder,
             samples: 1,
@@ -244,6 +239,12 @@ impl<T: Float> LatentOde<T> {
         (self.encoder.take_nfe(), self.dynamics.take_nfe())
     }
 
+    /// The latent solve's counts of the last batch (forward, and after a backward pass
+    /// the backward evaluations and VJPs); `None` before the first solve.
+    pub fn latent_stats(&self) -> Option<adjoint::GradStats> {
+        self.dynamics.last_stats()
+    }
+
     /// Solves the latent ODE from `z0` (`[R, L]`) at `times` and decodes: the means
     /// `[N, R, d]`, and with the Poisson process the intensities and their integrals
     /// (each `[N, R, d]`).
@@ -263,13 +264,8 @@ impl<T: Float> LatentOde<T> {
             z0
         };
         let n = times.len();
-        let zs = match self.cfg.knots {
-            Some(k) if k >= 1 && k + 1 < n => self.hermite(tape, th, z0, times, k)?,
-            _ => {
-                let ts = tape.constant(times, &[n])?;
-                self.dynamics.apply(z0, th, ts)?
-            }
-        };
+        let ts = tape.constant(times, &[n])?;
+        let zs = self.dynamics.apply(z0, th, ts)?;
         match &self.intensity {
             None => Ok((self.decoder.forward(theta, zs), None)),
             Some(g) => {
@@ -282,54 +278,6 @@ impl<T: Float> LatentOde<T> {
                 Ok((self.decoder.forward(theta, z), Some((lam, big))))
             }
         }
-    }
-
-    /// The states at `times` from a solve at `k + 1` evenly spaced knots and cubic
-    /// Hermite interpolation: with `s = (t − τ_j) / h` on `[τ_j, τ_{j+1}]`,
-    /// `z(t) = h₀₀(s) z_j + h h₁₀(s) f(z_j) + h₀₁(s) z_{j+1} + h h₁₁(s) f(z_{j+1})`, as two
-    /// matrix products with constant weight matrices `[N, k + 1]`.
-    fn hermite<'t>(
-        &mut self,
-        tape: &'t Tape<T>,
-        th: Var<'t, T>,
-        z0: Var<'t, T>,
-        times: &[T],
-        k: usize,
-    ) -> Result<Var<'t, T>, ModelsError> {
-        let (n, rows, w) = (times.len(), z0.shape().dim(0), z0.shape().dim(1));
-        let (t0, t1) = (times[0].to_f64_lossy(), times[n - 1].to_f64_lossy());
-        let h = (t1 - t0) / k as f64;
-        let knots: Vec<T> = (0..=k)
-            .map(|j| {
-                if j == k {
-                    times[n - 1]
-                } else {
-                    T::from_f64_const(t0 + h * j as f64)
-                }
-            })
-            .collect();
-        let ts = tape.constant(&knots, &[k + 1])?;
-        let zk = self.dynamics.apply(z0, th, ts)?; // [k + 1, rows, w]
-        let flat = zk.reshape(&[(k + 1) * rows, w]);
-        let fk = match &self.intensity {
-            None => self.field.forward(th, flat),
-            Some(g) => augmented_field(tape, &self.field, g, self.cfg.latent, flat, th),
-        };
-        let (mut a, mut b) = (vec![T::zero(); n * (k + 1)], vec![T::zero(); n * (k + 1)]);
-        for (i, &t) in times.iter().enumerate() {
-            let x = (t.to_f64_lossy() - t0) / h;
-            let j = (x.floor() as usize).min(k - 1);
-            let s = x - j as f64;
-            let (s2, s3) = (s * s, s * s * s);
-            a[i * (k + 1) + j] = T::from_f64_const(2.0 * s3 - 3.0 * s2 + 1.0);
-            a[i * (k + 1) + j + 1] = T::from_f64_const(3.0 * s2 - 2.0 * s3);
-            b[i * (k + 1) + j] = T::from_f64_const(h * (s3 - 2.0 * s2 + s));
-            b[i * (k + 1) + j + 1] = T::from_f64_const(h * (s3 - s2));
-        }
-        let a = tape.constant(&a, &[n, k + 1])?;
-        let b = tape.constant(&b, &[n, k + 1])?;
-        let z = a.matmul(zk.reshape(&[k + 1, rows * w])) + b.matmul(fk.reshape(&[k + 1, rows * w]));
-        Ok(z.reshape(&[n, rows, w]))
     }
 
     /// The objective on `batch` with reparameterisation noise `noise` (`K · B · L`
@@ -369,7 +317,23 @@ impl<T: Float> LatentOde<T> {
         let log_px = log_p.narrow(0, 0, 1).mean();
         let mut log_pt = tape.scalar(T::zero());
         if let Some((lam, big)) = pois {
-            let m = tape.constant(&batch.target, &[n, 1, b, d])?;
+            // The events are every known observation (seen by the encoder or scored), on
+            // the window of the whole batch: scoring only the targets would charge the
+            // integral over times whose events are not counted (e.g. the encoder's half
+            // in extrapolation) and teach λ ≈ 0 there.
+            let events: Vec<T> = batch
+                .mask
+                .iter()
+                .zip(&batch.target)
+                .map(|(&a, &c)| {
+                    if a != T::zero() || c != T::zero() {
+                        T::one()
+                    } else {
+                        T::zero()
+                    }
+                })
+                .collect();
+            let m = tape.constant(&events, &[n, 1, b, d])?;
             let lam = lam.reshape(&[n, k, b, d]);
             let big = big.reshape(&[n, k, b, d]);
             let lt = times_log_likelihood(lam, m, big);
@@ -389,11 +353,26 @@ impl<T: Float> LatentOde<T> {
     /// Posterior-mean reconstruction: `z₀ = μ(x)` from the batch's `mask`ed values,
     /// decoded at the batch's times; the means `[N, B, d]`.
     pub fn reconstruct(&mut self, batch: &IrregularBatch<T>) -> Result<Vec<T>, ModelsError> {
+        Ok(self.reconstruct_with_times(batch)?.0)
+    }
+
+    /// [`reconstruct`](Self::reconstruct), and with the Poisson process the intensities
+    /// `λ` and their integrals `Λ` from the batch's first time along the same trajectory
+    /// (`[N, B, d]` each; score them with
+    /// [`window_log_likelihood`](super::poisson::window_log_likelihood)).
+    pub fn reconstruct_with_times(
+        &mut self,
+        batch: &IrregularBatch<T>,
+    ) -> Result<Reconstruction<T>, ModelsError> {
         let tape = Tape::<T>::new();
         let theta = self.store.leaf(&tape)?;
         let (mu, _) = self.encoder.encode(&tape, theta, batch)?;
-        let (pred, _) = self.decode(&tape, theta, mu, &batch.times)?;
-        Ok(pred.value()?)
+        let (pred, pois) = self.decode(&tape, theta, mu, &batch.times)?;
+        let pois = match pois {
+            Some((lam, big)) => Some((lam.value()?, big.value()?)),
+            None => None,
+        };
+        Ok((pred.value()?, pois))
     }
 
     /// Mean squared error of the posterior-mean reconstruction on the batch's targets
