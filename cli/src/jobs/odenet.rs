@@ -49,7 +49,7 @@ use models::datasets::{
     stratified_split,
 };
 use models::odenet::{
-    ConvNetConfig, ImageClassifier, OdeNet, OdeNetConfig, ResNet, ResNetConfig, RkNet,
+    ConvNetConfig, ImageClassifier, OdeNet, OdeNetConfig, ResNet, ResNetConfig, RkNet, StepControl,
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -91,6 +91,16 @@ impl ModelArg {
             ModelArg::Resnet => "ResNet",
         }
     }
+}
+
+/// `--step-control`: how the ODE block's Dopri5 chooses its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepArg {
+    /// `Options::neural_ode`: the I controller and RMS first step of torchdiffeq and diffrax.
+    Peers,
+    /// `Options::with_tol`: Hairer's PI controller and `HINIT`.
+    Hairer,
 }
 
 /// `--data`: the shipped data set.
@@ -136,6 +146,10 @@ pub struct OdenetArgs {
     /// rtol = atol of the ODE block's Dopri5 solve (1e-3 in the paper).
     #[arg(long, default_value_t = 1e-3, value_parser = crate::checks::positive_f64, allow_negative_numbers = true)]
     pub tol: f64,
+    /// Step control of the Dopri5 solve: `peers` (torchdiffeq's and diffrax's I controller
+    /// and first step, the paper's code's steps) or `hairer` (Hairer's PI controller).
+    #[arg(long, value_enum, default_value_t = StepArg::Peers)]
+    pub step_control: StepArg,
     /// Use at most N training and N test images (a seeded random subset), for quick runs.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -402,6 +416,10 @@ pub fn run(args: &OdenetArgs) -> Result<OdenetReport, CliError> {
     let ode_config = OdeNetConfig {
         rtol: args.tol,
         atol: args.tol,
+        step_control: match args.step_control {
+            StepArg::Peers => StepControl::Peers,
+            StepArg::Hairer => StepControl::Hairer,
+        },
         ..OdeNetConfig::new(net_config)
     };
     println!(
