@@ -248,6 +248,20 @@ impl<T: Real> AdjointSolver<T> {
         self.valid = false;
     }
 
+    /// Whether [`AdjointSolver::backward`] computes the gradients `dL/dtᵢ` of the output
+    /// times (default: yes). They cost one evaluation of `f` per output time in every mode
+    /// but backsolve; a caller whose times are constants (observation times of a data
+    /// set) turns them off, and `Gradients::ts` is then all zeros. Takes effect at the
+    /// next backward pass.
+    pub fn set_time_gradients(&mut self, on: bool) {
+        self.ctx.time_grads = on;
+    }
+
+    /// See [`AdjointSolver::set_time_gradients`].
+    pub fn time_gradients(&self) -> bool {
+        self.ctx.time_grads
+    }
+
     /// The gradient mode.
     pub fn mode(&self) -> &GradientMode<T> {
         &self.mode
@@ -374,6 +388,11 @@ impl<T: Real> AdjointSolver<T> {
         ctx.stats.backward_rejected = 0;
         let mut dynamics = dynamics;
         let bw_peak = self.imp.backward(ctx, &mut dynamics, dl_dz, grads)?;
+        if !ctx.time_grads {
+            // Backsolve carries them in its state anyway, and direct's accumulators are
+            // partial without the output evaluations: report none rather than some.
+            grads.ts.fill(T::zero());
+        }
         ctx.stats.peak_bytes = fwd_peak.max(bw_peak);
         Ok(())
     }

@@ -146,3 +146,44 @@ fn fixed_steps_keep_their_grid_with_many_outputs() {
         assert!(e < 1e-5, "{}: error {e:.2e}", mode.name());
     }
 }
+
+/// Without time gradients (`set_time_gradients(false)`) every mode gives the same `z0` and
+/// `θ` gradients bit for bit, `dL/dtᵢ` all zero, and no more backward evaluations: at
+/// least one fewer per interior output time in the modes that evaluate `f` there (all but
+/// backsolve, which carries `dL/dt` in its state).
+#[test]
+fn time_gradients_off_keep_the_other_gradients_and_save_evaluations() {
+    const N: usize = 3;
+    let mut rng = SplitMix64::new(9);
+    let a: Vec<f64> = (0..N * N).map(|_| 0.5 * rng.uniform_pm1()).collect();
+    let z0: Vec<f64> = (0..N).map(|_| rng.uniform_pm1()).collect();
+    let ts = irregular_times(4, 12, 0.0, 1.5, false);
+    let w: Vec<f64> = (0..ts.len() * N).map(|_| rng.uniform_pm1()).collect();
+    let loss = |zs: &[f64], dl: &mut [f64]| {
+        dl.copy_from_slice(&w);
+        zs.iter().zip(&w).map(|(z, w)| z * w).sum::<f64>()
+    };
+    for mode in modes() {
+        let name = mode.name();
+        let opts = Options::with_tol(1e-8, 1e-10);
+        let mut on = AdjointSolver::new(Method::Dopri5, opts.clone()).with_mode(mode.clone());
+        let (_, g_on) = on
+            .value_and_grad(&mut Linear::new(N), &z0, &a, &ts, loss)
+            .unwrap();
+        let mut off = AdjointSolver::new(Method::Dopri5, opts).with_mode(mode.clone());
+        off.set_time_gradients(false);
+        assert!(!off.time_gradients());
+        let (_, g_off) = off
+            .value_and_grad(&mut Linear::new(N), &z0, &a, &ts, loss)
+            .unwrap();
+        assert_eq!(g_on.z0, g_off.z0, "{name}: z0");
+        assert_eq!(g_on.theta, g_off.theta, "{name}: θ");
+        assert!(g_on.ts.iter().any(|&g| g != 0.0), "{name}");
+        assert!(g_off.ts.iter().all(|&g| g == 0.0), "{name}");
+        let (b_on, b_off) = (on.stats().backward_nfe, off.stats().backward_nfe);
+        assert!(b_off <= b_on, "{name}: {b_off} > {b_on}");
+        if !matches!(mode, GradientMode::Backsolve { .. }) {
+            assert!(b_off + ts.len() - 2 <= b_on, "{name}: {b_off} vs {b_on}");
+        }
+    }
+}

@@ -506,6 +506,10 @@ where
             return Err(failed(adjoint::Error::NoForwardPass));
         };
         let mut sh = lock(&self.shared);
+        // Output times that are constants of the outer tape need no dL/dtᵢ (one
+        // evaluation of the field per output time saved).
+        slot.solver
+            .set_time_gradients(grad_inputs.get(2).is_some_and(Option::is_some));
         let res = slot
             .solver
             .backward_into(&mut *sh.dynamics, grad_out, &mut slot.grads);

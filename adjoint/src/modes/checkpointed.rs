@@ -142,7 +142,9 @@ impl<T: Real> ModeImpl<T> for Checkpointed<T> {
         let m = n + p;
         let bwd = &self.backward;
         let (bmethod, opts) = backward_solver(ctx.method, &ctx.options, bwd, Some(0..n));
-        ctx.time_gradients(dynamics, dl_dz, grads)?;
+        if ctx.time_grads {
+            ctx.time_gradients(dynamics, dl_dz, grads)?;
+        }
         let nt = ctx.ts.len();
         // Adjoint state [a, a_θ].
         let y = &mut self.y;

@@ -254,12 +254,15 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
                     // field, which the exact dz(τ)/dτ is; `f(τ, z(τ))` (one evaluation) keeps
                     // dL/dτ as accurate as the continuous modes'. With it, ∂z/∂t = −f and
                     // ∂z/∂h = Σ W_j k_j − θ f (a shift of every time leaves z unchanged).
-                    dynamics.eval(ctx.ts[o], ctx.z(o), &ctx.theta, fo)?;
-                    ctx.stats.backward_nfe += 1;
-                    let gf: T = g.iter().zip(fo.iter()).map(|(x, y)| *x * *y).sum();
-                    grads.ts[o] += gf;
-                    tbar -= gf;
-                    hbar += sw - theta * gf;
+                    // Only the time gradients read `gf`: skip its evaluation without them.
+                    if ctx.time_grads {
+                        dynamics.eval(ctx.ts[o], ctx.z(o), &ctx.theta, fo)?;
+                        ctx.stats.backward_nfe += 1;
+                        let gf: T = g.iter().zip(fo.iter()).map(|(x, y)| *x * *y).sum();
+                        grads.ts[o] += gf;
+                        tbar -= gf;
+                        hbar += sw - theta * gf;
+                    }
                     for (v, gq) in ybar.iter_mut().zip(g) {
                         *v += *gq;
                     }

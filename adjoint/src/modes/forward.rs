@@ -182,7 +182,9 @@ impl<T: Real> ModeImpl<T> for Forward<T> {
                 }
             }
         }
-        ctx.time_gradients(dynamics, dl_dz, grads)?;
+        if ctx.time_grads {
+            ctx.time_gradients(dynamics, dl_dz, grads)?;
+        }
         if nt >= 2 {
             self.a.clear();
             self.a

@@ -99,6 +99,9 @@ pub(crate) struct Context<T> {
     /// For every output time, the index (over the whole forward solve) of the accepted
     /// step whose end or interpolant gave its state (entry 0 unused).
     pub(crate) out_step: Vec<usize>,
+    /// Whether the backward pass computes `dL/dtᵢ` (see
+    /// [`crate::AdjointSolver::set_time_gradients`]).
+    pub(crate) time_grads: bool,
     /// Scratch of length `n`.
     work: Vec<T>,
 }
@@ -116,6 +119,7 @@ impl<T: Real> Context<T> {
             stats: GradStats::default(),
             dense_outputs: false,
             out_step: Vec::new(),
+            time_grads: true,
             work: Vec::new(),
         }
     }
@@ -252,7 +256,8 @@ impl<T: Real> Context<T> {
         self.stats.backward_rejected += s.rejected;
     }
 
-    /// `dL/dt_i = g_iᵀ f(t_i, z_i)` for `i ≥ 1` (shared by the continuous modes).
+    /// `dL/dt_i = g_iᵀ f(t_i, z_i)` for `i ≥ 1` (shared by the continuous modes; those
+    /// that do not need them skip it when `time_grads` is off).
     pub(crate) fn time_gradients(
         &mut self,
         dynamics: &mut dyn Vjp<T>,
@@ -278,8 +283,12 @@ impl<T: Real> Context<T> {
         Ok(())
     }
 
-    /// `dL/dt_0 = −a(t_0)ᵀ f(t_0, z_0)` with `a` excluding `g_0`.
+    /// `dL/dt_0 = −a(t_0)ᵀ f(t_0, z_0)` with `a` excluding `g_0` (zero, with no evaluation,
+    /// when time gradients are off).
     pub(crate) fn t0_gradient(&mut self, dynamics: &mut dyn Vjp<T>, a: &[T]) -> Result<T> {
+        if !self.time_grads {
+            return Ok(T::zero());
+        }
         let n = self.n;
         self.work.resize(n, T::zero());
         dynamics.eval(self.ts[0], &self.zs[..n], &self.theta, &mut self.work)?;
