@@ -733,9 +733,9 @@ impl<T: Float> Inner<T> {
         self.goff.extend(self.nodes.iter().map(|n| n.off));
         // Views of a leaf (a flat θ cut into layers' weights) share its gradient range.
         // When every consumer of the leaf is a view and the views, in recording order,
-        // take increasing disjoint ranges, a view whose only consumer writes its gradient
-        // with `=` is assigned like any other node: then only the gaps of the leaf's range
-        // (e.g. the biases, summed with `+=`) are zeroed, not the whole range.
+        // take increasing disjoint ranges, a view whose only consumer is a matrix product
+        // is assigned (the product writes its gradient with `=`): then only the gaps of
+        // the leaf's range (e.g. the biases, summed with `+=`) are zeroed, not all of it.
         self.leaf_views.clear();
         self.leaf_views.resize(nn, (0, 0));
         for v in 0..nn {
@@ -764,9 +764,11 @@ impl<T: Float> Inner<T> {
                 self.nodes[l].n_in == 0 && views != u32::MAX && views == self.consumers[l].0
             };
             if view_of_split_leaf {
+                // Only products: their VJP writes either operand's gradient with `=` when
+                // assigned (other ops may honour `assign` for their first input only).
                 if count == 1 && c <= y && xn.rg && self.nodes[c as usize].rg {
                     let cn = self.nodes[c as usize];
-                    self.assign[x] = crate::ops::writes_input_grad(self, cn, x as Id);
+                    self.assign[x] = matches!(cn.op, Op::Matmul { .. });
                 }
                 continue;
             }
