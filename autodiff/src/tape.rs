@@ -69,6 +69,10 @@ pub(crate) struct Inner<T: Float> {
     /// `∂x = ∂c`, so the gradient is read in place instead of copied (see
     /// [`Inner::prepare_grads`]). Read it through [`split_grad`] and [`Inner::grad_off`].
     pub goff: Vec<usize>,
+    /// Per node, during `backward`: for a leaf, how many of its consumers are views taken
+    /// in increasing, disjoint ranges (`u32::MAX` when two overlap or go backwards) and
+    /// the end of the last one (see [`Inner::prepare_grads`]).
+    pub leaf_views: Vec<(u32, usize)>,
     /// Gradient variable of each node during a recorded backward pass.
     pub gvars: Vec<Id>,
     pub customs: Vec<Arc<dyn CustomOp<T>>>,
@@ -136,6 +140,7 @@ impl<T: Float> Tape<T> {
                 consumers: Vec::new(),
                 assign: Vec::new(),
                 goff: Vec::new(),
+                leaf_views: Vec::new(),
                 gvars: Vec::new(),
                 customs: Vec::new(),
                 recording: false,
@@ -726,10 +731,47 @@ impl<T: Float> Inner<T> {
         self.assign.resize(nn, false);
         self.goff.clear();
         self.goff.extend(self.nodes.iter().map(|n| n.off));
+        // Views of a leaf (a flat θ cut into layers' weights) share its gradient range.
+        // When every consumer of the leaf is a view and the views, in recording order,
+        // take increasing disjoint ranges, a view whose only consumer is a matrix product
+        // is assigned (the product writes its gradient with `=`): then only the gaps of
+        // the leaf's range (e.g. the biases, summed with `+=`) are zeroed, not all of it.
+        self.leaf_views.clear();
+        self.leaf_views.resize(nn, (0, 0));
+        for v in 0..nn {
+            let n = self.nodes[v];
+            if !matches!(n.op, Op::View { .. }) {
+                continue;
+            }
+            let x = n.inputs[0] as usize;
+            if self.nodes[x].n_in != 0 {
+                continue;
+            }
+            let e = &mut self.leaf_views[x];
+            *e = if e.0 != u32::MAX && n.off >= e.1 {
+                (e.0 + 1, n.off + n.shape.len())
+            } else {
+                (u32::MAX, 0)
+            };
+        }
         // Descending, so a chain of adds resolves to the last one's range.
         for x in (0..nn).rev() {
             let (count, c) = self.consumers[x];
             let xn = self.nodes[x];
+            let view_of_split_leaf = matches!(xn.op, Op::View { .. }) && {
+                let l = xn.inputs[0] as usize;
+                let (views, _) = self.leaf_views[l];
+                self.nodes[l].n_in == 0 && views != u32::MAX && views == self.consumers[l].0
+            };
+            if view_of_split_leaf {
+                // Only products: their VJP writes either operand's gradient with `=` when
+                // assigned (other ops may honour `assign` for their first input only).
+                if count == 1 && c <= y && xn.rg && self.nodes[c as usize].rg {
+                    let cn = self.nodes[c as usize];
+                    self.assign[x] = matches!(cn.op, Op::Matmul { .. });
+                }
+                continue;
+            }
             if count != 1 || c > y || !xn.rg || xn.n_in == 0 || matches!(xn.op, Op::View { .. }) {
                 continue;
             }
@@ -761,6 +803,31 @@ impl<T: Float> Inner<T> {
         let mut pos = 0;
         for x in 0..nn {
             let n = self.nodes[x];
+            if matches!(n.op, Op::View { .. }) {
+                // Inside its leaf's range: handled with the leaf below.
+                continue;
+            }
+            if n.n_in == 0 && self.leaf_views[x].0 != 0 && self.leaf_views[x].0 != u32::MAX {
+                // A split leaf: zero the gaps between its assigned views (increasing
+                // offsets, checked above).
+                let mut p = n.off;
+                for v in x + 1..nn {
+                    let vn = self.nodes[v];
+                    if self.assign[v]
+                        && vn.inputs[0] as usize == x
+                        && matches!(vn.op, Op::View { .. })
+                    {
+                        self.grads[p..vn.off].fill(T::zero());
+                        p = vn.off + vn.shape.len();
+                    }
+                }
+                if p != n.off {
+                    self.grads[pos..n.off].fill(T::zero());
+                    self.grads[p..n.off + n.shape.len()].fill(T::zero());
+                    pos = n.off + n.shape.len();
+                }
+                continue;
+            }
             if self.assign[x] || self.goff[x] != n.off {
                 self.grads[pos..n.off].fill(T::zero());
                 pos = n.off + n.shape.len();

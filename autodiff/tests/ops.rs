@@ -513,7 +513,67 @@ fn cases<T: Float>() -> Vec<Case<T>> {
             },
             true,
         ),
+        // One flat leaf cut into a state and a layer's weights by views (TapeDynamics' θ):
+        // the views whose only use is a product get their gradient written with `=`, the
+        // rest of the leaf (biases, an unused tail) is zeroed first.
+        c("split_leaf_mlp", split_len, |x| split_mlp(x, false), true),
+        // The same views taken in decreasing order: every view accumulates.
+        c(
+            "split_leaf_views_reversed",
+            split_len,
+            |x| split_mlp(x, true),
+            true,
+        ),
+        // Overlapping views, a view used twice, the leaf also used whole.
+        c(
+            "split_leaf_overlap",
+            split_len,
+            |x| {
+                let y = split_mlp(x, false);
+                let w = x.view(SPLIT_W1 + 2, &[2, 4]);
+                y.matmul(w).sum()
+            },
+            true,
+        ),
+        c(
+            "split_leaf_view_used_twice",
+            split_len,
+            |x| {
+                let w = x.view(SPLIT_W1, &[2, 4]);
+                x.view(0, &[3, 2]).matmul(w).tanh().mul(w.sum())
+            },
+            true,
+        ),
+        c(
+            "split_leaf_also_whole",
+            split_len,
+            |x| split_mlp(x, false).sum().mul(x.square().sum()),
+            true,
+        ),
     ]
+}
+
+/// Layout of the split leaf: `z [3, 2]`, `W₁ [2, 4]`, `b₁ [4]`, `W₂ [4, 2]`, 3 unused.
+const SPLIT_W1: usize = 6;
+const SPLIT_LEN: usize = 6 + 8 + 4 + 8 + 3;
+fn split_len(_: usize, _: usize) -> Vec<usize> {
+    vec![SPLIT_LEN]
+}
+/// `tanh(z W₁ + b₁) W₂` with every operand a view of `x` (taken last to first when
+/// `reversed`).
+fn split_mlp<T: Float>(x: Var<'_, T>, reversed: bool) -> Var<'_, T> {
+    let (b1, w2) = (SPLIT_W1 + 8, SPLIT_W1 + 12);
+    let (z, w1, b, w) = if reversed {
+        let w = x.view(w2, &[4, 2]);
+        let b = x.view(b1, &[4]);
+        let w1 = x.view(SPLIT_W1, &[2, 4]);
+        (x.view(0, &[3, 2]), w1, b, w)
+    } else {
+        let z = x.view(0, &[3, 2]);
+        let w1 = x.view(SPLIT_W1, &[2, 4]);
+        (z, w1, x.view(b1, &[4]), x.view(w2, &[4, 2]))
+    };
+    (z.matmul(w1) + b).tanh().matmul(w)
 }
 
 /// Inputs in ±[0.05, 1.55]: at least 10 finite-difference steps away from the kinks of
@@ -819,4 +879,41 @@ fn fused_matmul_bias_unary_matches_unfused_f64() {
 #[test]
 fn fused_matmul_bias_unary_matches_unfused_f32() {
     fused_matmul_bias_matches_unfused::<f32>();
+}
+
+/// The split-leaf cases on a reused tape (stale gradients of an earlier pass in the
+/// arena, as in `TapeDynamics`) give the same gradients as on a fresh tape: the ranges
+/// not written with `=` are zeroed.
+#[test]
+fn split_leaf_reused_tape_matches_fresh() {
+    let x = inputs::<f64>(7, SPLIT_LEN);
+    let mut tape = Tape::<f64>::new();
+    for case in cases::<f64>()
+        .into_iter()
+        .filter(|c| c.name.starts_with("split_leaf"))
+    {
+        for round in 0..3 {
+            let fresh = Tape::<f64>::new();
+            fresh.set_recording(true);
+            let xv = fresh.leaf(&x, &[SPLIT_LEN]).unwrap();
+            let y = (case.f)(xv);
+            let seed = values::<f64>(round, y.len(), -1.0, 1.0);
+            fresh.backward(y, &seed).unwrap();
+            let want = xv.grad().unwrap();
+
+            // Fill the arena with nonzero gradients of another function, then rerun.
+            tape.reset();
+            tape.set_recording(true);
+            let xv = tape.leaf(&x, &[SPLIT_LEN]).unwrap();
+            let junk = xv.view(0, &[SPLIT_LEN]).exp().sum();
+            tape.backward(junk, &[1.0]).unwrap();
+            tape.reset();
+            let xv = tape.leaf(&x, &[SPLIT_LEN]).unwrap();
+            let y = (case.f)(xv);
+            for _ in 0..2 {
+                tape.backward(y, &seed).unwrap();
+                assert_eq!(xv.grad().unwrap(), want, "{} round {round}", case.name);
+            }
+        }
+    }
 }
