@@ -184,8 +184,8 @@ pub use dynamics::{Dynamics, FnDynamics, Vjp};
 pub use error::{Error, Result};
 pub use mlp::TanhMlp;
 pub use ode_solvers::{Method, Options, Real, Stats};
-pub use solver::{AdjointSolver, BackwardSolver, Checkpoints, GradStats, GradientMode, Gradients};
 #[cfg(feature = "parallel")]
 pub use parallel::{ParallelTapeDynamics, Threads};
+pub use solver::{AdjointSolver, BackwardSolver, Checkpoints, GradStats, GradientMode, Gradients};
 #[cfg(feature = "tape")]
 pub use tape_dynamics::TapeDynamics;
