@@ -40,26 +40,9 @@ BATCH = 16
 WIDTHS = [8, 16, 32, 64, 128]
 
 
-class SplitMix64:
-    """The generator of `adjoint`'s `SplitMix64` (see benches/scripts/peers_w2.py)."""
-
-    MASK = (1 << 64) - 1
-
-    def __init__(self, seed):
-        self.s = seed & self.MASK
-
-    def next_u64(self):
-        self.s = (self.s + 0x9E3779B97F4A7C15) & self.MASK
-        z = self.s
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & self.MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & self.MASK
-        return z ^ (z >> 31)
-
-    def uniform(self):
-        return (self.next_u64() >> 11) / float(1 << 53)
-
-    def uniform_pm1(self):
-        return 2.0 * self.uniform() - 1.0
+# The generator of `adjoint`'s `SplitMix64`, shared with the W2 script.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peers_w2 import SplitMix64  # noqa: E402
 
 
 def family_params(w, scale=1.0):
