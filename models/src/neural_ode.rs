@@ -134,7 +134,10 @@ impl SolverSettings {
     fn solver(&self) -> AdjointSolver<f64> {
         let mut options = Options::with_tol(self.rtol, self.atol);
         options.max_steps = 100_000;
-        AdjointSolver::new(self.method, options).with_mode(self.mode.mode())
+        let mut solver = AdjointSolver::new(self.method, options).with_mode(self.mode.mode());
+        // The windows' sample times are data: no dL/dtᵢ (one evaluation per output saved).
+        solver.set_time_gradients(false);
+        solver
     }
 }
 
