@@ -377,8 +377,11 @@ fn no_allocation_per_step_after_warm_up() {
         let (long, steps_long) = count(dy, pool, 200.0);
         println!("{name}: {short} allocations for {steps_short} steps, {long} for {steps_long}");
         assert!(steps_long >= 5 * steps_short, "horizon did not add steps");
+        // Per-step allocation would add at least one per extra step (≥ 24 here); rayon's
+        // job queues now and then grow by one block (amortised, seen once in a clean CI
+        // run: 13 vs 12), which a slack of 2 allows.
         assert!(
-            long <= short,
+            long <= short + 2,
             "{name}: {long} allocations for {steps_long} steps vs {short} for {steps_short}"
         );
     }
