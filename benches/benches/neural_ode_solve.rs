@@ -20,6 +20,12 @@
 //!   evaluation counts printed to stderr. The accuracy side is
 //!   `cargo run --release -p adjoint --example controller_work_precision`.
 //!
+//! * `neural_ode_solve/hand_written/*` (item 4): value + gradient (checkpointed, loss
+//!   mean `z(1)²`) of the same field and states as `adjoint::TanhMlp` (hand-written VJP,
+//!   no tape; the same parameter layout and values) beside the tape's `w2_field`, at
+//!   `B = 16` and `B = 4096`, with Hairer's settings (`hairer`) and the Neural ODE preset
+//!   (`neural_ode`).
+//!
 //! `cargo bench -p benches --bench neural_ode_solve`
 #![allow(missing_docs)]
 
@@ -27,7 +33,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
-use adjoint::{AdjointSolver, GradientMode, Method, Options};
+use adjoint::{AdjointSolver, GradientMode, Method, Options, TanhMlp, Vjp};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ode_solvers::PiController;
 use ode_solvers::tableau::DOPRI5_SHAMPINE;
@@ -166,5 +172,53 @@ fn controller(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, many_outputs, controller);
+/// The W2 field as `TanhMlp` (hand-written derivatives) and on the tape, value + gradient.
+fn hand_written(c: &mut Criterion) {
+    let theta = w2_theta(1);
+    let ts = [0.0, 1.0];
+    let mut g = c.benchmark_group("neural_ode_solve/hand_written");
+    g.sample_size(10).warm_up_time(Duration::from_millis(500));
+    for batch in [16, 4096] {
+        let z0 = initial_states(batch);
+        for (label, opts) in [
+            ("hairer", Options::with_tol(1e-6, 1e-6)),
+            ("neural_ode", Options::neural_ode(1e-6, 1e-6)),
+        ] {
+            let mut fields: [(&str, Box<dyn Vjp<f64>>); 2] = [
+                (
+                    "tanh_mlp",
+                    Box::new(TanhMlp::new(&[2, 64, 64, 2], batch, false).expect("widths")),
+                ),
+                (
+                    "tape",
+                    Box::new(w2_field(batch).expect("valid state shape")),
+                ),
+            ];
+            for (field, f) in &mut fields {
+                let mut s = AdjointSolver::new(Method::Dopri5, opts.clone());
+                let (l, _) = s
+                    .value_and_grad(f.as_mut(), &z0, &theta, &ts, loss_after_first(batch * D))
+                    .expect("gradient");
+                eprintln!("{field} {label} B = {batch}: loss {l:.6e} {:?}", s.stats());
+                let id = BenchmarkId::new(format!("{field}_b{batch}"), label);
+                g.bench_function(id, |b| {
+                    b.iter(|| {
+                        s.value_and_grad(
+                            f.as_mut(),
+                            black_box(&z0),
+                            &theta,
+                            &ts,
+                            loss_after_first(batch * D),
+                        )
+                        .expect("gradient")
+                        .0
+                    })
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, many_outputs, controller, hand_written);
 criterion_main!(benches);
