@@ -198,14 +198,10 @@ fn bias_unary_fwd<T: Float>(
     #[cfg(target_arch = "x86_64")]
     if u == UnOp::Tanh
         && x.is_none()
-        && crate::vmath::has_avx512()
-        && let (Some(a), Some(b), Some(y)) = (
-            crate::vmath::as_f64(a),
-            crate::vmath::as_f64(b),
-            crate::vmath::as_f64_mut(y),
-        )
+        && let (Some(a64), Some(b64)) = (crate::vmath::as_f64(a), crate::vmath::as_f64(b))
+        && let Some(y64) = crate::vmath::as_f64_mut(y)
+        && crate::vmath::bias_tanh_f64(a64, b64, y64)
     {
-        crate::vmath::bias_tanh_f64(a, b, y, &mut []);
         return;
     }
     crate::vmath::simd_dispatch!(
