@@ -11,7 +11,8 @@
 //! | function | method | accuracy vs libm (tested, f64 / f32) |
 //! |---|---|---|
 //! | `exp` | `x = n ln2 + r`, `|r| ≤ ln2/2`, degree-12 (f32: 7) Taylor, `2p·2ⁿ⁻¹` (no overflow at `n = 1024`), subnormal results scaled in two steps | ≤ 2 ulp |
-//! | `tanh` | `|x| < 0.625`: Cephes' rational `x + x z P(z)/Q(z)`; above: Cephes' Padé `eʳ = (q+p)/(q−p)` gives `tanh a = ((2ⁿ−1)q + (2ⁿ+1)p)/((2ⁿ+1)q + (2ⁿ−1)p)`; one division for both. AVX-512 (f64): one branch, `a = n ln2/2 + h` with `n` rounded down, `tanh h` by the Cephes rational, the addition formula (see `avx512::tanh8`) | ≤ 2 / 3 ulp |
+//! | `tanh` | `|x| < 0.625`: Cephes' rational `x + x z P(z)/Q(z)`; above: Cephes' Padé `eʳ = (q+p)/(q−p)` gives `tanh a = ((2ⁿ−1)q + (2ⁿ+1)p)/((2ⁿ+1)q + (2ⁿ−1)p)`; one division for both. AVX-512 (f64): one branch, `a = n ln2/2 + h` with `n` rounded down, `tanh h` by the Cephes rational, the addition formula (see `avx512::tanh8`; f32: `avx512::tanh16`, Cephes' `tanhf` polynomial for `tanh h`) | ≤ 2 / 3 ulp |
+//! | `expm1` | `x = n ln2 + r`, `expm1 r` by Taylor to `r¹³/13!`, `2ⁿ m + (2ⁿ − 1)` in one FMA (the ELU op) | ≤ 2 / 1 ulp |
 //! | `sigmoid` | `1/(1 + e⁻ˣ)` | ≤ 3 ulp |
 //! | `log` | musl's: `x = 2ᵏ m`, `m ∈ [√½, √2)`, `s = f/(2+f)`, degree-14 odd polynomial; subnormals rescaled; 0, negatives, inf, NaN by selects | ≤ 1 ulp |
 //! | `softplus` | `max(x,0) + log1p(e^{−|x|})`, `log1p(u) = log(1+u) + (u − ((1+u) − 1))/(1+u)` | ≤ 2 ulp |
@@ -713,6 +714,89 @@ pub(crate) mod avx512 {
         }
     }
 
+    /// `tanh` of 16 f32 lanes by the one-branch method of [`tanh8`]: `a = n ln2/2 + h`
+    /// (`n` rounded down, `a` capped at 10), `u = tanh h` by Cephes' `tanhf` polynomial
+    /// (`h + h w P(w)`: no denominator), then `((2ⁿ−1) + (2ⁿ+1)u)/((2ⁿ+1) + (2ⁿ−1)u)`,
+    /// or `u` itself for `n = 0`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    pub(crate) fn tanh16(x: __m512) -> __m512 {
+        const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+        let set = _mm512_set1_ps;
+        let sign = set(-0.0);
+        // `min(10, |x|)` returns its second operand for NaN: NaN is kept.
+        let a = _mm512_min_ps(set(10.0), _mm512_andnot_ps(sign, x));
+        let t = _mm512_fmadd_round_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(
+            a,
+            set(2.0 * std::f32::consts::LOG2_E),
+            set(MAGIC),
+        );
+        let n = _mm512_sub_ps(t, set(MAGIC));
+        // ln2/2 in two parts (the high part has 9 significant bits: n·hi is exact).
+        let h = _mm512_fnmadd_ps(
+            n,
+            set(-1.060_972_2e-4),
+            _mm512_fnmadd_ps(n, set(0.346_679_687_5), a),
+        );
+        let w = _mm512_mul_ps(h, h);
+        let p = _mm512_fmadd_ps(
+            _mm512_fmadd_ps(
+                _mm512_fmadd_ps(
+                    _mm512_fmadd_ps(set(-5.704_988_7e-3), w, set(2.063_908_9e-2)),
+                    w,
+                    set(-5.373_971_6e-2),
+                ),
+                w,
+                set(1.333_144_2e-1),
+            ),
+            w,
+            set(-3.333_328_2e-1),
+        );
+        let u = _mm512_fmadd_ps(_mm512_mul_ps(p, w), h, h);
+        let one = set(1.0);
+        let s = _mm512_scalef_ps(one, n);
+        let (sm, sp) = (_mm512_sub_ps(s, one), _mm512_add_ps(s, one));
+        let v = _mm512_div_ps(_mm512_fmadd_ps(sp, u, sm), _mm512_fmadd_ps(sm, u, sp));
+        let small = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(n, _mm512_setzero_ps());
+        let v = _mm512_mask_blend_ps(small, v, u);
+        _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<0xAC>(
+            _mm512_castps_si512(sign),
+            _mm512_castps_si512(v),
+            _mm512_castps_si512(x),
+        ))
+    }
+
+    /// `y = tanh(x)` over f32 slices (tail by masked loads and stores).
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    pub(crate) fn tanh_slice_f32(x: &[f32], y: &mut [f32]) {
+        let len = x.len().min(y.len());
+        let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+        let mut i = 0;
+        // SAFETY: every access is below `len` (the tail through a mask).
+        unsafe {
+            while i + 64 <= len {
+                let v0 = tanh16(_mm512_loadu_ps(xp.add(i)));
+                let v1 = tanh16(_mm512_loadu_ps(xp.add(i + 16)));
+                let v2 = tanh16(_mm512_loadu_ps(xp.add(i + 32)));
+                let v3 = tanh16(_mm512_loadu_ps(xp.add(i + 48)));
+                _mm512_storeu_ps(yp.add(i), v0);
+                _mm512_storeu_ps(yp.add(i + 16), v1);
+                _mm512_storeu_ps(yp.add(i + 32), v2);
+                _mm512_storeu_ps(yp.add(i + 48), v3);
+                i += 64;
+            }
+            while i + 16 <= len {
+                _mm512_storeu_ps(yp.add(i), tanh16(_mm512_loadu_ps(xp.add(i))));
+                i += 16;
+            }
+            if i < len {
+                let m = (1u16 << (len - i)) - 1;
+                let v = tanh16(_mm512_maskz_loadu_ps(m, xp.add(i)));
+                _mm512_mask_storeu_ps(yp.add(i), m, v);
+            }
+        }
+    }
+
     /// `y = tanh(a + b)`, `b` a row repeated over `a` (see [`super::bias_tanh_f64`]).
     #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
     pub(crate) fn bias_tanh(a: &[f64], b: &[f64], y: &mut [f64]) {
@@ -770,7 +854,23 @@ slice_kernel!(log_slice_f64, f64, |x| log_k64::<F>(x));
 slice_kernel!(softplus_slice_f64, f64, |x| softplus_k64::<F>(x));
 slice_kernel!(sin_slice_f64_raw, f64, |x| sincos_k64::<F>(x).0);
 slice_kernel!(cos_slice_f64_raw, f64, |x| sincos_k64::<F>(x).1);
-slice_kernel!(tanh_slice_f32, f32, |x| tanh_k32::<F>(x));
+slice_kernel!(
+    /// The auto-vectorised f32 `tanh`; the AVX-512 path of [`tanh_slice_f32`] runs
+    /// [`avx512::tanh16`] instead.
+    tanh_slice_f32_div, f32, |x| tanh_k32::<F>(x)
+);
+
+/// `y = tanh(x)` for f32: [`avx512::tanh16`] when the CPU has AVX-512, else the
+/// auto-vectorised kernel.
+pub(crate) fn tanh_slice_f32(x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: AVX-512 F/DQ/VL, AVX2 and FMA were detected at run time.
+        unsafe { avx512::tanh_slice_f32(x, y) };
+        return;
+    }
+    tanh_slice_f32_div(x, y)
+}
 slice_kernel!(exp_slice_f32, f32, |x| exp_k32::<F>(x));
 slice_kernel!(sigmoid_slice_f32, f32, |x| 1.0 / (1.0 + exp_k32::<F>(-x)));
 slice_kernel!(log_slice_f32, f32, |x| log_k64::<F>(x as f64) as f32);
@@ -1053,6 +1153,46 @@ mod tests {
                 "row length {lb}"
             );
         }
+    }
+
+    /// The AVX-512 f32 `tanh` (when the CPU has it) against libm on the grid, every tail
+    /// length, the branch point `|x| = ln2/2` and the special values.
+    #[test]
+    fn tanh_f32_one_branch() {
+        let mut x: Vec<f32> = points(12.0).iter().map(|&v| v as f32).collect();
+        for c in [0.346_573_6f32, 0.625, 10.0] {
+            let (mut v, mut w) = (c, c);
+            for _ in 0..2000 {
+                x.extend([v, -v, w, -w]);
+                v = f32::from_bits(v.to_bits() + 1);
+                w = f32::from_bits(w.to_bits() - 1);
+            }
+        }
+        x.extend([f32::MAX, -f32::MAX, f32::MIN_POSITIVE, 1e-45, -1e-45, 1e-20]);
+        for tail in 0..17 {
+            let xs = &x[..x.len() - tail];
+            let mut y = vec![0.0f32; xs.len()];
+            tanh_slice_f32(xs, &mut y);
+            let mut worst = 0f64;
+            for (&x, &y) in xs.iter().zip(&y) {
+                let r = x.tanh();
+                assert_eq!(y.is_nan(), r.is_nan(), "x = {x}");
+                if !r.is_nan() {
+                    assert_eq!(y.is_sign_negative(), r.is_sign_negative(), "x = {x}");
+                    worst = worst.max(ulps32(y, r));
+                }
+            }
+            assert!(worst <= 3.0, "tail {tail}: {worst} ulp");
+            if tail == 0 {
+                eprintln!("f32 tanh (AVX-512: {}): worst {worst} ulp", has_avx512());
+            }
+        }
+        let mut y = [1.0f32; 4];
+        tanh_slice_f32(&[0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY], &mut y);
+        assert_eq!(
+            y.map(f32::to_bits),
+            [0.0f32, -0.0, 1.0, -1.0].map(f32::to_bits)
+        );
     }
 
     #[test]
