@@ -11,7 +11,8 @@
 //! | function | method | accuracy vs libm (tested, f64 / f32) |
 //! |---|---|---|
 //! | `exp` | `x = n ln2 + r`, `|r| ≤ ln2/2`, degree-12 (f32: 7) Taylor, `2p·2ⁿ⁻¹` (no overflow at `n = 1024`), subnormal results scaled in two steps | ≤ 2 ulp |
-//! | `tanh` | `|x| < 0.625`: Cephes' rational `x + x z P(z)/Q(z)`; above: Cephes' Padé `eʳ = (q+p)/(q−p)` gives `tanh a = ((2ⁿ−1)q + (2ⁿ+1)p)/((2ⁿ+1)q + (2ⁿ−1)p)`; one division for both | ≤ 2 / 3 ulp |
+//! | `tanh` | `|x| < 0.625`: Cephes' rational `x + x z P(z)/Q(z)`; above: Cephes' Padé `eʳ = (q+p)/(q−p)` gives `tanh a = ((2ⁿ−1)q + (2ⁿ+1)p)/((2ⁿ+1)q + (2ⁿ−1)p)`; one division for both. AVX-512 (f64): one branch, `a = n ln2/2 + h` with `n` rounded down, `tanh h` by the Cephes rational, the addition formula (see `avx512::tanh8`; f32: `avx512::tanh16`, Cephes' `tanhf` polynomial for `tanh h`) | ≤ 2 / 3 ulp |
+//! | `expm1` | `x = n ln2 + r`, `expm1 r` by Taylor to `r¹³/13!`, `2ⁿ m + (2ⁿ − 1)` in one FMA (the ELU op) | ≤ 2 / 1 ulp |
 //! | `sigmoid` | `1/(1 + e⁻ˣ)` | ≤ 3 ulp |
 //! | `log` | musl's: `x = 2ᵏ m`, `m ∈ [√½, √2)`, `s = f/(2+f)`, degree-14 odd polynomial; subnormals rescaled; 0, negatives, inf, NaN by selects | ≤ 1 ulp |
 //! | `softplus` | `max(x,0) + log1p(e^{−|x|})`, `log1p(u) = log(1+u) + (u − ((1+u) − 1))/(1+u)` | ≤ 2 ulp |
@@ -85,6 +86,40 @@ macro_rules! simd_dispatch {
 }
 pub(crate) use simd_dispatch;
 
+/// `x` as `&[f64]` when `T` is `f64` (`Float` is sealed to `f32` and `f64`: the size
+/// tells them apart), for the kernels that exist for `f64` only.
+#[inline(always)]
+pub(crate) fn as_f64<T: Float>(x: &[T]) -> Option<&[f64]> {
+    // SAFETY: `T` is `f64` (same size and alignment, sealed trait), so the cast is an
+    // identity.
+    (std::mem::size_of::<T>() == 8)
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) })
+}
+
+/// `x` as `&[f32]` when `T` is `f32` (see [`as_f64`]).
+#[inline(always)]
+pub(crate) fn as_f32<T: Float>(x: &[T]) -> Option<&[f32]> {
+    // SAFETY: as in `as_f64`, for `f32`.
+    (std::mem::size_of::<T>() == 4)
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) })
+}
+
+/// As [`as_f32`], mutable.
+#[inline(always)]
+pub(crate) fn as_f32_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: as in `as_f64`, for `f32`.
+    (std::mem::size_of::<T>() == 4)
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast(), x.len()) })
+}
+
+/// As [`as_f64`], mutable.
+#[inline(always)]
+pub(crate) fn as_f64_mut<T: Float>(x: &mut [T]) -> Option<&mut [f64]> {
+    // SAFETY: as in `as_f64`.
+    (std::mem::size_of::<T>() == 8)
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast(), x.len()) })
+}
+
 /// True if the CPU has AVX-512 F, DQ and VL (and AVX2, FMA).
 #[cfg(target_arch = "x86_64")]
 #[inline]
@@ -150,6 +185,54 @@ fn exp_k64<const F: bool>(x: f64) -> f64 {
         v
     };
     if x < -745.2 { 0.0 } else { v }
+}
+
+/// `eˣ − 1` without cancellation: `x = n ln2 + r`, `|r| ≤ ln2/2`,
+/// `m = expm1 r = r + r² P(r)` (Taylor to `r¹³/13!`), then `expm1 x = 2ⁿ m + (2ⁿ − 1)`
+/// in one fused multiply–add (`n = 0`: `m` itself; `2ⁿ − 1` is exact for the `n ≥ −58`
+/// left after clamping `x` at −40, below which the result rounds to −1). Near the
+/// overflow limit (`x > 709`, `n` up to 1024) it is `2·2ⁿ⁻¹ (m + 1)` (the −1 is below
+/// its ulp); `inf` beyond; ±0 and NaN are kept.
+#[inline(always)]
+fn expm1_k64<const F: bool>(x: f64) -> f64 {
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
+    let xc = x.clamp(-40.0, 709.8);
+    let t = fma64::<F>(xc, LOG2E, MAGIC64);
+    let n = t - MAGIC64;
+    let r = fma64::<F>(-n, LN2_LO, fma64::<F>(-n, LN2_HI, xc));
+    let mut p = 1.0 / 6_227_020_800.0;
+    p = fma64::<F>(p, r, 1.0 / 479_001_600.0);
+    p = fma64::<F>(p, r, 1.0 / 39_916_800.0);
+    p = fma64::<F>(p, r, 1.0 / 3_628_800.0);
+    p = fma64::<F>(p, r, 1.0 / 362_880.0);
+    p = fma64::<F>(p, r, 1.0 / 40_320.0);
+    p = fma64::<F>(p, r, 1.0 / 5_040.0);
+    p = fma64::<F>(p, r, 1.0 / 720.0);
+    p = fma64::<F>(p, r, 1.0 / 120.0);
+    p = fma64::<F>(p, r, 1.0 / 24.0);
+    p = fma64::<F>(p, r, 1.0 / 6.0);
+    p = fma64::<F>(p, r, 0.5);
+    let m = fma64::<F>(r * r, p, r);
+    // 2ⁿ⁻¹ from the bits (n ≥ −58: a normal number), 2ⁿ = 2·2ⁿ⁻¹ (inf for n = 1024,
+    // a lane the select below replaces).
+    let h = pow2_from_magic64(t - 1.0);
+    let s = h + h;
+    let v = fma64::<F>(s, m, s - 1.0);
+    let big = (m + 1.0) * h * 2.0;
+    let v = if x > 709.0 { big } else { v };
+    let v = if x > 709.782_712_893_384 {
+        f64::INFINITY
+    } else {
+        v
+    };
+    // ±0 (the sum above gives +0 for −0); NaN passes through `m`.
+    if x == 0.0 { x } else { v }
+}
+
+/// Branch-free `expm1` (`eˣ − 1`) for f64 (see the module's tests for the accuracy).
+#[inline(always)]
+pub fn expm1_f64(x: f64) -> f64 {
+    expm1_k64::<false>(x)
 }
 
 /// Branch-free `exp` for f64: `2ⁿ · p(r)`, `x = n ln2 + r`, `|r| ≤ ln2/2`, degree-12
@@ -483,14 +566,311 @@ macro_rules! slice_kernel {
     };
 }
 
-slice_kernel!(tanh_slice_f64, f64, |x| tanh_k64::<F>(x));
+slice_kernel!(
+    /// The auto-vectorised `tanh` (both branches, one division per vector); the
+    /// AVX-512 path of [`tanh_slice_f64`] runs [`avx512::tanh8`] instead.
+    tanh_slice_f64_div, f64, |x| tanh_k64::<F>(x)
+);
+
+/// `y = tanh(x)`: the AVX-512 intrinsic kernel ([`avx512::tanh_slice`], one branch)
+/// when the CPU has it, else the auto-vectorised one.
+pub(crate) fn tanh_slice_f64(x: &[f64], y: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: AVX-512 F/DQ/VL, AVX2 and FMA were detected at run time.
+        unsafe { avx512::tanh_slice(x, y) };
+        return;
+    }
+    tanh_slice_f64_div(x, y)
+}
+
+/// `y = tanh(a + b)` for `b` a row repeated over `a` (`a.len()` a multiple of
+/// `b.len()`): the bias add of a layer and its activation in one pass, with no
+/// intermediate store. AVX-512 only: returns false (and does nothing) without it.
+pub(crate) fn bias_tanh_f64(a: &[f64], b: &[f64], y: &mut [f64]) -> bool {
+    debug_assert!(!b.is_empty() && a.len().is_multiple_of(b.len()) && y.len() == a.len());
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: as in `tanh_slice_f64`.
+        unsafe { avx512::bias_tanh(a, b, y) };
+        return true;
+    }
+    false
+}
+
+/// AVX-512 intrinsic kernels.
+///
+/// On this CPU the 512-bit multiply/FMA operations issue on one port, so the cost of a
+/// kernel is its count of such operations, while `vdivpd` runs on the separate divider
+/// (16 cycles per 8 doubles) in parallel with them: the portable `tanh` computes two
+/// branches (≈ 30 port operations per 8 values). [`tanh8`] computes one (≈ 18, about
+/// as long as its division), and the loop runs four vectors at a time so that their
+/// chains overlap. Replacing the division by `vrcp14pd` and Newton steps (8 more port
+/// operations) was measured slower.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// `tanh` of 8 lanes, `a = |x|` (capped at 20): with `a = n ln2/2 + h`, `n = ⌊2a/ln2⌋`
+    /// (rounded down, so `h ∈ [0, ln2/2)`: no cancellation below) and `u = tanh h` by
+    /// Cephes' rational `u = h + h w P(w)/Q(w)` (`w = h²`, the same as the small branch
+    /// of `tanh_k64`) written `u = U/Q`, `U = h Q + h w P`, the addition formula with
+    /// `tanh(n ln2/2) = (2ⁿ−1)/(2ⁿ+1)` gives
+    /// `tanh a = ((2ⁿ−1) Q + (2ⁿ+1) U) / ((2ⁿ+1) Q + (2ⁿ−1) U)` (all terms ≥ 0), and
+    /// for `n = 0` (`a < ln2/2`) `tanh a = h + (h w P)/Q` (Cephes' form). One polynomial
+    /// pair and one quotient for both.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    pub(crate) fn tanh8(x: __m512d) -> __m512d {
+        let set = _mm512_set1_pd;
+        let sign = set(-0.0);
+        // `min(20, |x|)` returns its second operand for NaN: NaN is kept.
+        let a = _mm512_min_pd(set(20.0), _mm512_andnot_pd(sign, x));
+        // n = ⌊a · 2/ln2⌋: `a · (2/ln2) + 1.5·2⁵²` rounded down (embedded rounding) lands
+        // on `1.5·2⁵² + n` (unit spacing there), so `n` is the floor of the exact product.
+        let t = _mm512_fmadd_round_pd::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(
+            a,
+            set(2.0 * std::f64::consts::LOG2_E),
+            set(super::MAGIC64),
+        );
+        let n = _mm512_sub_pd(t, set(super::MAGIC64));
+        // h = a − n ln2/2 (Cody–Waite: the high part of ln2/2 times n ≤ 57 is exact).
+        let h = _mm512_fnmadd_pd(
+            n,
+            set(0.5 * super::LN2_LO),
+            _mm512_fnmadd_pd(n, set(0.5 * super::LN2_HI), a),
+        );
+        let w = _mm512_mul_pd(h, h);
+        let p = _mm512_fmadd_pd(
+            _mm512_fmadd_pd(
+                set(-9.643_991_794_250_523e-1),
+                w,
+                set(-9.928_772_310_019_186e1),
+            ),
+            w,
+            set(-1.614_687_684_417_084_5e3),
+        );
+        let q = _mm512_fmadd_pd(
+            _mm512_fmadd_pd(
+                _mm512_add_pd(w, set(1.128_116_784_916_329_3e2)),
+                w,
+                set(2.235_488_390_601_004_6e3),
+            ),
+            w,
+            set(4.844_063_053_251_255e3),
+        );
+        let hwp = _mm512_mul_pd(_mm512_mul_pd(h, w), p);
+        let u = _mm512_fmadd_pd(h, q, hwp);
+        let one = set(1.0);
+        // 2ⁿ (`n` an integer in 0..=57: exact).
+        let s = _mm512_scalef_pd(one, n);
+        let (sm, sp) = (_mm512_sub_pd(s, one), _mm512_add_pd(s, one));
+        let num = _mm512_fmadd_pd(sm, q, _mm512_mul_pd(sp, u));
+        let den = _mm512_fmadd_pd(sp, q, _mm512_mul_pd(sm, u));
+        let small = _mm512_cmp_pd_mask::<_CMP_EQ_OQ>(n, _mm512_setzero_pd());
+        let num = _mm512_mask_blend_pd(small, num, hwp);
+        let den = _mm512_mask_blend_pd(small, den, q);
+        let v = _mm512_div_pd(num, den);
+        // For `n = 0`, `h = a` exactly.
+        let v = _mm512_mask_add_pd(v, small, h, v);
+        // copysign(v, x): the sign bit from `x`, the others from `v` (bitwise select
+        // `m ? x : v` with `m` the sign mask, truth table 0xAC).
+        _mm512_castsi512_pd(_mm512_ternarylogic_epi64::<0xAC>(
+            _mm512_castpd_si512(sign),
+            _mm512_castpd_si512(v),
+            _mm512_castpd_si512(x),
+        ))
+    }
+
+    /// `y = tanh(x)` over slices (the tail by masked loads and stores).
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    pub(crate) fn tanh_slice(x: &[f64], y: &mut [f64]) {
+        let len = x.len().min(y.len());
+        let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+        let mut i = 0;
+        // SAFETY: every access is below `len` (the tail through a mask of the lanes
+        // below it).
+        unsafe {
+            while i + 32 <= len {
+                let v0 = tanh8(_mm512_loadu_pd(xp.add(i)));
+                let v1 = tanh8(_mm512_loadu_pd(xp.add(i + 8)));
+                let v2 = tanh8(_mm512_loadu_pd(xp.add(i + 16)));
+                let v3 = tanh8(_mm512_loadu_pd(xp.add(i + 24)));
+                _mm512_storeu_pd(yp.add(i), v0);
+                _mm512_storeu_pd(yp.add(i + 8), v1);
+                _mm512_storeu_pd(yp.add(i + 16), v2);
+                _mm512_storeu_pd(yp.add(i + 24), v3);
+                i += 32;
+            }
+            while i + 8 <= len {
+                _mm512_storeu_pd(yp.add(i), tanh8(_mm512_loadu_pd(xp.add(i))));
+                i += 8;
+            }
+            if i < len {
+                let m = (1u8 << (len - i)) - 1;
+                let v = tanh8(_mm512_maskz_loadu_pd(m, xp.add(i)));
+                _mm512_mask_storeu_pd(yp.add(i), m, v);
+            }
+        }
+    }
+
+    /// `tanh` of 16 f32 lanes by the one-branch method of [`tanh8`]: `a = n ln2/2 + h`
+    /// (`n` rounded down, `a` capped at 10), `u = tanh h` by Cephes' `tanhf` polynomial
+    /// (`h + h w P(w)`: no denominator), then `((2ⁿ−1) + (2ⁿ+1)u)/((2ⁿ+1) + (2ⁿ−1)u)`,
+    /// or `u` itself for `n = 0`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    pub(crate) fn tanh16(x: __m512) -> __m512 {
+        const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+        let set = _mm512_set1_ps;
+        let sign = set(-0.0);
+        // `min(10, |x|)` returns its second operand for NaN: NaN is kept.
+        let a = _mm512_min_ps(set(10.0), _mm512_andnot_ps(sign, x));
+        let t = _mm512_fmadd_round_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(
+            a,
+            set(2.0 * std::f32::consts::LOG2_E),
+            set(MAGIC),
+        );
+        let n = _mm512_sub_ps(t, set(MAGIC));
+        // ln2/2 in two parts (the high part has 9 significant bits: n·hi is exact).
+        let h = _mm512_fnmadd_ps(
+            n,
+            set(-1.060_972_2e-4),
+            _mm512_fnmadd_ps(n, set(0.346_679_687_5), a),
+        );
+        let w = _mm512_mul_ps(h, h);
+        let p = _mm512_fmadd_ps(
+            _mm512_fmadd_ps(
+                _mm512_fmadd_ps(
+                    _mm512_fmadd_ps(set(-5.704_988_7e-3), w, set(2.063_908_9e-2)),
+                    w,
+                    set(-5.373_971_6e-2),
+                ),
+                w,
+                set(1.333_144_2e-1),
+            ),
+            w,
+            set(-3.333_328_2e-1),
+        );
+        let u = _mm512_fmadd_ps(_mm512_mul_ps(p, w), h, h);
+        let one = set(1.0);
+        let s = _mm512_scalef_ps(one, n);
+        let (sm, sp) = (_mm512_sub_ps(s, one), _mm512_add_ps(s, one));
+        let v = _mm512_div_ps(_mm512_fmadd_ps(sp, u, sm), _mm512_fmadd_ps(sm, u, sp));
+        let small = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(n, _mm512_setzero_ps());
+        let v = _mm512_mask_blend_ps(small, v, u);
+        _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<0xAC>(
+            _mm512_castps_si512(sign),
+            _mm512_castps_si512(v),
+            _mm512_castps_si512(x),
+        ))
+    }
+
+    /// `y = tanh(x)` over f32 slices (tail by masked loads and stores).
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    pub(crate) fn tanh_slice_f32(x: &[f32], y: &mut [f32]) {
+        let len = x.len().min(y.len());
+        let (xp, yp) = (x.as_ptr(), y.as_mut_ptr());
+        let mut i = 0;
+        // SAFETY: every access is below `len` (the tail through a mask).
+        unsafe {
+            while i + 64 <= len {
+                let v0 = tanh16(_mm512_loadu_ps(xp.add(i)));
+                let v1 = tanh16(_mm512_loadu_ps(xp.add(i + 16)));
+                let v2 = tanh16(_mm512_loadu_ps(xp.add(i + 32)));
+                let v3 = tanh16(_mm512_loadu_ps(xp.add(i + 48)));
+                _mm512_storeu_ps(yp.add(i), v0);
+                _mm512_storeu_ps(yp.add(i + 16), v1);
+                _mm512_storeu_ps(yp.add(i + 32), v2);
+                _mm512_storeu_ps(yp.add(i + 48), v3);
+                i += 64;
+            }
+            while i + 16 <= len {
+                _mm512_storeu_ps(yp.add(i), tanh16(_mm512_loadu_ps(xp.add(i))));
+                i += 16;
+            }
+            if i < len {
+                let m = (1u16 << (len - i)) - 1;
+                let v = tanh16(_mm512_maskz_loadu_ps(m, xp.add(i)));
+                _mm512_mask_storeu_ps(yp.add(i), m, v);
+            }
+        }
+    }
+
+    /// `y = tanh(a + b)`, `b` a row repeated over `a` (see [`super::bias_tanh_f64`]).
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    pub(crate) fn bias_tanh(a: &[f64], b: &[f64], y: &mut [f64]) {
+        let lb = b.len();
+        let rows = a.len().min(y.len()) / lb;
+        let (ap, bp, yp) = (a.as_ptr(), b.as_ptr(), y.as_mut_ptr());
+        // SAFETY: row `r`, columns `j..j + 8` (masked beyond `lb`) lie in `a` and `y`
+        // (`rows · lb` elements) and `b` (`lb`).
+        unsafe {
+            for r in 0..rows {
+                let (ar, yr) = (ap.add(r * lb), yp.add(r * lb));
+                let mut j = 0;
+                while j + 32 <= lb {
+                    let x = |k: usize| {
+                        _mm512_add_pd(
+                            _mm512_loadu_pd(ar.add(j + k)),
+                            _mm512_loadu_pd(bp.add(j + k)),
+                        )
+                    };
+                    let (v0, v1, v2, v3) = (tanh8(x(0)), tanh8(x(8)), tanh8(x(16)), tanh8(x(24)));
+                    _mm512_storeu_pd(yr.add(j), v0);
+                    _mm512_storeu_pd(yr.add(j + 8), v1);
+                    _mm512_storeu_pd(yr.add(j + 16), v2);
+                    _mm512_storeu_pd(yr.add(j + 24), v3);
+                    j += 32;
+                }
+                while j + 8 <= lb {
+                    let x = _mm512_add_pd(_mm512_loadu_pd(ar.add(j)), _mm512_loadu_pd(bp.add(j)));
+                    _mm512_storeu_pd(yr.add(j), tanh8(x));
+                    j += 8;
+                }
+                if j < lb {
+                    let m = (1u8 << (lb - j)) - 1;
+                    let x = _mm512_add_pd(
+                        _mm512_maskz_loadu_pd(m, ar.add(j)),
+                        _mm512_maskz_loadu_pd(m, bp.add(j)),
+                    );
+                    _mm512_mask_storeu_pd(yr.add(j), m, tanh8(x));
+                }
+            }
+        }
+    }
+}
 slice_kernel!(exp_slice_f64, f64, |x| exp_k64::<F>(x));
+slice_kernel!(
+    /// `y = eˣ − 1` (vectorised, no cancellation near 0).
+    expm1_slice_f64, f64, |x| expm1_k64::<F>(x)
+);
+slice_kernel!(
+    /// `y = eˣ − 1` for f32 through the f64 kernel.
+    expm1_slice_f32, f32, |x| expm1_k64::<F>(x as f64) as f32
+);
 slice_kernel!(sigmoid_slice_f64, f64, |x| sigmoid_k64::<F>(x));
 slice_kernel!(log_slice_f64, f64, |x| log_k64::<F>(x));
 slice_kernel!(softplus_slice_f64, f64, |x| softplus_k64::<F>(x));
 slice_kernel!(sin_slice_f64_raw, f64, |x| sincos_k64::<F>(x).0);
 slice_kernel!(cos_slice_f64_raw, f64, |x| sincos_k64::<F>(x).1);
-slice_kernel!(tanh_slice_f32, f32, |x| tanh_k32::<F>(x));
+slice_kernel!(
+    /// The auto-vectorised f32 `tanh`; the AVX-512 path of [`tanh_slice_f32`] runs
+    /// [`avx512::tanh16`] instead.
+    tanh_slice_f32_div, f32, |x| tanh_k32::<F>(x)
+);
+
+/// `y = tanh(x)` for f32: [`avx512::tanh16`] when the CPU has AVX-512, else the
+/// auto-vectorised kernel.
+pub(crate) fn tanh_slice_f32(x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: AVX-512 F/DQ/VL, AVX2 and FMA were detected at run time.
+        unsafe { avx512::tanh_slice_f32(x, y) };
+        return;
+    }
+    tanh_slice_f32_div(x, y)
+}
 slice_kernel!(exp_slice_f32, f32, |x| exp_k32::<F>(x));
 slice_kernel!(sigmoid_slice_f32, f32, |x| 1.0 / (1.0 + exp_k32::<F>(-x)));
 slice_kernel!(log_slice_f32, f32, |x| log_k64::<F>(x as f64) as f32);
@@ -575,8 +955,9 @@ mod tests {
     /// every scalar kernel without FMA, against libm.
     #[test]
     fn f64_kernels_match_libm() {
-        let cases: [Pair; 7] = [
+        let cases: [Pair; 8] = [
             ("tanh", tanh_slice_f64, f64::tanh, 30.0, 2.0),
+            ("expm1", expm1_slice_f64, f64::exp_m1, 750.0, 2.0),
             ("exp", exp_slice_f64, f64::exp, 750.0, 2.0),
             (
                 "sigmoid",
@@ -623,9 +1004,10 @@ mod tests {
         }
         assert!(!fails.iter().any(|&f| f), "{fails:?}");
         // The scalar kernels without FMA (the path of CPUs without AVX2+FMA).
-        let mut worst = [0f64; 7];
+        let mut worst = [0f64; 8];
         for x in points(30.0) {
             let s = [
+                ulps64(expm1_k64::<false>(x * 25.0), (x * 25.0).exp_m1()),
                 ulps64(tanh_k64::<false>(x), x.tanh()),
                 ulps64(exp_k64::<false>(x), x.exp()),
                 ulps64(sigmoid_k64::<false>(x), 1.0 / (1.0 + (-x).exp())),
@@ -639,12 +1021,12 @@ mod tests {
                     *w = w.max(if e.is_nan() { 0.0 } else { e });
                 }
             } else {
-                for (w, e) in worst.iter_mut().zip(s).take(5) {
+                for (w, e) in worst.iter_mut().zip(s).take(6) {
                     *w = w.max(e);
                 }
             }
         }
-        eprintln!("no-FMA f64 kernels (tanh exp sigmoid log softplus sin cos): {worst:?}");
+        eprintln!("no-FMA f64 kernels (expm1 tanh exp sigmoid log softplus sin cos): {worst:?}");
         assert!(worst.iter().all(|&w| w <= 3.0), "no-FMA kernels: {worst:?}");
         assert_eq!(tanh_f64(-30.0), -1.0);
         assert_eq!(exp_f64(710.0), f64::INFINITY);
@@ -652,6 +1034,165 @@ mod tests {
         assert_eq!(log_f64(0.0), f64::NEG_INFINITY);
         assert!(log_f64(-1.0).is_nan() && tanh_f64(f64::NAN).is_nan());
         assert!(tanh_f64(-0.0).is_sign_negative());
+        let mut y = [0.0; 9];
+        expm1_slice_f64(
+            &[
+                0.0,
+                -0.0,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                5e-324,
+                -5e-324,
+                709.9,
+                -1e300,
+                1e300,
+            ],
+            &mut y,
+        );
+        assert_eq!(
+            y.map(f64::to_bits),
+            [
+                0.0,
+                -0.0,
+                f64::INFINITY,
+                -1.0,
+                5e-324,
+                -5e-324,
+                f64::INFINITY,
+                -1.0,
+                f64::INFINITY
+            ]
+            .map(f64::to_bits)
+        );
+        assert!(expm1_f64(f64::NAN).is_nan());
+    }
+
+    /// The division-free AVX-512 `tanh` (when the CPU has it) against libm and against
+    /// the dividing kernel, on the accuracy grid plus the special values and the branch
+    /// points (`|x|` near 0.625 and 20); and the fused bias kernel against `a + b` then
+    /// `tanh` (bit for bit).
+    #[test]
+    fn tanh_without_division() {
+        let mut x = points(30.0);
+        for c in [0.625f64, 20.0] {
+            let mut v = c;
+            let mut w = c;
+            for _ in 0..2000 {
+                x.extend([v, -v, w, -w]);
+                v = f64::from_bits(v.to_bits() + 1);
+                w = f64::from_bits(w.to_bits() - 1);
+            }
+        }
+        x.extend([
+            f64::MAX,
+            -f64::MAX,
+            1e300,
+            -1e300,
+            f64::MIN_POSITIVE,
+            -f64::MIN_POSITIVE,
+            -5e-324,
+            2.2e-308,
+            1e-160,
+            f64::from_bits(0x7ff8_0000_0000_0001),
+        ]);
+        // Every tail length of the masked loop.
+        for tail in 0..9 {
+            let xs = &x[..x.len() - tail];
+            let (mut y, mut yd) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
+            tanh_slice_f64(xs, &mut y);
+            tanh_slice_f64_div(xs, &mut yd);
+            let (mut worst, mut apart) = (0f64, 0u64);
+            for ((&x, &y), &yd) in xs.iter().zip(&y).zip(&yd) {
+                let r = x.tanh();
+                assert_eq!(y.is_nan(), r.is_nan(), "x = {x}");
+                if r.is_nan() {
+                    continue;
+                }
+                assert_eq!(y.is_sign_negative(), r.is_sign_negative(), "x = {x}");
+                worst = worst.max(ulps64(y, r));
+                apart = apart.max(y.to_bits().abs_diff(yd.to_bits()));
+            }
+            assert!(worst <= 2.0, "tail {tail}: {worst} ulp from libm");
+            assert!(
+                apart <= 4,
+                "tail {tail}: {apart} ulp from the dividing kernel"
+            );
+            if tail == 0 {
+                eprintln!(
+                    "f64 tanh (AVX-512: {}): worst {worst} ulp; dividing kernel ≤ {apart} ulp apart",
+                    has_avx512()
+                );
+            }
+        }
+        let mut y = [1.0; 6];
+        tanh_slice_f64(
+            &[0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, 5e-324, -5e-324],
+            &mut y,
+        );
+        assert_eq!(
+            y.map(f64::to_bits),
+            [0.0, -0.0, 1.0, -1.0, 5e-324, -5e-324].map(f64::to_bits)
+        );
+        // Fused bias add: rows of 1, 5, 8, 13 and 64 (tails of the row loop).
+        for lb in [1usize, 5, 8, 13, 64] {
+            let a: Vec<f64> = x
+                .iter()
+                .take(lb * 37)
+                .map(|v| v.clamp(-40.0, 40.0))
+                .collect();
+            let b: Vec<f64> = (0..lb).map(|j| 0.3 * j as f64 - 1.1).collect();
+            let sum: Vec<f64> = a.iter().enumerate().map(|(i, &v)| v + b[i % lb]).collect();
+            let (mut y, mut want) = (vec![0.0; a.len()], vec![0.0; a.len()]);
+            tanh_slice_f64(&sum, &mut want);
+            if !bias_tanh_f64(&a, &b, &mut y) {
+                continue;
+            }
+            assert_eq!(
+                y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "row length {lb}"
+            );
+        }
+    }
+
+    /// The AVX-512 f32 `tanh` (when the CPU has it) against libm on the grid, every tail
+    /// length, the branch point `|x| = ln2/2` and the special values.
+    #[test]
+    fn tanh_f32_one_branch() {
+        let mut x: Vec<f32> = points(12.0).iter().map(|&v| v as f32).collect();
+        for c in [0.346_573_6f32, 0.625, 10.0] {
+            let (mut v, mut w) = (c, c);
+            for _ in 0..2000 {
+                x.extend([v, -v, w, -w]);
+                v = f32::from_bits(v.to_bits() + 1);
+                w = f32::from_bits(w.to_bits() - 1);
+            }
+        }
+        x.extend([f32::MAX, -f32::MAX, f32::MIN_POSITIVE, 1e-45, -1e-45, 1e-20]);
+        for tail in 0..17 {
+            let xs = &x[..x.len() - tail];
+            let mut y = vec![0.0f32; xs.len()];
+            tanh_slice_f32(xs, &mut y);
+            let mut worst = 0f64;
+            for (&x, &y) in xs.iter().zip(&y) {
+                let r = x.tanh();
+                assert_eq!(y.is_nan(), r.is_nan(), "x = {x}");
+                if !r.is_nan() {
+                    assert_eq!(y.is_sign_negative(), r.is_sign_negative(), "x = {x}");
+                    worst = worst.max(ulps32(y, r));
+                }
+            }
+            assert!(worst <= 3.0, "tail {tail}: {worst} ulp");
+            if tail == 0 {
+                eprintln!("f32 tanh (AVX-512: {}): worst {worst} ulp", has_avx512());
+            }
+        }
+        let mut y = [1.0f32; 4];
+        tanh_slice_f32(&[0.0, -0.0, f32::INFINITY, f32::NEG_INFINITY], &mut y);
+        assert_eq!(
+            y.map(f32::to_bits),
+            [0.0f32, -0.0, 1.0, -1.0].map(f32::to_bits)
+        );
     }
 
     #[test]
@@ -663,8 +1204,9 @@ mod tests {
             f64,
             f64,
         );
-        let cases: [P32; 7] = [
+        let cases: [P32; 8] = [
             ("tanh", tanh_slice_f32, f32::tanh, 12.0, 3.0),
+            ("expm1", expm1_slice_f32, f32::exp_m1, 100.0, 1.0),
             ("exp", exp_slice_f32, f32::exp, 100.0, 2.0),
             (
                 "sigmoid",

@@ -205,6 +205,24 @@ fn cases<T: Float>() -> Vec<Case<T>> {
             true,
         ),
         c(
+            // `a + b` with `a` used once (its gradient is the add's): the op's VJP also
+            // sums the bias gradient (one pass, see `unary::bias_vjp_fused`).
+            "bias_vjp_fused",
+            bn1,
+            |x| {
+                let n = x.shape().dim(1);
+                let b = || x.view(0, &[n]);
+                let two = T::from_f64_const(2.0);
+                let a = (x.square() + b()).tanh() + (x.mul_scalar(two) + b()).sigmoid();
+                let c = (x.sin() + b()).exp() + (x.cos() + b()).neg().square();
+                let d = (x.square().add_scalar(two) + b()).log()
+                    + (x.square().add_scalar(two) + b()).sqrt()
+                    + (x.sin() + b()).square();
+                a + c + d
+            },
+            true,
+        ),
+        c(
             "bias_add_read_after_fusion",
             bn1,
             |x| {
@@ -799,6 +817,89 @@ fn fused_bias_matches_unfused<T: Float>() {
             }
         }
     }
+}
+
+/// The bias add's VJP done inside its elementwise op's VJP (`a` used once, so its
+/// gradient is the add's): the gradients equal, value for value, those of the same
+/// graph with one more use of the sum `s` that adds an exact zero (`y + 0·s`), which
+/// turns the fusion off. Every op with a plain VJP loop (and two without), `a` a
+/// shifted leaf or a product (deferred by rows for 1030×8·8×64), f32 and f64.
+fn fused_bias_vjp_matches_unfused<T: Float>() {
+    type U<T> = for<'t> fn(Var<'t, T>) -> Var<'t, T>;
+    let ops: [(&str, U<T>, f64); 11] = [
+        ("tanh", |v| v.tanh(), 0.0),
+        ("sigmoid", |v| v.sigmoid(), 0.0),
+        ("relu", |v| v.relu(), 0.0),
+        ("exp", |v| v.exp(), 0.0),
+        ("neg", |v| -v, 0.0),
+        ("square", |v| v.square(), 0.0),
+        ("elu", |v| v.elu(T::from_f64_const(0.7)), 0.0),
+        ("log", |v| v.log(), 3.5),
+        ("sqrt", |v| v.sqrt(), 3.5),
+        ("softplus", |v| v.softplus(), 0.0),
+        ("sin", |v| v.sin(), 0.0),
+    ];
+    // (rows, k, h): k = 0 for `a = x + shift`, else `a = x·W` (x: rows × k).
+    for (rows, k, h) in [
+        (7usize, 0usize, 64usize),
+        (3, 0, 3000),
+        (2, 0, 1),
+        (1030, 8, 64),
+        (5, 3, 13),
+    ] {
+        let kx = if k == 0 { h } else { k };
+        let x = values::<T>(rows as u64, rows * kx, -2.0, 2.0);
+        let w = values::<T>(5, kx * h, -1.0, 1.0);
+        let b = values::<T>(h as u64 + 7, h, -1.0, 1.0);
+        let seed = values::<T>(11, rows * h, -1.0, 1.0);
+        for (name, f, shift) in ops {
+            let run = |fused: bool| {
+                let tape = Tape::<T>::new();
+                tape.set_recording(true);
+                let xv = tape.leaf(&x, &[rows, kx]).unwrap();
+                let wv = tape.leaf(&w, &[kx, h]).unwrap();
+                let bv = tape.leaf(&b, &[h]).unwrap();
+                let a = if k == 0 {
+                    xv.add_scalar(T::from_f64_const(shift))
+                } else {
+                    xv.matmul(wv).add_scalar(T::from_f64_const(shift))
+                };
+                let s = a + bv;
+                let mut y = f(s);
+                if !fused {
+                    y = y + s.mul_scalar(T::zero());
+                }
+                let vals = y.value().unwrap();
+                tape.backward(y, &seed).unwrap();
+                let mut g = xv.grad().unwrap();
+                g.extend(bv.grad().unwrap());
+                if k != 0 {
+                    g.extend(wv.grad().unwrap());
+                }
+                (vals, g)
+            };
+            let (a, u) = (run(true), run(false));
+            let same = |p: &[T], q: &[T]| {
+                p.len() == q.len()
+                    && p.iter()
+                        .zip(q)
+                        .all(|(u, v)| u == v || (u.is_nan() && v.is_nan()))
+            };
+            let ctx = format!("{name} rows {rows} k {k} h {h}");
+            assert!(same(&a.0, &u.0), "{ctx}: values differ");
+            assert!(same(&a.1, &u.1), "{ctx}: gradients differ");
+        }
+    }
+}
+
+#[test]
+fn fused_bias_vjp_matches_unfused_f64() {
+    fused_bias_vjp_matches_unfused::<f64>();
+}
+
+#[test]
+fn fused_bias_vjp_matches_unfused_f32() {
+    fused_bias_vjp_matches_unfused::<f32>();
 }
 
 #[test]

@@ -14,6 +14,9 @@
 //! * `field_eval/b16/*` (item 4): `eval`, `vjp` and value + gradient at `B = 16`. Goal:
 //!   **value + gradient ≤ 0.6 ms**.
 //!
+//! * `field_eval/kernels/*`: the activation kernels on their own (`tanh` per 1,024
+//!   values, f64 and f32; the tape's ELU over 65,536 values).
+//!
 //! `cargo bench -p benches --bench field_eval` (one core: prefix `taskset -c 0`).
 #![allow(missing_docs)]
 
@@ -22,6 +25,7 @@ use std::time::Duration;
 
 use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
 use adjoint::{AdjointSolver, Dynamics, Method, Options, Vjp};
+use autodiff::{Float, Tape};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const D: usize = 2;
@@ -100,6 +104,34 @@ fn group(c: &mut Criterion, batch: usize, solve_forward: bool) {
     g.finish();
 }
 
+/// The field's activation alone: `tanh` over 1,024 values uniform in `[-3, 3]`
+/// (`Float::tanh_slice`, f64 and f32), and the tape's ELU (α = 1) over a 1024 × 64 leaf
+/// (record, evaluate, read back).
+fn kernels(c: &mut Criterion) {
+    let mut rng = SplitMix64::new(3);
+    let x: Vec<f64> = (0..1024).map(|_| 3.0 * rng.uniform_pm1()).collect();
+    let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let (mut y, mut yf) = (vec![0.0; 1024], vec![0.0f32; 1024]);
+    let mut g = c.benchmark_group("field_eval/kernels");
+    g.bench_function("tanh_1024_f64", |b| {
+        b.iter(|| f64::tanh_slice(black_box(&x), &mut y))
+    });
+    g.bench_function("tanh_1024_f32", |b| {
+        b.iter(|| f32::tanh_slice(black_box(&xf), &mut yf))
+    });
+    let xe: Vec<f64> = (0..65_536).map(|_| 3.0 * rng.uniform_pm1()).collect();
+    let mut out = vec![0.0; xe.len()];
+    let mut tape = Tape::<f64>::new();
+    g.bench_function("elu_1024x64_f64", |b| {
+        b.iter(|| {
+            tape.reset();
+            let v = tape.leaf(black_box(&xe), &[1024, 64]).expect("leaf");
+            v.elu(1.0).value_into(&mut out).expect("value");
+        })
+    });
+    g.finish();
+}
+
 fn b4096(c: &mut Criterion) {
     group(c, 4096, true);
 }
@@ -108,5 +140,5 @@ fn b16(c: &mut Criterion) {
     group(c, 16, false);
 }
 
-criterion_group!(benches, b4096, b16);
+criterion_group!(benches, kernels, b4096, b16);
 criterion_main!(benches);

@@ -334,6 +334,10 @@ pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
 
 #[inline(always)]
 fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
+    if super::unary::bias_vjp_fused(t, i) {
+        // Done by the VJP of the elementwise op that consumes this bias add.
+        return;
+    }
     let n = t.nodes[i];
     let (lo, g) = split_grad(&mut t.grads, &t.goff, &n, i);
     let rest = &t.vals;

@@ -150,10 +150,32 @@ impl<T: Float> Inner<T> {
         let len = n.shape.len();
         let off = self.alloc_uninit(len);
         let (src, dst) = self.vals.split_at_mut(off);
-        map(&src[n.off..n.off + len], &mut dst[..len], |x| {
-            if x > T::zero() { x } else { alpha * x.exp_m1() }
-        });
+        elu_fwd(&src[n.off..n.off + len], &mut dst[..len], alpha);
         self.push(Op::Elu(alpha), n.shape, off, &[x])
+    }
+}
+
+/// `y = x` where `x > 0`, else `α (eˣ − 1)`: the vectorised `expm1` over the slice,
+/// then the select (vectorised too).
+fn elu_fwd<T: Float>(x: &[T], y: &mut [T], alpha: T) {
+    use crate::vmath::{as_f32, as_f32_mut, as_f64, as_f64_mut};
+    if let (Some(x), Some(y)) = (as_f64(x), as_f64_mut(y)) {
+        crate::vmath::expm1_slice_f64(x, y);
+    } else if let (Some(x), Some(y)) = (as_f32(x), as_f32_mut(y)) {
+        crate::vmath::expm1_slice_f32(x, y);
+    }
+    elu_select(x, y, alpha)
+}
+
+fn elu_select<T: Float>(x: &[T], y: &mut [T], alpha: T) {
+    crate::vmath::simd_dispatch!(elu_select_k::<T>(x: &[T], y: &mut [T], alpha: T) -> ())
+}
+
+#[inline(always)]
+fn elu_select_k<T: Float>(x: &[T], y: &mut [T], alpha: T) {
+    let z = T::zero();
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = if x > z { x } else { alpha * *y };
     }
 }
 
@@ -172,6 +194,16 @@ fn bias_unary_fwd<T: Float>(
     tmp: &mut [T],
     y: &mut [T],
 ) {
+    // tanh on f64 with AVX-512: the add inside the tanh kernel (no store of the sum).
+    #[cfg(target_arch = "x86_64")]
+    if u == UnOp::Tanh
+        && x.is_none()
+        && let (Some(a64), Some(b64)) = (crate::vmath::as_f64(a), crate::vmath::as_f64(b))
+        && let Some(y64) = crate::vmath::as_f64_mut(y)
+        && crate::vmath::bias_tanh_f64(a64, b64, y64)
+    {
+        return;
+    }
     crate::vmath::simd_dispatch!(
         bias_unary_fwd_k::<T>(u: UnOp, a: &[T], b: &[T], x: Option<&mut [T]>, tmp: &mut [T], y: &mut [T]) -> ()
     )
@@ -225,6 +257,45 @@ fn unary_fwd_k<T: Float>(u: UnOp, s: &[T], d: &mut [T]) {
     }
 }
 
+/// True if the fast VJP of the bias add `c = a + b` is done by the VJP of its consumer,
+/// an elementwise op `y = f(c)`, in the same pass (one pass over the `[rows, h]`
+/// gradient instead of two): `∂c = g·f'` written once (assigned) and summed over the
+/// rows into `∂b` as it is written. Holds when `c` is a row-bias add (`b` a repeated
+/// row, both sides differentiable) whose only use is `f` (then `c`'s gradient is
+/// assigned, see `Inner::assign`), `a`'s gradient is `c`'s (aliased, see
+/// `Inner::goff`: the add has nothing to pass to `a`), and `f` is one of the ops whose
+/// VJP is a plain `g·f'(x, y)` loop. The add's own VJP then does nothing; the row sums
+/// run in the same order, so results are bit for bit those of the two passes.
+pub(crate) fn bias_vjp_fused<T: Float>(t: &Inner<T>, c: usize) -> bool {
+    let cn = t.nodes[c];
+    if !matches!(cn.op, Op::Add) || !cn.rg || !t.assign.get(c).copied().unwrap_or(false) {
+        return false;
+    }
+    let (count, u) = t.consumers[c];
+    let un = t.nodes[u as usize];
+    let plain = match un.op {
+        Op::Unary(op) => !matches!(op, UnOp::Softplus | UnOp::Sin | UnOp::Cos | UnOp::Step),
+        Op::Elu(_) => true,
+        _ => false,
+    };
+    let (a, b) = (cn.inputs[0] as usize, cn.inputs[1] as usize);
+    let (na, nb) = (t.nodes[a], t.nodes[b]);
+    let lb = nb.shape.len();
+    count == 1
+        && plain
+        && un.rg
+        && un.inputs[0] as usize == c
+        && a != b
+        && t.goff[c] == cn.off
+        && t.goff[a] == cn.off
+        && na.shape == cn.shape
+        && nb.rg
+        && nb.shape != cn.shape
+        && lb > 0
+        && super::binary::is_row(nb.shape, cn.shape)
+        && nb.off + lb <= cn.off
+}
+
 /// Fast VJP: `gx += g · f'(x)`.
 pub(crate) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
     crate::vmath::simd_dispatch!(backward_kernel::<T>(t: &mut Inner<T>, i: usize) -> ())
@@ -238,8 +309,15 @@ fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
         return;
     }
     let len = n.shape.len();
+    // A bias add below (see `bias_vjp_fused`): its bias gradient, summed in this pass.
+    let bias = bias_vjp_fused(t, n.inputs[0] as usize).then(|| {
+        let nb = t.nodes[xn.inputs[1] as usize];
+        (nb.off, nb.shape.len())
+    });
     let (lo, g) = split_grad(&mut t.grads, &t.goff, &n, i);
-    let gx = &mut lo[xn.off..xn.off + len];
+    let (below, gx) = lo.split_at_mut(xn.off);
+    let gx = &mut gx[..len];
+    let mut gb = bias.map(|(off, lb)| &mut below[off..off + lb]);
     let x = &t.vals[xn.off..xn.off + len];
     let y = &t.vals[n.off..n.off + len];
     let one = T::one();
@@ -250,6 +328,26 @@ fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
     macro_rules! go {
         ($f:expr) => {{
             let f = $f;
+            if let Some(gb) = gb.as_deref_mut() {
+                // Assigned (`bias_vjp_fused` checked it), and `gb += Σ_rows ∂x`.
+                let lb = gb.len();
+                let rows = gx
+                    .chunks_exact_mut(lb)
+                    .zip(g.chunks_exact(lb))
+                    .zip(x.chunks_exact(lb).zip(y.chunks_exact(lb)));
+                for ((dr, gr), (xr, yr)) in rows {
+                    let it = dr
+                        .iter_mut()
+                        .zip(gb.iter_mut())
+                        .zip(gr.iter().zip(xr).zip(yr));
+                    for ((d, b), ((&g, &x), &y)) in it {
+                        let v = g * f(x, y);
+                        *d = v;
+                        *b += v;
+                    }
+                }
+                return;
+            }
             let it = gx.iter_mut().zip(g).zip(x).zip(y);
             if assign {
                 it.for_each(|(((d, &g), &x), &y)| *d = g * f(x, y));
