@@ -1318,9 +1318,9 @@ mod tests {
             assert!(pm::applies(&g));
             let (ckk, hw) = (c * k * k, g.ho * g.wo);
             // Samples per chunk of the forward and of the backward.
-            let fb = 384 * 1024 / (ckk * hw);
+            let fb = (pm::CHUNK_ELEMS / (ckk * hw)).max(1);
             let bb = match flipped(&g) {
-                Some(_) => 384 * 1024 / (o * k * k * h * w),
+                Some(_) => (pm::CHUNK_ELEMS / (o * k * k * h * w)).max(1),
                 None => fb,
             };
             chunked += [fb, bb].iter().filter(|&&b| b < n && n % b != 0).count();
