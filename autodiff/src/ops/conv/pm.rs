@@ -72,6 +72,22 @@ fn to_hwc<T: Float>(
     m: usize,
     dst: &mut [T],
 ) {
+    crate::vmath::simd_dispatch!(to_hwc_k::<T>(x: &[T], c: usize, h: usize, w: usize, p: usize, s0: usize, m: usize, dst: &mut [T]) -> ())
+}
+
+/// The body of [`to_hwc`], compiled per vector unit.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn to_hwc_k<T: Float>(
+    x: &[T],
+    c: usize,
+    h: usize,
+    w: usize,
+    p: usize,
+    s0: usize,
+    m: usize,
+    dst: &mut [T],
+) {
     let (hp, wp, hw) = (h + 2 * p, w + 2 * p, h * w);
     let plane = hp * wp * c;
     for s in 0..m {
@@ -104,8 +120,37 @@ fn to_hwc<T: Float>(
 /// `colᵀ` of `m` samples from their channels-last padded planes `xh` (see [`to_hwc`]):
 /// row `(s, oy, ox)` is `[xh[s][(oy·st + p, ox·st + q), c] for (p, q, c)]`.
 fn im2col<T: Float>(g: &Geo, xh: &[T], m: usize, col: &mut [T]) {
+    match g.kw * g.c {
+        192 => {
+            crate::vmath::simd_dispatch!(im2col_192::<T>(g: &Geo, xh: &[T], m: usize, col: &mut [T]) -> ())
+        }
+        256 => {
+            crate::vmath::simd_dispatch!(im2col_256::<T>(g: &Geo, xh: &[T], m: usize, col: &mut [T]) -> ())
+        }
+        run => {
+            crate::vmath::simd_dispatch!(im2col_k::<T>(g: &Geo, xh: &[T], m: usize, col: &mut [T], run: usize) -> ())
+        }
+    }
+}
+
+/// [`im2col_k`] for runs of 192 values (3×3 kernels on 64 channels).
+#[inline(always)]
+fn im2col_192<T: Float>(g: &Geo, xh: &[T], m: usize, col: &mut [T]) {
+    im2col_k(g, xh, m, col, 192)
+}
+
+/// [`im2col_k`] for runs of 256 values (4×4 kernels on 64 channels).
+#[inline(always)]
+fn im2col_256<T: Float>(g: &Geo, xh: &[T], m: usize, col: &mut [T]) {
+    im2col_k(g, xh, m, col, 256)
+}
+
+/// The body of [`im2col`] for rows of `k_w·C = run` values (a constant for the widths
+/// of the models' 3×3 and 4×4 layers at 64 channels, so each copy is inlined).
+#[inline(always)]
+fn im2col_k<T: Float>(g: &Geo, xh: &[T], m: usize, col: &mut [T], run: usize) {
     let (wp, hp) = (g.w + 2 * g.p, g.h + 2 * g.p);
-    let (run, ckk, plane) = (g.kw * g.c, g.kh * g.kw * g.c, hp * wp * g.c);
+    let (ckk, plane) = (g.kh * g.kw * g.c, hp * wp * g.c);
     for s in 0..m {
         let xs = &xh[s * plane..(s + 1) * plane];
         for oy in 0..g.ho {
@@ -113,16 +158,30 @@ fn im2col<T: Float>(g: &Geo, xh: &[T], m: usize, col: &mut [T]) {
                 let row = ((s * g.ho + oy) * g.wo + ox) * ckk;
                 for ki in 0..g.kh {
                     let src = ((oy * g.s + ki) * wp + ox * g.s) * g.c;
-                    col[row + ki * run..row + (ki + 1) * run].copy_from_slice(&xs[src..src + run]);
+                    let d = &mut col[row + ki * run..row + (ki + 1) * run];
+                    copy_run(d, &xs[src..src + run]);
                 }
             }
         }
     }
 }
 
+/// `dst.copy_from_slice(src)` by blocks of 16 values, which the compiler inlines as
+/// vector moves (a `memcpy` call per run of a few hundred bytes cost more than the copy).
+#[inline(always)]
+fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    let mut d = dst.chunks_exact_mut(16);
+    let mut s = src.chunks_exact(16);
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    d.into_remainder().copy_from_slice(s.remainder());
+}
+
 /// `y[s0 + s, o, i] (+)= ym[(s·hw + i)·ch + o]` (+ bias, see the parent's `scatter`):
-/// the transpose of a chunk's `[m·hw, ch]` GEMM output back to `[n, ch, hw]`, by strips
-/// of 8 channels (8 contiguous values read per position).
+/// the transpose of a chunk's `[m·hw, ch]` GEMM output back to `[n, ch, hw]`, one
+/// output row at a time (its strided reads stay in L1: one sample's block is
+/// `hw·ch` values; 8-channel strips measured slower).
 #[allow(clippy::too_many_arguments)]
 fn scatter_t<T: Float>(
     y: &mut [T],
@@ -136,39 +195,25 @@ fn scatter_t<T: Float>(
 ) {
     for s in 0..m {
         let src = &ym[s * hw * ch..(s + 1) * hw * ch];
-        let dst = &mut y[(s0 + s) * ch * hw..(s0 + s + 1) * ch * hw];
-        match bias {
-            Some(b) if b.len() == ch => untile(src, ch, hw, dst, |d, v, o, _| *d = v + b[o]),
-            Some(b) => untile(src, ch, hw, dst, |d, v, o, i| *d = v + b[o * hw + i]),
-            None if acc => untile(src, ch, hw, dst, |d, v, _, _| *d += v),
-            None => untile(src, ch, hw, dst, |d, v, _, _| *d = v),
-        }
-    }
-}
-
-/// `f(&mut dst[o·hw + i], src[i·ch + o], o, i)` for all `o < ch`, `i < hw`.
-#[inline(always)]
-fn untile<T: Copy>(
-    src: &[T],
-    ch: usize,
-    hw: usize,
-    dst: &mut [T],
-    f: impl Fn(&mut T, T, usize, usize),
-) {
-    let mut o0 = 0;
-    while o0 + 8 <= ch {
-        let blk = &mut dst[o0 * hw..(o0 + 8) * hw];
-        for i in 0..hw {
-            let v = &src[i * ch + o0..i * ch + o0 + 8];
-            for k in 0..8 {
-                f(&mut blk[k * hw + i], v[k], o0 + k, i);
+        for o in 0..ch {
+            let at = ((s0 + s) * ch + o) * hw;
+            let dst = &mut y[at..at + hw];
+            let col = src[o..].iter().step_by(ch);
+            match bias {
+                Some(b) if b.len() == ch => {
+                    let b = b[o];
+                    dst.iter_mut().zip(col).for_each(|(d, &v)| *d = v + b);
+                }
+                Some(b) => {
+                    let b = &b[o * hw..(o + 1) * hw];
+                    dst.iter_mut()
+                        .zip(col)
+                        .zip(b)
+                        .for_each(|((d, &v), &b)| *d = v + b);
+                }
+                None if acc => dst.iter_mut().zip(col).for_each(|(d, &v)| *d += v),
+                None => dst.iter_mut().zip(col).for_each(|(d, &v)| *d = v),
             }
-        }
-        o0 += 8;
-    }
-    for o in o0..ch {
-        for i in 0..hw {
-            f(&mut dst[o * hw + i], src[i * ch + o], o, i);
         }
     }
 }
