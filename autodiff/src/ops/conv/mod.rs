@@ -430,7 +430,9 @@ fn conv_back<T: Float>(
         let (o, a) = (out, gx_assign);
         return pm::conv_back(g, gt.as_ref(), x, w, gy, o, gx_off, gw_off, a, col, tmp);
     }
-    match flipped(g) {
+    // `∂W` alone (a first layer on data) from `col(X)`: with few input channels it is
+    // far smaller than `col(G)` (a 1-channel 3×3 stem: 9 rows instead of 576).
+    match flipped(g).filter(|_| gx_off.is_some()) {
         Some(gt) => {
             back_flipped(g, &gt, x, w, gy, out, gx_off, gw_off, gx_assign, col, tmp);
         }
