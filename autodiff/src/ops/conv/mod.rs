@@ -16,6 +16,9 @@
 //! `W'[c, (o, p, q)] = W[o, c, k−1−p, k−1−q]` (a convolution: inner dimension `O·k²`, no
 //! scatter-add), and `∂W[o, c, p, q] = (col(G) · X'ᵀ)[(o, k−1−p, k−1−q), c]` with `X'`
 //! the input gathered as `[C, samples·h·w]`: one im2col per backward instead of two.
+//! With 8 or more channels in and out, the same maths runs patch-major instead
+//! (`pm.rs`: one im2col row per output position, channels-last, the layout in which
+//! faer's GEMM packs the large operand); the code here serves the narrow layers.
 
 mod norm;
 mod pm;
