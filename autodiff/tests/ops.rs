@@ -129,6 +129,31 @@ fn conv_split<'t, T: Float>(x: Var<'t, T>) -> (Var<'t, T>, Var<'t, T>) {
     (x.view(0, &[b, 2, n + 2, n + 1]), x.view(len, &[3, 2, 2, 2]))
 }
 
+fn img_wide(b: usize, n: usize) -> Vec<usize> {
+    // image [b, 8, n+2, n+1] followed by the weight factors u [8, 8] and v [2, 2] (flat)
+    vec![b * 8 * (n + 2) * (n + 1) + 68]
+}
+
+/// [`conv_split`] with 8 channels in and out: wide enough for the patch-major
+/// convolution path (channels-last im2col), which small channel counts do not take.
+/// The kernel `w[o, c, p, q] = u[o, c] · v[p, q]` keeps the gradcheck small while a
+/// mixed-up `(o, c)` or `(p, q)` order in `∂w` still shows in `∂u` or `∂v`.
+fn wide_conv_split<'t, T: Float>(x: Var<'t, T>) -> (Var<'t, T>, Var<'t, T>) {
+    let len = x.len() - 68;
+    let mut dims = (1, 1);
+    for n in 1..6 {
+        for b in 1..5 {
+            if b * 8 * (n + 2) * (n + 1) == len {
+                dims = (b, n);
+            }
+        }
+    }
+    let (b, n) = dims;
+    let u = x.view(len, &[8, 8, 1, 1]).expand(&[8, 8, 2, 2]);
+    let v = x.view(len + 64, &[1, 1, 2, 2]).expand(&[8, 8, 2, 2]);
+    (x.view(0, &[b, 8, n + 2, n + 1]), u * v)
+}
+
 fn cases<T: Float>() -> Vec<Case<T>> {
     let h = |v: f64| T::from_f64_const(v);
     let _ = h;
@@ -419,6 +444,26 @@ fn cases<T: Float>() -> Vec<Case<T>> {
             |x| {
                 let (im, w) = conv_split(x);
                 im.conv2d(w, 2, 1).sin()
+            },
+            true,
+        ),
+        // Eight channels in and out: the patch-major path, its flipped-kernel backward
+        // (stride 1) and its col2im backward (stride 2).
+        c(
+            "conv2d_wide",
+            img_wide,
+            |x| {
+                let (im, w) = wide_conv_split(x);
+                im.conv2d(w, 1, 1).tanh()
+            },
+            true,
+        ),
+        c(
+            "conv2d_wide_stride2",
+            img_wide,
+            |x| {
+                let (im, w) = wide_conv_split(x);
+                im.sin().conv2d(w, 2, 1).square()
             },
             true,
         ),

@@ -16,8 +16,12 @@
 //! `W'[c, (o, p, q)] = W[o, c, k−1−p, k−1−q]` (a convolution: inner dimension `O·k²`, no
 //! scatter-add), and `∂W[o, c, p, q] = (col(G) · X'ᵀ)[(o, k−1−p, k−1−q), c]` with `X'`
 //! the input gathered as `[C, samples·h·w]`: one im2col per backward instead of two.
+//! With 8 or more channels in and out, the same maths runs patch-major instead
+//! (`pm.rs`: one im2col row per output position, channels-last, the layout in which
+//! faer's GEMM packs the large operand); the code here serves the narrow layers.
 
 mod norm;
+mod pm;
 
 use super::Op;
 use crate::tape::{Id, Inner, Node, split_grad};
@@ -354,6 +358,9 @@ fn conv_fwd<T: Float>(
     col: &mut Vec<T>,
     tmp: &mut Vec<T>,
 ) {
+    if pm::applies(g) {
+        return pm::conv_fwd(g, x, w, bias, y, acc, col, tmp);
+    }
     let (ckk, hw) = (g.c * g.kh * g.kw, g.ho * g.wo);
     let nb = chunk(g);
     col.resize(ckk * nb * hw + pad_len(g), T::zero());
@@ -421,7 +428,14 @@ fn conv_back<T: Float>(
     col: &mut Vec<T>,
     tmp: &mut Vec<T>,
 ) {
-    match flipped(g) {
+    if pm::applies(g) {
+        let gt = flipped(g);
+        let (o, a) = (out, gx_assign);
+        return pm::conv_back(g, gt.as_ref(), x, w, gy, o, gx_off, gw_off, a, col, tmp);
+    }
+    // `∂W` alone (a first layer on data) from `col(X)`: with few input channels it is
+    // far smaller than `col(G)` (a 1-channel 3×3 stem: 9 rows instead of 576).
+    match flipped(g).filter(|_| gx_off.is_some()) {
         Some(gt) => {
             back_flipped(g, &gt, x, w, gy, out, gx_off, gw_off, gx_assign, col, tmp);
         }
@@ -1276,6 +1290,111 @@ mod tests {
         assert_eq!(
             flipped_cases, 18,
             "stride-1 cases with pad < k take the flipped path"
+        );
+    }
+
+    /// The patch-major path (wide channels) against direct loops: forward (written,
+    /// accumulated, with a bias per channel and per position) and both backward forms
+    /// (flipped for stride 1, col2im otherwise), with several chunks whose last is
+    /// partial, and a batch of one.
+    #[test]
+    fn patch_major_paths_match_direct_loops() {
+        let mut chunked = 0;
+        for (t, &(k, p, s, n)) in [
+            (3, 1, 1, 13),
+            (3, 0, 1, 11),
+            (5, 2, 1, 7),
+            (2, 1, 1, 4),
+            (4, 1, 2, 25),
+            (3, 1, 2, 6),
+            (1, 0, 1, 3),
+            (3, 1, 1, 1),
+            (4, 1, 2, 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let seed = t as u64 * 11 + 3;
+            let (c, o) = (16 + 4 * (t % 3), 8 + 4 * (t % 3) + t % 2);
+            let (h, w) = (20 - t % 3, 17 + t % 4);
+            let xs = Shape::new(&[n, c, h, w]).unwrap();
+            let ws = Shape::new(&[o, c, k, k]).unwrap();
+            let g = geo(xs, ws, s, p).unwrap();
+            assert!(pm::applies(&g));
+            let (ckk, hw) = (c * k * k, g.ho * g.wo);
+            // Samples per chunk of the forward and of the backward.
+            let fb = (pm::CHUNK_ELEMS / (ckk * hw)).max(1);
+            let bb = match flipped(&g) {
+                Some(_) => (pm::CHUNK_ELEMS / (o * k * k * h * w)).max(1),
+                None => fb,
+            };
+            chunked += [fb, bb].iter().filter(|&&b| b < n && n % b != 0).count();
+            let x = vals(xs.len(), seed);
+            let wt = vals(ws.len(), seed + 1);
+            let gy = vals(g.n * g.o * hw, seed + 2);
+            let (yr, gxr, gwr) = direct(&g, &x, &wt, &gy);
+            let (mut col, mut tmp) = (Vec::new(), Vec::new());
+            let mut y = vec![0.5; yr.len()];
+            conv_fwd(&g, &x, &wt, None, &mut y, false, &mut col, &mut tmp);
+            assert!(max_err(&y, &yr) < 1e-12, "forward k{k} p{p} s{s}");
+            conv_fwd(&g, &x, &wt, None, &mut y, true, &mut col, &mut tmp);
+            let y2: Vec<f64> = yr.iter().map(|v| 2.0 * v).collect();
+            assert!(
+                max_err(&y, &y2) < 1e-12,
+                "accumulated forward k{k} p{p} s{s}"
+            );
+            let (bo, bp) = (vals(o, seed + 3), vals(o * hw, seed + 4));
+            for b in [&bo, &bp] {
+                conv_fwd(&g, &x, &wt, Some(b), &mut y, true, &mut col, &mut tmp);
+                let want: Vec<f64> = (0..yr.len())
+                    .map(|i| {
+                        yr[i]
+                            + if b.len() == o {
+                                b[i / hw % o]
+                            } else {
+                                b[i % (o * hw)]
+                            }
+                    })
+                    .collect();
+                assert!(max_err(&y, &want) < 1e-12, "bias k{k} p{p} s{s}");
+            }
+            let (lw, lx) = (wt.len(), x.len());
+            for assign in [false, true] {
+                let mut out = vec![0.25; lw + lx];
+                let (c_, t_) = (&mut col, &mut tmp);
+                conv_back(
+                    &g,
+                    &x,
+                    &wt,
+                    &gy,
+                    &mut out,
+                    Some(lw),
+                    Some(0),
+                    assign,
+                    c_,
+                    t_,
+                );
+                let shift = |v: &[f64], by: f64| v.iter().map(|a| a + by).collect::<Vec<_>>();
+                let gx_want = shift(&gxr, if assign { 0.0 } else { 0.25 });
+                let (ew, ex) = (
+                    max_err(&out[..lw], &shift(&gwr, 0.25)),
+                    max_err(&out[lw..], &gx_want),
+                );
+                assert!(
+                    ew < 1e-12 && ex < 1e-12,
+                    "k{k} p{p} s{s} {assign}: {ew:e} {ex:e}"
+                );
+                // Each gradient alone, the other operand absent.
+                let mut out = vec![0.0; lw + lx];
+                let (c_, t_) = (&mut col, &mut tmp);
+                conv_back(&g, &[], &wt, &gy, &mut out, Some(lw), None, assign, c_, t_);
+                conv_back(&g, &x, &[], &gy, &mut out, None, Some(0), false, c_, t_);
+                assert!(max_err(&out[..lw], &gwr) < 1e-12 && max_err(&out[lw..], &gxr) < 1e-12);
+            }
+        }
+        assert!(
+            chunked >= 6,
+            "several chunks with a partial last one: {chunked}"
         );
     }
 
