@@ -7,9 +7,13 @@
 //! Data: the irregular noisy spirals of torchdiffeq's `latent_ode.py` (default),
 //! Rubanova et al.'s periodic toy, spirals observed at a state-dependent rate (where the
 //! Poisson-process likelihood of the times carries information: compare `latent` with
-//! `latent-poisson`), or a CSV file of irregular series (`id,time,v_1,…`, empty cells
-//! missing). Writes `metrics.json` (settings, per model and task the test MSE, the loss
-//! curve, seconds per step, field evaluations), `loss.png/svg`, and for latent models
+//! `latent-poisson`), the same with the rate-driving component `y` observed only at a
+//! fraction `--hidden-keep` of the times (`hidden-rate-spirals`: the times then say what
+//! the values do not), or a CSV file of irregular series (`id,time,v_1,…`, empty cells
+//! missing). Writes `metrics.json` (settings, per model and task the test MSE, the MSE
+//! against the clean trajectory per component where the data set knows it, the loss
+//! curve, seconds per step, and with `--compare-poisson` the paired differences per
+//! seed), `loss.png/svg`, and for latent models
 //! `posterior_<task>_<model>_s<j>.png/svg`: posterior trajectories of test series (mean and a
 //! 5–95 % band of sampled trajectories) beside the data.
 
@@ -42,6 +46,9 @@ pub enum DataArg {
     Spirals,
     /// Spirals observed at a rate that depends on the state (dense where y > 0).
     StateSpirals,
+    /// As state-spirals, but y (which drives the rate) is observed only at a fraction
+    /// `--hidden-keep` of the times: the times carry information the values do not.
+    HiddenRateSpirals,
     /// Rubanova et al.'s periodic toy.
     Periodic,
     /// A CSV file (`--csv`).
@@ -139,6 +146,10 @@ pub struct LatentArgs {
     /// Standard deviation of the observation noise of generated spirals.
     #[arg(long, default_value_t = 0.3)]
     pub noise: f64,
+    /// `--data hidden-rate-spirals`: probability that y is observed at an observation
+    /// time (x always is), in [0, 1]; 0 = never (default 0.1).
+    #[arg(long)]
+    pub hidden_keep: Option<f64>,
     /// `--data state-spirals`: intensity where y ≪ 0 (events per unit time).
     #[arg(long, default_value_t = 1.0)]
     pub rate_lo: f64,
@@ -229,6 +240,11 @@ pub struct Row {
     /// The same under the constant-rate process (equal to `times_ll` for models without
     /// a Poisson process).
     pub times_ll_const: f64,
+    /// Per component, the MSE of the posterior-mean prediction against the clean
+    /// (noise-free) trajectory at the grid points the encoder does not see (interpolation:
+    /// the whole window; extrapolation: from the split on); empty if the data set has no
+    /// clean trajectory (CSV).
+    pub clean_mse: Vec<f64>,
     /// Number of parameters.
     pub n_params: usize,
     /// Mean wall time per optimizer step (s).
@@ -250,8 +266,29 @@ pub struct Summary {
     pub test_mse: (f64, f64),
     /// Held-out log-likelihood of the times per series: mean and standard deviation.
     pub times_ll: (f64, f64),
+    /// MSE against the clean trajectory per component: mean and standard deviation.
+    pub clean_mse: Vec<(f64, f64)>,
     /// Seconds per step: mean.
     pub seconds_per_step: f64,
+}
+
+/// `--compare-poisson`: one metric's paired differences (latent ODE + Poisson minus latent
+/// ODE, same seed: same data, initialisation and batches) over the seeds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Paired {
+    /// The task.
+    pub task: TaskArg,
+    /// The metric (`test_mse`, `clean_mse_<component>`, `times_ll`).
+    pub metric: String,
+    /// Mean and sample standard deviation of the differences.
+    pub diff: (f64, f64),
+    /// Number of seeds on which the Poisson model is better (lower MSE, higher
+    /// log-likelihood).
+    pub improved: usize,
+    /// Number of seeds.
+    pub n: usize,
+    /// The differences, one per seed.
+    pub per_seed: Vec<f64>,
 }
 
 /// What the job returns.
@@ -261,6 +298,9 @@ pub struct LatentReport {
     pub rows: Vec<Row>,
     /// One entry per model and task, over the seeds.
     pub summary: Vec<Summary>,
+    /// Paired differences (Poisson − plain) per task and metric when both latent models
+    /// ran.
+    pub paired: Vec<Paired>,
     /// Where the outputs are.
     pub out: PathBuf,
 }
@@ -300,6 +340,14 @@ fn check(a: &LatentArgs) -> Result<(), CliError> {
     }
     if data_arg(a) == DataArg::Csv && a.csv.is_none() {
         return bad("csv", "--data csv needs --csv FILE");
+    }
+    if let Some(k) = a.hidden_keep {
+        if data_arg(a) != DataArg::HiddenRateSpirals {
+            return bad("hidden-keep", "only applies to --data hidden-rate-spirals");
+        }
+        if !(0.0..=1.0).contains(&k) {
+            return bad("hidden-keep", "must be in [0, 1]");
+        }
     }
     Ok(())
 }
@@ -343,9 +391,15 @@ fn load(a: &LatentArgs, seed: u64) -> Result<(IrregularDataset<f64>, Option<Clea
             let c = clean.into_iter().map(|v| (grid.clone(), v)).collect();
             (d, Some(c))
         }
-        DataArg::StateSpirals => {
-            let (d, _) = data::state_dependent_spirals::<f64>(&spiral, a.rate_lo, a.rate_hi, seed)?;
-            (d, None)
+        DataArg::StateSpirals | DataArg::HiddenRateSpirals => {
+            let keep = match data_arg(a) {
+                DataArg::HiddenRateSpirals => a.hidden_keep.unwrap_or(0.1),
+                _ => 1.0,
+            };
+            // With keep = 1 the same data as `state_dependent_spirals`.
+            let r = data::rate_spirals::<f64>(&spiral, a.rate_lo, a.rate_hi, keep, seed)?;
+            let c = r.clean.into_iter().map(|v| (r.grid.clone(), v)).collect();
+            (r.data, Some(c))
         }
         DataArg::Periodic => {
             let cfg = PeriodicConfig {
@@ -408,11 +462,13 @@ pub fn run(a: &LatentArgs) -> Result<LatentReport, CliError> {
     let mut rows = Vec::new();
     let mut loss_fig = Figure::new("Training loss", "step", "loss per series");
     let mut extra = Vec::new();
+    let mut names = Vec::new();
     for k in 0..a.seeds {
         let seed = a.seed.wrapping_add(k as u64);
-        let (r, info) = run_seed(a, seed, k == 0, &mut loss_fig)?;
+        let (r, info, n) = run_seed(a, seed, k == 0, &mut loss_fig)?;
         rows.extend(r);
         extra.push(info);
+        names = n;
     }
     loss_fig.save(&a.out, "loss")?;
     let summary = summarise(a, &rows);
@@ -430,6 +486,37 @@ pub fn run(a: &LatentArgs) -> Result<LatentReport, CliError> {
             m.times_ll.1,
             1e3 * m.seconds_per_step
         );
+        if !m.clean_mse.is_empty() {
+            let parts: Vec<String> = m
+                .clean_mse
+                .iter()
+                .zip(&names)
+                .map(|(c, n)| format!("{n} {:.4} ± {:.4}", c.0, c.1))
+                .collect();
+            println!(
+                "{:>22} {:>7}  MSE against the clean trajectory: {}",
+                "",
+                "",
+                parts.join(", ")
+            );
+        }
+    }
+    let paired = paired_differences(a, &rows, &names);
+    if !paired.is_empty() {
+        println!(
+            "paired differences, latent ODE + Poisson − latent ODE (same seed), mean ± sd, seeds improved:"
+        );
+        for p in &paired {
+            println!(
+                "{:>7} {:>16}: {:+.4} ± {:.4}, better on {}/{}",
+                format!("{:?}", p.task),
+                p.metric,
+                p.diff.0,
+                p.diff.1,
+                p.improved,
+                p.n
+            );
+        }
     }
     if a.seeds > 1 {
         study_plot(a, &rows)?;
@@ -437,6 +524,7 @@ pub fn run(a: &LatentArgs) -> Result<LatentReport, CliError> {
     let report = LatentReport {
         rows,
         summary,
+        paired,
         out: a.out.clone(),
     };
     write_json(
@@ -447,6 +535,7 @@ pub fn run(a: &LatentArgs) -> Result<LatentReport, CliError> {
             "models": model_args(a),
             "per_seed": extra,
             "summary": report.summary,
+            "paired": report.paired,
             "results": report.rows,
         }),
     )?;
@@ -484,11 +573,145 @@ fn summarise(a: &LatentArgs, rows: &[Row]) -> Vec<Summary> {
                 n: sel.len(),
                 test_mse: mean_sd(&f(&|r| r.test_mse)),
                 times_ll: mean_sd(&f(&|r| r.times_ll)),
+                clean_mse: (0..sel[0].clean_mse.len())
+                    .map(|c| mean_sd(&f(&|r| r.clean_mse.get(c).copied().unwrap_or(f64::NAN))))
+                    .collect(),
                 seconds_per_step: mean_sd(&f(&|r| r.seconds_per_step)).0,
             });
         }
     }
     out
+}
+
+/// A row's metric.
+type Metric = Box<dyn Fn(&Row) -> f64>;
+
+/// With both latent models in the run (e.g. `--compare-poisson`): per task and metric,
+/// the differences Poisson − plain of the same seed, their mean ± sd and on how many seeds
+/// the Poisson model is better. `names` are the data's component names.
+fn paired_differences(a: &LatentArgs, rows: &[Row], names: &[String]) -> Vec<Paired> {
+    let models = model_args(a);
+    if !(models.contains(&ModelArg::Latent) && models.contains(&ModelArg::LatentPoisson)) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for &task in &a.tasks {
+        let pairs: Vec<(&Row, &Row)> = rows
+            .iter()
+            .filter(|r| r.task == task && r.model == ModelArg::Latent)
+            .filter_map(|p| {
+                rows.iter()
+                    .find(|q| {
+                        q.task == task && q.model == ModelArg::LatentPoisson && q.seed == p.seed
+                    })
+                    .map(|q| (p, q))
+            })
+            .collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        // (metric, value, whether higher is better)
+        let mut metrics: Vec<(String, Metric, bool)> =
+            vec![("test_mse".into(), Box::new(|r: &Row| r.test_mse), false)];
+        for (c, name) in names.iter().enumerate() {
+            if pairs
+                .iter()
+                .all(|(p, q)| p.clean_mse.len() > c && q.clean_mse.len() > c)
+            {
+                metrics.push((
+                    format!("clean_mse_{name}"),
+                    Box::new(move |r: &Row| r.clean_mse[c]),
+                    false,
+                ));
+            }
+        }
+        metrics.push(("times_ll".into(), Box::new(|r: &Row| r.times_ll), true));
+        for (metric, get, higher) in metrics {
+            let d: Vec<f64> = pairs.iter().map(|(p, q)| get(q) - get(p)).collect();
+            let improved = d
+                .iter()
+                .filter(|&&x| if higher { x > 0.0 } else { x < 0.0 })
+                .count();
+            out.push(Paired {
+                task,
+                metric,
+                diff: mean_sd(&d),
+                improved,
+                n: d.len(),
+                per_seed: d,
+            });
+        }
+    }
+    out
+}
+
+/// Per component, the MSE of the model's posterior-mean prediction against the clean
+/// trajectory `clean` (`(grid, [n_grid, dim] values)` per test series, in the order of
+/// `test`) at the grid times `≥ t_from` where the encoder (after `split`) does not see
+/// the component. Each batch is put on the union of its times and the series' grids, the
+/// encoder sees what `split` leaves visible, and the targets carry the clean values.
+fn clean_scores(
+    net: &mut Net,
+    test: &IrregularDataset<f64>,
+    clean: &[(Vec<f64>, Vec<f64>)],
+    batch: usize,
+    split: &dyn Fn(&IrregularBatch<f64>) -> IrregularBatch<f64>,
+    t_from: f64,
+) -> Result<Vec<f64>, CliError> {
+    let d = test.dim();
+    let (mut sums, mut counts) = (vec![0.0; d], vec![0usize; d]);
+    let idx: Vec<usize> = (0..test.len()).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let b = split(&test.batch(chunk)?);
+        let mut times: Vec<f64> = b.times.clone();
+        for &i in chunk {
+            times.extend_from_slice(&clean[i].0);
+        }
+        times.sort_by(f64::total_cmp);
+        times.dedup();
+        let row = |t: f64| times.binary_search_by(|x| x.total_cmp(&t)).unwrap_or(0);
+        let nb = chunk.len();
+        let len = times.len() * nb * d;
+        let (mut values, mut mask) = (vec![0.0; len], vec![0.0; len]);
+        for (i, &t) in b.times.iter().enumerate() {
+            let (src, dst) = (i * nb * d, row(t) * nb * d);
+            for k in 0..nb * d {
+                if b.mask[src + k] != 0.0 {
+                    mask[dst + k] = 1.0;
+                    values[dst + k] = b.values[src + k];
+                }
+            }
+        }
+        for c in 0..d {
+            let mut vals = values.clone();
+            let mut target = vec![0.0; len];
+            for (j, &i) in chunk.iter().enumerate() {
+                let (g, v) = &clean[i];
+                for (gi, &t) in g.iter().enumerate() {
+                    let k = (row(t) * nb + j) * d + c;
+                    if t >= t_from && mask[k] == 0.0 {
+                        target[k] = 1.0;
+                        vals[k] = v[gi * d + c];
+                    }
+                }
+            }
+            let gb = IrregularBatch::new(times.clone(), vals, mask.clone(), target, nb, d)?;
+            let n = gb.n_targets();
+            let mse = match net {
+                Net::Latent(m) => m.target_mse(&gb)?,
+                Net::Base(m) => m.target_mse(&gb)?,
+            };
+            if let Some(m) = mse {
+                sums[c] += m * n as f64;
+                counts[c] += n;
+            }
+        }
+    }
+    Ok(sums
+        .iter()
+        .zip(&counts)
+        .map(|(&s, &n)| if n > 0 { s / n as f64 } else { f64::NAN })
+        .collect())
 }
 
 /// Per seed and task, each model's test MSE and held-out log-likelihood of the times
@@ -560,14 +783,14 @@ fn times_scores(
     Ok((has_model.then_some(model / n), constant / n))
 }
 
-/// One seed: data, then every model on every task. Returns the rows and the seed's data
-/// summary (sizes, split time, constant rates).
+/// One seed: data, then every model on every task. Returns the rows, the seed's data
+/// summary (sizes, split time, constant rates) and the component names.
 fn run_seed(
     a: &LatentArgs,
     seed: u64,
     plots: bool,
     loss_fig: &mut Figure,
-) -> Result<(Vec<Row>, serde_json::Value), CliError> {
+) -> Result<(Vec<Row>, serde_json::Value, Vec<String>), CliError> {
     let (all, clean) = load(a, seed)?;
     if all.len() < 2 {
         return Err(CliError::InvalidArgument {
@@ -588,7 +811,10 @@ fn run_seed(
     let t_split = 0.5 * (t_lo + t_hi);
     let data = data_arg(a);
     let obs_std = a.obs_std.unwrap_or(
-        if matches!(data, DataArg::Spirals | DataArg::StateSpirals) {
+        if matches!(
+            data,
+            DataArg::Spirals | DataArg::StateSpirals | DataArg::HiddenRateSpirals
+        ) {
             0.3
         } else {
             0.1
@@ -664,13 +890,27 @@ fn run_seed(
             let (ll_model, ll_const) =
                 times_scores(&mut net, &test, a.batch, &split, thin, t_from, &rates)?;
             let times_ll = ll_model.unwrap_or(ll_const);
+            let clean_mse = match &clean {
+                Some(c) => clean_scores(&mut net, &test, &c[n_train..], a.batch, &split, t_from)?,
+                None => Vec::new(),
+            };
+            let clean_s: Vec<String> = clean_mse
+                .iter()
+                .zip(train.names())
+                .map(|(m, n)| format!("{n} {m:.4}"))
+                .collect();
             println!(
-                "{:>22} {:>7}: test MSE {mse:.4}, times log-lik {times_ll:.3} (constant rate {ll_const:.3}), {} params, {:.1} ms/step, final loss {:.3}",
+                "{:>22} {:>7}: test MSE {mse:.4}, times log-lik {times_ll:.3} (constant rate {ll_const:.3}), {} params, {:.1} ms/step, final loss {:.3}{}",
                 which.label(),
                 format!("{task:?}"),
                 net.model().n_params(),
                 1e3 * secs,
-                losses.last().copied().unwrap_or(f64::NAN)
+                losses.last().copied().unwrap_or(f64::NAN),
+                if clean_s.is_empty() {
+                    String::new()
+                } else {
+                    format!(", clean MSE {}", clean_s.join(", "))
+                }
             );
             let label = if a.seeds > 1 {
                 format!("{} ({task:?}, seed {seed})", which.label())
@@ -703,6 +943,7 @@ fn run_seed(
                 test_mse: mse,
                 times_ll,
                 times_ll_const: ll_const,
+                clean_mse,
                 n_params: net.model().n_params(),
                 seconds_per_step: secs,
                 losses,
@@ -714,7 +955,7 @@ fn run_seed(
         "obs_std": obs_std, "constant_rates": rates,
         "observed_values_per_train_series": n_events as f64 / n_train as f64,
     });
-    Ok((rows, info))
+    Ok((rows, info, train.names().to_vec()))
 }
 
 fn build(
@@ -854,4 +1095,230 @@ fn posterior_plot(
         fig.save(&a.out, &format!("posterior_{task_s}_{model}_s{j}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        a: LatentArgs,
+    }
+
+    fn args(extra: &[&str]) -> LatentArgs {
+        let mut v = vec!["latent"];
+        v.extend_from_slice(extra);
+        Cmd::try_parse_from(v).unwrap().a
+    }
+
+    #[test]
+    fn bad_hidden_keep_is_an_error() {
+        for (extra, want) in [
+            (
+                &["--data", "state-spirals", "--hidden-keep", "0.2"][..],
+                "only applies",
+            ),
+            (
+                &["--compare-poisson", "--hidden-keep", "0.2"][..],
+                "only applies",
+            ),
+            (
+                &["--data", "hidden-rate-spirals", "--hidden-keep", "1.5"][..],
+                "[0, 1]",
+            ),
+            (
+                &["--data", "hidden-rate-spirals", "--hidden-keep=-0.1"][..],
+                "[0, 1]",
+            ),
+        ] {
+            let e = check(&args(extra)).unwrap_err().to_string();
+            assert!(
+                e.contains("hidden-keep") && e.contains(want),
+                "{extra:?}: {e}"
+            );
+        }
+        assert!(
+            check(&args(&[
+                "--data",
+                "hidden-rate-spirals",
+                "--hidden-keep",
+                "0"
+            ]))
+            .is_ok()
+        );
+    }
+
+    /// The clean-trajectory MSE against a per-series computation: each test series alone
+    /// on the grid, the encoder seeing what the split leaves, every unseen grid value from
+    /// `t_from` on scored against the clean value.
+    #[test]
+    fn clean_scores_match_a_per_series_computation() {
+        let a = args(&[
+            "--data",
+            "hidden-rate-spirals",
+            "--n-series",
+            "5",
+            "--n-sample",
+            "16",
+            "--rate-lo",
+            "0.5",
+            "--rate-hi",
+            "4",
+            "--latent",
+            "2",
+            "--units",
+            "6",
+            "--rec-hidden",
+            "5",
+            // The batch changes the adaptive latent solve's steps: make its error small.
+            "--tol",
+            "1e-10",
+        ]);
+        let (all, clean) = load(&a, 4).unwrap();
+        let clean = clean.unwrap();
+        let mut net = build(&a, ModelArg::LatentPoisson, 2, 0.3, 4).unwrap();
+        let t_split = 0.25;
+        for task in [TaskArg::Interp, TaskArg::Extrap] {
+            let split = move |b: &IrregularBatch<f64>| match task {
+                TaskArg::Interp => b.holdout(0.3, 9),
+                TaskArg::Extrap => b.extrapolation(t_split),
+            };
+            let t_from = if task == TaskArg::Interp {
+                f64::NEG_INFINITY
+            } else {
+                t_split
+            };
+            let got = clean_scores(&mut net, &all, &clean, 2, &split, t_from).unwrap();
+            let Net::Latent(m) = &mut net else {
+                unreachable!()
+            };
+            let (mut s, mut n) = ([0.0; 2], [0.0; 2]);
+            // Series by series, in the chunks of two the job uses (the holdout draws
+            // depend on the batch).
+            for chunk in [&[0usize, 1][..], &[2, 3], &[4]] {
+                let b = split(&all.batch(chunk).unwrap());
+                let nb = chunk.len();
+                for (j, &k) in chunk.iter().enumerate() {
+                    let (grid, cl) = &clean[k];
+                    let g = grid.len();
+                    let (mut values, mut mask) = (vec![0.0; g * 2], vec![0.0; g * 2]);
+                    for (i, &t) in b.times.iter().enumerate() {
+                        let r = grid.iter().position(|&u| u == t).unwrap();
+                        for c in 0..2 {
+                            if b.mask[(i * nb + j) * 2 + c] == 1.0 {
+                                mask[r * 2 + c] = 1.0;
+                                values[r * 2 + c] = b.values[(i * nb + j) * 2 + c];
+                            }
+                        }
+                    }
+                    let one = IrregularBatch::new(
+                        grid.clone(),
+                        values,
+                        mask.clone(),
+                        vec![0.0; g * 2],
+                        1,
+                        2,
+                    )
+                    .unwrap();
+                    let pred = m.reconstruct(&one).unwrap();
+                    for r in 0..g {
+                        for c in 0..2 {
+                            if grid[r] >= t_from && mask[r * 2 + c] == 0.0 {
+                                s[c] += (pred[r * 2 + c] - cl[r * 2 + c]).powi(2);
+                                n[c] += 1.0;
+                            }
+                        }
+                    }
+                }
+            }
+            for c in 0..2 {
+                let want = s[c] / n[c];
+                assert!(
+                    (got[c] - want).abs() <= 1e-8 * want,
+                    "{task:?} component {c}: {} vs {want}",
+                    got[c]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tiny_poisson_study_reports_clean_and_paired_metrics() {
+        let dir = std::env::temp_dir().join(format!("cli-latent-hidden-{}", std::process::id()));
+        let a = args(&[
+            "--compare-poisson",
+            "--data",
+            "hidden-rate-spirals",
+            "--hidden-keep",
+            "0.3",
+            "--seeds",
+            "2",
+            "--n-series",
+            "10",
+            "--n-sample",
+            "16",
+            "--rate-lo",
+            "0.5",
+            "--rate-hi",
+            "4",
+            "--steps",
+            "2",
+            "--batch",
+            "4",
+            "--latent",
+            "2",
+            "--units",
+            "6",
+            "--rec-hidden",
+            "5",
+            "--plot-series",
+            "1",
+            "--out",
+            dir.to_str().unwrap(),
+        ]);
+        let report = run(&a).unwrap();
+        assert_eq!(report.rows.len(), 8);
+        for r in &report.rows {
+            assert_eq!(r.clean_mse.len(), 2);
+            assert!(r.clean_mse.iter().all(|m| m.is_finite() && *m > 0.0));
+        }
+        let metrics: Vec<&str> = report.paired.iter().map(|p| p.metric.as_str()).collect();
+        assert_eq!(
+            metrics,
+            [
+                "test_mse",
+                "clean_mse_x",
+                "clean_mse_y",
+                "times_ll",
+                "test_mse",
+                "clean_mse_x",
+                "clean_mse_y",
+                "times_ll"
+            ]
+        );
+        for p in &report.paired {
+            assert_eq!((p.n, p.per_seed.len()), (2, 2));
+            assert!(p.improved <= 2 && p.diff.0.is_finite());
+        }
+        // Paired difference = Poisson row − plain row of the same seed.
+        let row = |model, seed| {
+            report
+                .rows
+                .iter()
+                .find(|r| r.model == model && r.seed == seed && r.task == TaskArg::Interp)
+                .unwrap()
+        };
+        let d =
+            row(ModelArg::LatentPoisson, 1).clean_mse[1] - row(ModelArg::Latent, 1).clean_mse[1];
+        assert_eq!(report.paired[2].per_seed[1], d);
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["paired"].as_array().unwrap().len(), 8);
+        assert!(dir.join("study.png").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -22,6 +22,9 @@
 //! * [`state_dependent_spirals`]: spirals whose observation times are a (grid-discretised)
 //!   Poisson process with an intensity that depends on the state,
 //!   `λ(t) = λ_lo + (λ_hi − λ_lo) σ(3 y(t))`: observations are dense where `y > 0`.
+//! * [`rate_spirals`]: the same times, with `y` (the component that drives the rate)
+//!   observed only at a fraction of them (or never), and the clean trajectories: data on
+//!   which the times say something about the state that the values do not.
 //! * [`read_csv`]: a user's file of rows `series,time,v_1,…,v_d` (a header line naming the
 //!   columns, empty cells for missing values), errors with `file:line:column`.
 
@@ -479,12 +482,53 @@ pub fn spirals<T: Float>(
 /// probability `λ(t_i) Δt`, `λ = λ_lo + (λ_hi − λ_lo) σ(3 y)` (a Poisson process with
 /// that intensity, discretised on the grid; `λ_hi Δt ≤ 1` required). `cfg.keep` is
 /// unused. Returns the data and the intensities used, `[n_sample]` per series.
+/// (Both components are observed at every event: [`rate_spirals`] with
+/// `hidden_keep = 1`.)
 pub fn state_dependent_spirals<T: Float>(
     cfg: &SpiralConfig,
     lambda_lo: f64,
     lambda_hi: f64,
     seed: u64,
 ) -> Result<(IrregularDataset<T>, Vec<Vec<f64>>), ModelsError> {
+    let r = rate_spirals::<T>(cfg, lambda_lo, lambda_hi, 1.0, seed)?;
+    Ok((r.data, r.rates))
+}
+
+/// What [`rate_spirals`] generates: the data, the shared grid of the series' windows,
+/// each series' clean (noise-free) values on the grid and the intensity it was sampled
+/// with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateSpirals<T> {
+    /// The noisy irregular series (components `x`, `y`).
+    pub data: IrregularDataset<T>,
+    /// The grid `t_i = i Δt`, `i < n_sample` (every series' times are a subset of it).
+    pub grid: Vec<f64>,
+    /// Clean values per series, `[n_sample, 2]` row-major on `grid`.
+    pub clean: Vec<Vec<f64>>,
+    /// Intensity `λ(t_i)` per series, `[n_sample]` on `grid`.
+    pub rates: Vec<Vec<f64>>,
+}
+
+/// Spirals observed at a rate driven by a component that is seen rarely or never: the
+/// observation times are those of [`state_dependent_spirals`] (a grid-discretised
+/// Poisson process of intensity `λ = λ_lo + (λ_hi − λ_lo) σ(3 y(t))`), `x` is observed
+/// (noisy) at every one of them, `y` only at a random fraction `hidden_keep` of them
+/// (independent draws; `0`: never, `1`: always, which is exactly
+/// [`state_dependent_spirals`]).
+///
+/// This is the situation the Poisson-process likelihood of the times is for (Rubanova et
+/// al. 2019, §4): the times carry information about the state (the sign of `y`) that the
+/// values carry only weakly (through `x`'s dynamics) or, for the rarely observed `y`,
+/// sparsely. With the same `seed`, the times and the `x` values do not depend on
+/// `hidden_keep` (the keep draws use their own stream). Errors on invalid spiral
+/// settings, intensities outside `0 ≤ λ_lo ≤ λ_hi ≤ 1/Δt`, or `hidden_keep ∉ [0, 1]`.
+pub fn rate_spirals<T: Float>(
+    cfg: &SpiralConfig,
+    lambda_lo: f64,
+    lambda_hi: f64,
+    hidden_keep: f64,
+    seed: u64,
+) -> Result<RateSpirals<T>, ModelsError> {
     check_spirals(cfg)?;
     let dt = cfg.stop / (cfg.n_total - 1) as f64;
     if !(lambda_lo >= 0.0 && lambda_hi >= lambda_lo && lambda_hi * dt <= 1.0) {
@@ -496,35 +540,53 @@ pub fn state_dependent_spirals<T: Float>(
             ),
         ));
     }
+    if !(0.0..=1.0).contains(&hidden_keep) {
+        return Err(invalid(
+            "hidden_keep",
+            format!(
+                "the fraction of times at which y is observed must be in [0, 1], got {hidden_keep}"
+            ),
+        ));
+    }
     let mut rng = StdRng::seed_from_u64(seed);
+    // A stream of its own, so the times and x values do not depend on `hidden_keep`.
+    let mut keep_rng = StdRng::seed_from_u64(seed ^ 0x4849_4445);
+    let grid: Vec<f64> = (0..cfg.n_sample).map(|i| i as f64 * dt).collect();
     let mut series = Vec::with_capacity(cfg.n_spirals);
     let mut rates = Vec::with_capacity(cfg.n_spirals);
+    let mut clean = Vec::with_capacity(cfg.n_spirals);
     for k in 0..cfg.n_spirals {
         let t0 = rng.random_range(0..cfg.n_total - 2 * cfg.n_sample) + cfg.n_sample;
         let cw = rng.random::<f64>() <= 0.5;
-        let (mut times, mut values, mut lam) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..cfg.n_sample {
+        let (mut times, mut values, mut observed) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut lam, mut truth) = (Vec::with_capacity(cfg.n_sample), Vec::new());
+        for (i, &t) in grid.iter().enumerate() {
             let p = spiral_point(cfg, (t0 + i) as f64 * dt, cw);
+            truth.extend(p);
             let l = lambda_lo + (lambda_hi - lambda_lo) / (1.0 + (-3.0 * p[1]).exp());
             lam.push(l);
             if rng.random::<f64>() < l * dt || (i + 1 == cfg.n_sample && times.is_empty()) {
-                times.push(T::from_f64_const(i as f64 * dt));
+                times.push(T::from_f64_const(t));
                 values.extend(p.map(|v| T::from_f64_const(v + cfg.noise_std * normal(&mut rng))));
+                let y_seen = hidden_keep >= 1.0 || keep_rng.random::<f64>() < hidden_keep;
+                observed.extend([true, y_seen]);
             }
         }
-        let n = times.len();
         series.push(Series {
             id: format!("{k}:{}", if cw { "cw" } else { "ccw" }),
             times,
             values,
-            observed: vec![true; 2 * n],
+            observed,
         });
         rates.push(lam);
+        clean.push(truth);
     }
-    Ok((
-        IrregularDataset::new(2, vec!["x".into(), "y".into()], series)?,
+    Ok(RateSpirals {
+        data: IrregularDataset::new(2, vec!["x".into(), "y".into()], series)?,
+        grid,
+        clean,
         rates,
-    ))
+    })
 }
 
 /// Settings of [`periodic`].
