@@ -137,13 +137,15 @@ fn profile(spec: &str) {
             let mut s = setup::<$t>(EncoderKind::Rnn, 1000, 1.0, mode);
             s.step();
             let _ = s.model.take_nfe();
+            let t1 = std::time::Instant::now();
             for _ in 0..steps {
                 black_box(s.step());
             }
+            let per_step = t1.elapsed() / steps.max(1) as u32;
             let (ne, nl) = s.model.take_nfe();
             let st = s.model.latent_stats().unwrap_or_default();
             eprintln!(
-                "profile: {steps} steps, forward NFE latent {nl}, encoder {ne}; last step: forward {} NFE ({} accepted, {} rejected), backward {} NFE, {} VJP ({} accepted, {} rejected)",
+                "profile: {steps} steps ({per_step:?} each), forward NFE latent {nl}, encoder {ne}; last step: forward {} NFE ({} accepted, {} rejected), backward {} NFE, {} VJP ({} accepted, {} rejected)",
                 st.forward.nfe, st.forward.accepted, st.forward.rejected, st.backward_nfe,
                 st.backward_vjp, st.backward_accepted, st.backward_rejected
             );
