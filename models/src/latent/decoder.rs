@@ -91,6 +91,10 @@ impl<T: Float> CustomOp<T> for EluOp {
         }
     }
 
+    fn overwrites_output(&self) -> bool {
+        true
+    }
+
     fn forward(&self, inputs: &[&[T]], out: &mut [T]) {
         let x = inputs[0];
         T::exp_slice(x, out);
