@@ -120,8 +120,9 @@ fn ode_rnn(c: &mut Criterion) {
 criterion_group!(benches, torchdiffeq_setup, ode_rnn);
 
 /// `LATENT_PROFILE=<steps>[,f64][,adjoint]`: instead of the benchmarks, runs that many
-/// iterations of the torchdiffeq set-up (after one warm-up) and prints the forward NFE,
-/// for `valgrind --tool=callgrind` (instruction counts are repeatable under load).
+/// iterations of the torchdiffeq set-up (after one warm-up) and prints their mean time and
+/// the solver's counts, for `valgrind --tool=callgrind` (instruction counts are repeatable
+/// under load, but do not show subnormal-operand assists or branch mispredictions).
 fn profile(spec: &str) {
     let mut parts = spec.split(',');
     let steps: usize = parts.next().and_then(|s| s.parse().ok()).unwrap_or(1);
