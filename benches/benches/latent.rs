@@ -120,8 +120,9 @@ fn ode_rnn(c: &mut Criterion) {
 criterion_group!(benches, torchdiffeq_setup, ode_rnn);
 
 /// `LATENT_PROFILE=<steps>[,f64][,adjoint]`: instead of the benchmarks, runs that many
-/// iterations of the torchdiffeq set-up (after one warm-up) and prints the forward NFE,
-/// for `valgrind --tool=callgrind` (instruction counts are repeatable under load).
+/// iterations of the torchdiffeq set-up (after one warm-up) and prints their mean time and
+/// the solver's counts, for `valgrind --tool=callgrind` (instruction counts are repeatable
+/// under load, but do not show subnormal-operand assists or branch mispredictions).
 fn profile(spec: &str) {
     let mut parts = spec.split(',');
     let steps: usize = parts.next().and_then(|s| s.parse().ok()).unwrap_or(1);
@@ -137,13 +138,15 @@ fn profile(spec: &str) {
             let mut s = setup::<$t>(EncoderKind::Rnn, 1000, 1.0, mode);
             s.step();
             let _ = s.model.take_nfe();
+            let t1 = std::time::Instant::now();
             for _ in 0..steps {
                 black_box(s.step());
             }
+            let per_step = t1.elapsed() / steps.max(1) as u32;
             let (ne, nl) = s.model.take_nfe();
             let st = s.model.latent_stats().unwrap_or_default();
             eprintln!(
-                "profile: {steps} steps, forward NFE latent {nl}, encoder {ne}; last step: forward {} NFE ({} accepted, {} rejected), backward {} NFE, {} VJP ({} accepted, {} rejected)",
+                "profile: {steps} steps ({per_step:?} each), forward NFE latent {nl}, encoder {ne}; last step: forward {} NFE ({} accepted, {} rejected), backward {} NFE, {} VJP ({} accepted, {} rejected)",
                 st.forward.nfe, st.forward.accepted, st.forward.rejected, st.backward_nfe,
                 st.backward_vjp, st.backward_accepted, st.backward_rejected
             );

@@ -466,6 +466,11 @@ where
         }
     }
 
+    /// A successful solve copies every output state into `out`.
+    fn overwrites_output(&self) -> bool {
+        true
+    }
+
     fn try_forward(&self, inputs: &[&[T]], out: &mut [T]) -> Result<(), AdError> {
         let mut sh = lock(&self.shared);
         let mut slot = sh.take_slot();

@@ -85,6 +85,11 @@ fn weights<T: Real>(theta: T, b: &[T], d: &[T], w: &mut [T]) {
     w[s - 1] += th3 - th2;
 }
 
+/// `Σ xᵢ yᵢ`.
+fn dot<T: Real>(x: &[T], y: &[T]) -> T {
+    x.iter().zip(y).map(|(a, b)| *a * *b).sum()
+}
+
 /// `v` cleared and refilled with `len` zeros.
 fn zeroed<T: Real>(v: &mut Vec<T>, len: usize) {
     v.clear();
@@ -187,6 +192,7 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
         zeroed(ybar_j, n);
         zeroed(thbar_j, p);
         let nt = ctx.ts.len();
+        let tg = ctx.time_grads;
         ybar.copy_from_slice(&dl_dz[(nt - 1) * n..]);
         // Outputs inside the one integration of the dense path, going backwards.
         let interior = ctx.dense_outputs;
@@ -216,18 +222,19 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
                     dynamics.eval(t + c[j] * h, yj, &ctx.theta, &mut k[j * n..(j + 1) * n])?;
                 }
                 ctx.stats.backward_nfe += s_need;
-                // Reverse: y1 = y0 + h Σ b_j k_j.
+                // Reverse: y1 = y0 + h Σ b_j k_j. The dot products (sequential sums, so
+                // scalar loops) feed only the time gradients `h̄`, `t̄`: skipped without.
                 let mut hbar = T::zero();
                 let mut tbar = T::zero();
                 for j in 0..s_used {
-                    let kj = &k[j * n..(j + 1) * n];
                     let kb = &mut kbar[j * n..(j + 1) * n];
-                    let mut dot = T::zero();
-                    for q in 0..n {
-                        kb[q] = h * b[j] * ybar[q];
-                        dot += ybar[q] * kj[q];
+                    let w = h * b[j];
+                    for (v, &yb) in kb.iter_mut().zip(ybar.iter()) {
+                        *v = w * yb;
                     }
-                    hbar += b[j] * dot;
+                    if tg {
+                        hbar += b[j] * dot(ybar, &k[j * n..(j + 1) * n]);
+                    }
                 }
                 kbar[s_used * n..s_need * n].fill(T::zero());
                 // Outputs from this step's interpolant z(τ) = y0 + h Σ W_j(θ) k_j.
@@ -242,9 +249,9 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
                     weights(theta, b, dd, wj);
                     let mut sw = T::zero();
                     for j in 0..s {
-                        let kj = &k[j * n..(j + 1) * n];
-                        let dot: T = g.iter().zip(kj).map(|(x, y)| *x * *y).sum();
-                        sw += wj[j] * dot;
+                        if tg {
+                            sw += wj[j] * dot(g, &k[j * n..(j + 1) * n]);
+                        }
                         let w = h * wj[j];
                         for (kb, gq) in kbar[j * n..(j + 1) * n].iter_mut().zip(g) {
                             *kb += w * *gq;
@@ -288,17 +295,18 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
                     }
                     tbar += tau;
                     hbar += c[j] * tau;
-                    for q in 0..n {
-                        ybar[q] += ybar_j[q];
+                    for (v, &yb) in ybar.iter_mut().zip(ybar_j.iter()) {
+                        *v += yb;
                     }
                     for (l, &al) in a[j * s..(j + 1) * s].iter().enumerate() {
                         if al != T::zero() {
-                            let mut dot = T::zero();
-                            for q in 0..n {
-                                kbar[l * n + q] += h * al * ybar_j[q];
-                                dot += ybar_j[q] * k[l * n + q];
+                            let w = h * al;
+                            for (v, &yb) in kbar[l * n..(l + 1) * n].iter_mut().zip(ybar_j.iter()) {
+                                *v += w * yb;
                             }
-                            hbar += al * dot;
+                            if tg {
+                                hbar += al * dot(ybar_j, &k[l * n..(l + 1) * n]);
+                            }
                         }
                     }
                 }

@@ -44,8 +44,16 @@ pub trait CustomOp<T: Float>: Send + Sync {
     fn name(&self) -> &'static str;
     /// The output shape for these input shapes (or an error naming what is wrong).
     fn output_shape(&self, inputs: &[Shape]) -> Result<Shape, Error>;
-    /// Writes the output (`out` is zeroed, of the output shape's length).
+    /// Writes the output (`out` is zeroed, of the output shape's length, unless
+    /// [`overwrites_output`](CustomOp::overwrites_output) says otherwise).
     fn forward(&self, inputs: &[&[T]], out: &mut [T]);
+    /// True if [`try_forward`](CustomOp::try_forward) writes every element of `out`
+    /// whenever it succeeds: the tape then hands it the buffer without zeroing it first
+    /// (it may hold stale values of an earlier recording), which saves a pass over the
+    /// output. The default is `false` (a zeroed `out`).
+    fn overwrites_output(&self) -> bool {
+        false
+    }
     /// The forward the tape calls: as [`forward`](CustomOp::forward), but may fail (an op
     /// that runs a solver, say). An error is recorded on the tape as the errors of the
     /// built-in ops are (sticky, returned by the next reading call); wrap an error of your
@@ -131,7 +139,11 @@ impl<T: Float> Inner<T> {
             Ok(s) => s,
             Err(e) => return self.fail(e),
         };
-        let off = self.alloc(shape.len());
+        let off = if op.overwrites_output() {
+            self.alloc_uninit(shape.len())
+        } else {
+            self.alloc(shape.len())
+        };
         let (src, dst) = self.vals.split_at_mut(off);
         let empty: &[T] = &[];
         let mut ins = [empty; MAX_CUSTOM_INPUTS];
@@ -324,6 +336,57 @@ mod tests {
         assert_eq!(prod.0.load(Ordering::Relaxed), 2);
         // d/dx Σx² = 2x; d/dx (x0x1 + x1x2) = (x1, x0 + x2, x1, 0).
         assert_eq!(x.grad()?, vec![2.0 + 2.0, 4.0 + 4.0, 6.0 + 2.0, 8.0]);
+        Ok(())
+    }
+
+    /// `y = 2x`, writing every output element (no zeroed buffer needed).
+    struct Double;
+
+    impl CustomOp<f64> for Double {
+        fn name(&self) -> &'static str {
+            "double"
+        }
+        fn output_shape(&self, inputs: &[Shape]) -> Result<Shape, Error> {
+            Ok(inputs[0])
+        }
+        fn overwrites_output(&self) -> bool {
+            true
+        }
+        fn forward(&self, inputs: &[&[f64]], out: &mut [f64]) {
+            for (o, &x) in out.iter_mut().zip(inputs[0]) {
+                *o = 2.0 * x;
+            }
+        }
+        fn backward(
+            &self,
+            _k: usize,
+            _inputs: &[&[f64]],
+            _out: &[f64],
+            g: &[f64],
+            gx: &mut [f64],
+        ) -> Result<(), Error> {
+            for (d, &g) in gx.iter_mut().zip(g) {
+                *d += 2.0 * g;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_op_that_overwrites_its_output_gets_it_right_on_a_reused_tape() -> Result<(), Error> {
+        let op: Arc<dyn CustomOp<f64>> = Arc::new(Double);
+        let mut tape = Tape::new();
+        for round in 0..3 {
+            tape.reset();
+            tape.set_recording(true);
+            // Stale values from the previous round lie where the output goes.
+            let _junk = tape.constant(&[7.0; 6], &[6])?;
+            let x = tape.leaf(&[1.0, -2.0, round as f64], &[3])?;
+            let y = tape.custom(&op, &[x]);
+            assert_eq!(y.value()?, vec![2.0, -4.0, 2.0 * round as f64]);
+            tape.backward(y.sum(), &[1.0])?;
+            assert_eq!(x.grad()?, vec![2.0; 3]);
+        }
         Ok(())
     }
 
