@@ -306,7 +306,7 @@ mod avx {
         assert!(hw == 0 || d.len() >= at(hw - 1) + c);
         let (c8, hw8) = (c / 8 * 8, hw / 8 * 8);
         let (xp, dp) = (xs.as_ptr(), d.as_mut_ptr());
-        for j0 in (0..hw8).step_by(8) {
+        for (j0, _) in tiles(hw) {
             let offs: [usize; 8] = std::array::from_fn(|j| at(j0 + j));
             for c0 in (0..c8).step_by(8) {
                 // SAFETY: rows `c0..c0 + 8` and columns `j0..j0 + 8` are inside `xs`, and
@@ -324,12 +324,22 @@ mod avx {
                 }
             }
         }
-        for j in hw8..hw {
+        // Fewer than 8 positions: no tile.
+        for j in hw8.max(if hw >= 8 { hw } else { 0 })..hw {
             let o = at(j);
             for ch in 0..c {
                 d[o + ch] = xs[ch * hw + j];
             }
         }
+    }
+
+    /// The 8-position tiles of `hw` positions, `(first, lanes already done)`: a last
+    /// partial tile is shifted back to end at `hw`, overlapping the one before (a copy
+    /// writes the same values again; an accumulation skips the lanes done).
+    fn tiles(hw: usize) -> impl Iterator<Item = (usize, usize)> {
+        let hw8 = hw / 8 * 8;
+        let last = (hw >= 8 && hw > hw8).then(|| (hw - 8, 8 - (hw - hw8)));
+        (0..hw8).step_by(8).map(|j| (j, 0)).chain(last)
     }
 
     /// What [`scatter_plane`] does with each transposed value `v` at `(o, j)`.
@@ -368,7 +378,11 @@ mod avx {
         };
         let (c8, hw8) = (ch / 8 * 8, hw / 8 * 8);
         let (sp, yp) = (ym.as_ptr(), y.as_mut_ptr());
-        for j0 in (0..hw8).step_by(8) {
+        for (j0, skip) in tiles(hw) {
+            // Lanes `< skip` were done by the tile before: an accumulation keeps their
+            // old values.
+            let lane = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
+            let keep = _mm256_cmp_ps::<_CMP_LT_OQ>(lane, _mm256_set1_ps(skip as f32));
             for o0 in (0..c8).step_by(8) {
                 // SAFETY: rows `j0..j0 + 8` and columns `o0..o0 + 8` of `ym [hw, ch]` and
                 // `y[(o0 + k)·hw + j0..][..8]` (and the same range of a per-position bias)
@@ -379,7 +393,10 @@ mod avx {
                         let at = (o0 + k) * hw + j0;
                         let r = match mode {
                             Out::Assign => v,
-                            Out::Acc => _mm256_add_ps(_mm256_loadu_ps(yp.add(at)), v),
+                            Out::Acc => {
+                                let old = _mm256_loadu_ps(yp.add(at));
+                                _mm256_blendv_ps(_mm256_add_ps(old, v), old, keep)
+                            }
                             Out::Channel(b) => _mm256_add_ps(v, _mm256_set1_ps(b[o0 + k])),
                             Out::Position(b) => {
                                 _mm256_add_ps(v, _mm256_loadu_ps(b.as_ptr().add(at)))
@@ -390,12 +407,12 @@ mod avx {
                 }
             }
             for o in c8..ch {
-                for j in j0..j0 + 8 {
+                for j in j0 + skip..j0 + 8 {
                     put(y, o * hw + j, o, ym[j * ch + o]);
                 }
             }
         }
-        for j in hw8..hw {
+        for j in hw8.max(if hw >= 8 { hw } else { 0 })..hw {
             for o in 0..ch {
                 put(y, o * hw + j, o, ym[j * ch + o]);
             }
@@ -657,7 +674,13 @@ mod tests {
     /// direct index loops, bit for bit, on sizes with partial tiles in both directions.
     #[test]
     fn transposes_match_index_loops() {
-        for &(c, h, w, p) in &[(64, 6, 6, 1), (13, 5, 7, 0), (8, 3, 3, 2), (17, 4, 4, 1)] {
+        for &(c, h, w, p) in &[
+            (64, 6, 6, 1),
+            (13, 5, 7, 0),
+            (8, 3, 3, 2),
+            (17, 4, 4, 1),
+            (9, 2, 3, 1),
+        ] {
             let (n, s0, m) = (4, 1, 3);
             let hw = h * w;
             let (hp, wp) = (h + 2 * p, w + 2 * p);
