@@ -1063,3 +1063,74 @@ fn split_leaf_reused_tape_matches_fresh() {
         }
     }
 }
+
+/// `GroupNorm::forward_relu` (normalisation, affine part and ReLU in one node) gives the
+/// values, the fast and the recorded gradients, and the gradients of a recorded
+/// gradient, of the unfused `forward(x).relu()`, bit for bit (so it inherits their
+/// gradchecks; a gradcheck of its own would straddle the ReLU's kink). `x` used once
+/// (its gradient assigned) or twice (accumulated), several groups per sample.
+fn gn_relu_fused_matches_unfused<T: Float>() {
+    let (b, c, h, w) = (3usize, 8usize, 5usize, 4usize);
+    let x = values::<T>(5, b * c * h * w, -2.0, 2.0);
+    let v = values::<T>(6, b * c * h * w, -1.0, 1.0);
+    for (groups, twice) in [(2, false), (4, true), (1, false)] {
+        let mut st = ParamStore::<T>::new(1);
+        let gn = GroupNorm::new(&mut st, "n", groups, c, 1e-3, true).unwrap();
+        // γ, β of both signs: some channels flipped, about half the outputs clipped.
+        let th = values::<T>(7, st.n_params(), -1.5, 1.5);
+        let run = |fused: bool| {
+            let tape = Tape::<T>::new();
+            tape.set_recording(true);
+            let xv = tape.leaf(&x, &[b, c, h, w]).unwrap();
+            let tv = tape.leaf(&th, &[th.len()]).unwrap();
+            let y = if fused {
+                gn.forward_relu(tv, xv)
+            } else {
+                gn.forward(tv, xv).relu()
+            };
+            let y = if twice { y.sin() * xv } else { y };
+            let mut out = vec![y.value().unwrap()];
+            tape.backward(y, &v).unwrap();
+            out.extend([xv.grad().unwrap(), tv.grad().unwrap()]);
+            // Recorded: ∂ = vᵀ∂y, then the fast gradient of ½‖∂x‖² + Σ ∂θ.
+            let vs = tape.constant(&v, &[b, c, h, w]).unwrap();
+            tape.backward_graph(y, vs).unwrap();
+            let (gx, gt) = (tape.gradient(xv).unwrap(), tape.gradient(tv).unwrap());
+            out.extend([gx.value().unwrap(), gt.value().unwrap()]);
+            let s = gx.square().sum().mul_scalar(T::from_f64_const(0.5)) + gt.sum();
+            tape.backward_scalar(s).unwrap();
+            out.extend([xv.grad().unwrap(), tv.grad().unwrap()]);
+            out
+        };
+        let (a, u) = (run(true), run(false));
+        let what = [
+            "values",
+            "∂x",
+            "∂θ",
+            "recorded ∂x",
+            "recorded ∂θ",
+            "∂²x",
+            "∂²θ",
+        ];
+        for ((p, q), what) in a.iter().zip(&u).zip(what) {
+            assert!(p.len() == q.len() && !p.is_empty(), "{what}: lengths");
+            let same = p
+                .iter()
+                .zip(q)
+                .all(|(s, t)| s.to_f64_lossy().to_bits() == t.to_f64_lossy().to_bits());
+            assert!(same, "{what} differ (groups {groups}, x twice {twice})");
+        }
+        // The ReLU clips: some outputs are zero, some positive.
+        assert!(a[0].iter().any(|&y| y == T::zero()) && a[0].iter().any(|&y| y > T::zero()));
+    }
+}
+
+#[test]
+fn gn_relu_fused_matches_unfused_f64() {
+    gn_relu_fused_matches_unfused::<f64>();
+}
+
+#[test]
+fn gn_relu_fused_matches_unfused_f32() {
+    gn_relu_fused_matches_unfused::<f32>();
+}

@@ -465,9 +465,9 @@ impl Stem {
 
     fn forward<'t, T: Float>(&self, th: Var<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
         let x = self.conv0.forward(th, x);
-        let x = self.norm1.forward(th, x).relu();
+        let x = self.norm1.forward_relu(th, x);
         let x = self.conv3.forward(th, x);
-        let x = self.norm4.forward(th, x).relu();
+        let x = self.norm4.forward_relu(th, x);
         self.conv6.forward(th, x)
     }
 }
@@ -501,7 +501,7 @@ impl Head {
     }
 
     fn forward<'t, T: Float>(&self, th: Var<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
-        let x = self.norm.forward(th, x).relu().global_avg_pool2d();
+        let x = self.norm.forward_relu(th, x).global_avg_pool2d();
         self.fc.forward(th, x)
     }
 }
@@ -533,9 +533,9 @@ impl OdeFunc {
     /// `f(t, x)` for `x` `[b, c, h, w]` and `t` `[1]`.
     fn forward<'t, T: Float>(&self, th: Var<'t, T>, t: Var<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
         // `conv([t; out])` without the concatenation (see `Conv2d::forward_with_time`).
-        let out = self.norm1.forward(th, x).relu();
+        let out = self.norm1.forward_relu(th, x);
         let out = self.conv1.forward_with_time(th, t, out);
-        let out = self.norm2.forward(th, out).relu();
+        let out = self.norm2.forward_relu(th, out);
         let out = self.conv2.forward_with_time(th, t, out);
         self.norm3.forward(th, out)
     }
@@ -569,9 +569,9 @@ impl ResBlock {
     }
 
     fn forward<'t, T: Float>(&self, th: Var<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
-        let out = self.norm1.forward(th, x).relu();
+        let out = self.norm1.forward_relu(th, x);
         let out = self.conv1.forward(th, out);
-        let out = self.norm2.forward(th, out).relu();
+        let out = self.norm2.forward_relu(th, out);
         x + self.conv2.forward(th, out)
     }
 }

@@ -517,6 +517,24 @@ impl GroupNorm {
     }
 }
 
+impl GroupNorm {
+    /// `max(forward(x), 0)`: with the affine part, normalisation, affine part and ReLU
+    /// in one node (the same values, bit for bit, without storing the pre-activation or
+    /// a pass for the ReLU either way); without it, `forward(x).relu()`.
+    pub fn forward_relu<'t, T: Float>(&self, theta: Var<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
+        let s = x.shape();
+        match (self.weight, self.bias) {
+            (Some(g), Some(b)) if s.rank() >= 2 && s.dim(1) == self.channels => {
+                let (groups, eps) = (self.groups, T::from_f64_const(self.eps));
+                ternary(x, g.var(theta), b.var(theta), |t, x, g, b| {
+                    t.group_norm_affine_relu(x, g, b, groups, eps)
+                })
+            }
+            _ => self.forward(theta, x).relu(),
+        }
+    }
+}
+
 impl Module for GroupNorm {
     fn forward<'t, T: Float>(&self, theta: Var<'t, T>, x: Var<'t, T>) -> Var<'t, T> {
         GroupNorm::forward(self, theta, x)

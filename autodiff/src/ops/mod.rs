@@ -90,6 +90,8 @@ pub(crate) enum Op<T> {
         groups: usize,
         aux: usize,
         eps: T,
+        /// `max(·, 0)` applied to the (affine) output in the same node.
+        relu: bool,
     },
     LogSoftmax,
     Pick {

@@ -59,8 +59,14 @@ impl UnOp {
     }
 }
 
+/// `d = f(s)`: an index loop (no iterator adapter left out of line, so that it is
+/// vectorised inside the caller's `simd_dispatch` copy).
+#[inline(always)]
 fn map<T: Float>(s: &[T], d: &mut [T], f: impl Fn(T) -> T) {
-    d.iter_mut().zip(s).for_each(|(d, &x)| *d = f(x));
+    let s = &s[..d.len()];
+    for k in 0..d.len() {
+        d[k] = f(s[k]);
+    }
 }
 
 impl<T: Float> Inner<T> {
@@ -336,23 +342,27 @@ fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
                     .zip(g.chunks_exact(lb))
                     .zip(x.chunks_exact(lb).zip(y.chunks_exact(lb)));
                 for ((dr, gr), (xr, yr)) in rows {
-                    let it = dr
-                        .iter_mut()
-                        .zip(gb.iter_mut())
-                        .zip(gr.iter().zip(xr).zip(yr));
-                    for ((d, b), ((&g, &x), &y)) in it {
-                        let v = g * f(x, y);
-                        *d = v;
-                        *b += v;
+                    for k in 0..lb {
+                        let v = gr[k] * f(xr[k], yr[k]);
+                        dr[k] = v;
+                        gb[k] += v;
                     }
                 }
                 return;
             }
-            let it = gx.iter_mut().zip(g).zip(x).zip(y);
+            // Index loops over equal-length slices: `Zip::fold` with a capturing closure
+            // was left out of line (compiled without the wide vector unit, one branch per
+            // element: 5 % of an ODE-Net step for the ReLU VJP).
+            let n = gx.len();
+            let (g, x, y) = (&g[..n], &x[..n], &y[..n]);
             if assign {
-                it.for_each(|(((d, &g), &x), &y)| *d = g * f(x, y));
+                for k in 0..n {
+                    gx[k] = g[k] * f(x[k], y[k]);
+                }
             } else {
-                it.for_each(|(((d, &g), &x), &y)| *d += g * f(x, y));
+                for k in 0..n {
+                    gx[k] += g[k] * f(x[k], y[k]);
+                }
             }
         }};
     }
@@ -370,20 +380,20 @@ fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
     };
     match n.op {
         Op::Unary(u) => match u {
-            UnOp::Neg => go!(|_, _| -one),
-            UnOp::Tanh => go!(|_, y: T| one - y * y),
-            UnOp::Relu => go!(|x: T, _| if x > z { one } else { z }),
+            UnOp::Neg => go!(move |_, _| -one),
+            UnOp::Tanh => go!(move |_, y: T| one - y * y),
+            UnOp::Relu => go!(move |x: T, _| if x > z { one } else { z }),
             UnOp::Softplus => via(T::sigmoid_slice, one),
-            UnOp::Sigmoid => go!(|_, y: T| y * (one - y)),
-            UnOp::Exp => go!(|_, y: T| y),
-            UnOp::Log => go!(|x: T, _| one / x),
-            UnOp::Sqrt => go!(|_, y: T| one / (two * y)),
-            UnOp::Square => go!(|x: T, _| two * x),
+            UnOp::Sigmoid => go!(move |_, y: T| y * (one - y)),
+            UnOp::Exp => go!(move |_, y: T| y),
+            UnOp::Log => go!(move |x: T, _| one / x),
+            UnOp::Sqrt => go!(move |_, y: T| one / (two * y)),
+            UnOp::Square => go!(move |x: T, _| two * x),
             UnOp::Sin => via(T::cos_slice, one),
             UnOp::Cos => via(T::sin_slice, -one),
             UnOp::Step => {}
         },
-        Op::Elu(a) => go!(|x: T, y: T| if x > z { one } else { y + a }),
+        Op::Elu(a) => go!(move |x: T, y: T| if x > z { one } else { y + a }),
         _ => {}
     }
 }

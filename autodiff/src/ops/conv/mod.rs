@@ -1,6 +1,7 @@
 //! Convolution family: `conv2d` (stride, zero padding; im2col + faer GEMM per chunk of
 //! samples; optionally with a bias fused in), average pooling, adaptive average pooling
-//! to 1×1; group normalisation (with its affine part fused in or not) lives in `norm.rs`.
+//! to 1×1; group normalisation (with its affine part, and the ReLU after it, fused in or
+//! not) lives in `norm.rs`.
 //!
 //! conv2d: `y[n,o,i,j] = Σ_{c,p,q} w[o,c,p,q] · x[n,c, i·s+p−pad, j·s+q−pad] (+ b)`; per
 //! chunk of samples `Y = W · col(X)` with `W` as `O × (C·k²)` and `col(X)` as

@@ -10,6 +10,12 @@
 //! the samples and positions of channel `c`). The fused backward computes, per channel,
 //! `Σ g` and `Σ g (x − μ)` in one pass and writes `∂x = A_c g + B (x − μ) + C` in a second:
 //! `A_c = r γ_c`, `B = −r² mean(g' x̂)`, `C = −r mean(g')`.
+//!
+//! The affine form may carry the ReLU that follows it (`max(γ_c x̂ + β_c, 0)`, one node:
+//! the pre-activation is never stored and the ReLU costs no pass of its own); its VJP
+//! masks the incoming gradient, `g ← g·[y > 0]` (`y > 0` exactly where the
+//! pre-activation is), group by group in a scratch buffer before the affine VJP above.
+//! Values are those of the unfused `relu(group_norm_affine(x))`, bit for bit.
 
 use crate::ops::Op;
 use crate::tape::{Id, Inner, split_grad};
@@ -18,7 +24,7 @@ use crate::{Error, Float, Shape};
 impl<T: Float> Inner<T> {
     /// Group normalisation of `[n, c, ...]` over groups of `c / groups` channels.
     pub(crate) fn group_norm(&mut self, x: Id, groups: usize, eps: T) -> Id {
-        self.group_norm_impl(x, None, groups, eps)
+        self.group_norm_impl(x, None, groups, eps, false)
     }
 
     /// Group normalisation with the affine part fused: `γ_c x̂ + β_c` for `γ`, `β` of
@@ -31,10 +37,30 @@ impl<T: Float> Inner<T> {
         groups: usize,
         eps: T,
     ) -> Id {
-        self.group_norm_impl(x, Some((gamma, beta)), groups, eps)
+        self.group_norm_impl(x, Some((gamma, beta)), groups, eps, false)
     }
 
-    fn group_norm_impl(&mut self, x: Id, affine: Option<(Id, Id)>, groups: usize, eps: T) -> Id {
+    /// `max(γ_c x̂ + β_c, 0)`: [`Inner::group_norm_affine`] with the ReLU that follows it
+    /// in the same node.
+    pub(crate) fn group_norm_affine_relu(
+        &mut self,
+        x: Id,
+        gamma: Id,
+        beta: Id,
+        groups: usize,
+        eps: T,
+    ) -> Id {
+        self.group_norm_impl(x, Some((gamma, beta)), groups, eps, true)
+    }
+
+    fn group_norm_impl(
+        &mut self,
+        x: Id,
+        affine: Option<(Id, Id)>,
+        groups: usize,
+        eps: T,
+        relu: bool,
+    ) -> Id {
         let n = self.node(x);
         let s = n.shape;
         if s.rank() < 2 || groups == 0 || !s.dim(1).is_multiple_of(groups) || s.is_empty() {
@@ -67,12 +93,17 @@ impl<T: Float> Inner<T> {
         let (src, dst) = self.vals.split_at_mut(off);
         let (xs, ys) = (&src[n.off..n.off + s.len()], &mut dst[..s.len()]);
         let stats = &mut self.aux[aux..aux + 2 * batch * groups];
-        let op = Op::GroupNorm { groups, aux, eps };
+        let op = Op::GroupNorm {
+            groups,
+            aux,
+            eps,
+            relu: relu && affine.is_some(),
+        };
         match (affine, ab) {
             (Some((g, b)), Some((gn, bn))) => {
                 let gamma = &src[gn.off..gn.off + c];
                 let beta = &src[bn.off..bn.off + c];
-                gn_affine_fwd_dispatch(xs, ys, stats, gamma, beta, c / groups, eps);
+                gn_affine_fwd_dispatch(xs, ys, stats, gamma, beta, c / groups, eps, relu);
                 self.push(op, s, off, &[x, g, b])
             }
             _ => {
@@ -147,6 +178,7 @@ pub(super) fn gn_back_dispatch<T: Float>(
 }
 
 /// [`gn_affine_fwd`] compiled for the widest vector unit the CPU has.
+#[allow(clippy::too_many_arguments)]
 fn gn_affine_fwd_dispatch<T: Float>(
     xs: &[T],
     ys: &mut [T],
@@ -155,8 +187,9 @@ fn gn_affine_fwd_dispatch<T: Float>(
     beta: &[T],
     cg: usize,
     eps: T,
+    relu: bool,
 ) {
-    crate::vmath::simd_dispatch!(gn_affine_fwd::<T>(xs: &[T], ys: &mut [T], st: &mut [T], gamma: &[T], beta: &[T], cg: usize, eps: T) -> ())
+    crate::vmath::simd_dispatch!(gn_affine_fwd::<T>(xs: &[T], ys: &mut [T], st: &mut [T], gamma: &[T], beta: &[T], cg: usize, eps: T, relu: bool) -> ())
 }
 
 /// [`gn_affine_back`] compiled for the widest vector unit the CPU has.
@@ -170,8 +203,9 @@ fn gn_affine_back_dispatch<T: Float>(
     cs: &mut [T],
     cg: usize,
     assign: bool,
+    mask: Option<(&[T], &mut [T])>,
 ) {
-    crate::vmath::simd_dispatch!(gn_affine_back::<T>(gy: &[T], x: &[T], gx: Option<&mut [T]>, st: &[T], gamma: &[T], cs: &mut [T], cg: usize, assign: bool) -> ())
+    crate::vmath::simd_dispatch!(gn_affine_back::<T>(gy: &[T], x: &[T], gx: Option<&mut [T]>, st: &[T], gamma: &[T], cs: &mut [T], cg: usize, assign: bool, mask: Option<(&[T], &mut [T])>) -> ())
 }
 
 /// `(μ, r)` of one group (two passes for the moments, as stable as the textbook
@@ -200,7 +234,9 @@ fn gn_fwd<T: Float>(xs: &[T], ys: &mut [T], stats: &mut [T], m: usize, eps: T) {
 }
 
 /// Group-norm forward with the affine part: `y = (x − μ) (r γ_c) + β_c` over groups of
-/// `cg` channels (`γ.len()` channels per sample, `stats.len() / 2` groups in all).
+/// `cg` channels (`γ.len()` channels per sample, `stats.len() / 2` groups in all);
+/// `max(y, 0)` if `relu`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn gn_affine_fwd<T: Float>(
     xs: &[T],
@@ -210,7 +246,9 @@ fn gn_affine_fwd<T: Float>(
     beta: &[T],
     cg: usize,
     eps: T,
+    relu: bool,
 ) {
+    let z = T::zero();
     let nq = stats.len() / 2;
     let m = xs.len() / nq;
     let (hw, per) = (m / cg, gamma.len() / cg);
@@ -221,8 +259,17 @@ fn gn_affine_fwd<T: Float>(
         let chans = x.chunks_exact(hw).zip(y.chunks_exact_mut(hw));
         for ((xc, yc), (&ga, &be)) in chans.zip(gamma[c0..c0 + cg].iter().zip(&beta[c0..])) {
             let a = r * ga;
-            for (d, &v) in yc.iter_mut().zip(xc) {
-                *d = (v - mu) * a + be;
+            let xc = &xc[..yc.len()];
+            if relu {
+                // The unfused ReLU's expression, so the values are the same bits.
+                for k in 0..yc.len() {
+                    let v = (xc[k] - mu) * a + be;
+                    yc[k] = if v > z { v } else { z };
+                }
+            } else {
+                for k in 0..yc.len() {
+                    yc[k] = (xc[k] - mu) * a + be;
+                }
             }
         }
         st[0] = mu;
@@ -269,7 +316,9 @@ fn gn_back<T: Float>(gy: &[T], y: &[T], gx: &mut [T], stats: &[T], m: usize, ass
 }
 
 /// VJP of the affine group norm: `∂x (+)=` (if `gx` is given; `=` when `assign`) and
-/// the channel sums `cs[2c] += Σ g`, `cs[2c + 1] += Σ g x̂` (`∂β`, `∂γ`).
+/// the channel sums `cs[2c] += Σ g`, `cs[2c + 1] += Σ g x̂` (`∂β`, `∂γ`). With
+/// `mask = (y, buf)` (the fused ReLU's output and a buffer of one group), `g·[y > 0]`
+/// stands for `g`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn gn_affine_back<T: Float>(
@@ -281,7 +330,9 @@ fn gn_affine_back<T: Float>(
     cs: &mut [T],
     cg: usize,
     assign: bool,
+    mut mask: Option<(&[T], &mut [T])>,
 ) {
+    let (z, one) = (T::zero(), T::one());
     let nq = stats.len() / 2;
     let m = gy.len() / nq;
     let (hw, per) = (m / cg, gamma.len() / cg);
@@ -289,7 +340,15 @@ fn gn_affine_back<T: Float>(
     for (q, st) in stats.chunks_exact(2).enumerate() {
         let (mu, r) = (st[0], st[1]);
         let c0 = (q % per) * cg;
-        let (g, xq) = (&gy[q * m..(q + 1) * m], &x[q * m..(q + 1) * m]);
+        let (mut g, xq) = (&gy[q * m..(q + 1) * m], &x[q * m..(q + 1) * m]);
+        if let Some((y, buf)) = mask.as_mut() {
+            // The unfused ReLU VJP's product, so the values are the same bits.
+            let (yq, buf) = (&y[q * m..(q + 1) * m], &mut buf[..m]);
+            for k in 0..m {
+                buf[k] = g[k] * if yq[k] > z { one } else { z };
+            }
+            g = buf;
+        }
         let (mut sg, mut sgx) = (T::zero(), T::zero());
         for k in 0..cg {
             let (s1, s2) = lane_sum2(&g[k * hw..(k + 1) * hw], &xq[k * hw..(k + 1) * hw], mu);
@@ -323,7 +382,10 @@ fn gn_affine_back<T: Float>(
 /// Fast VJP of a `GroupNorm` node.
 pub(super) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
     let n = t.nodes[i];
-    let Op::GroupNorm { groups, aux, .. } = n.op else {
+    let Op::GroupNorm {
+        groups, aux, relu, ..
+    } = n.op
+    else {
         return;
     };
     let xn = t.nodes[n.inputs[0] as usize];
@@ -358,13 +420,15 @@ pub(super) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
     let gamma = &vals[gn.off..gn.off + c];
     // Grow only: the convolutions keep their im2col buffer in `scratch`, and shrinking
     // it would make the next one re-zero all of it.
-    if scratch.len() < 2 * c {
-        scratch.resize(2 * c, T::zero());
+    let need = 2 * c + if relu { m } else { 0 };
+    if scratch.len() < need {
+        scratch.resize(need, T::zero());
     }
-    let scratch = &mut scratch[..2 * c];
+    let (scratch, buf) = scratch[..need].split_at_mut(2 * c);
     scratch.fill(T::zero());
+    let mask = relu.then(|| (&vals[n.off..n.off + n.shape.len()], buf));
     let gx = xn.rg.then(|| &mut lo[xn.off..xn.off + xn.shape.len()]);
-    gn_affine_back_dispatch(gy, x, gx, stats, gamma, scratch, c / groups, xa);
+    gn_affine_back_dispatch(gy, x, gx, stats, gamma, scratch, c / groups, xa, mask);
     // After ∂x: the parameter gradients may share an arena range with it (views).
     for (node, id, k) in [(gn, gi, 1), (bn, bi, 0)] {
         if !node.rg {
@@ -384,8 +448,18 @@ pub(super) fn backward<T: Float>(t: &mut Inner<T>, i: usize) {
 /// so that the result is differentiable again).
 pub(super) fn backward_graph<T: Float>(t: &mut Inner<T>, i: usize, g: Id) -> Result<(), Error> {
     let n = t.nodes[i];
-    let Op::GroupNorm { groups, eps, .. } = n.op else {
+    let Op::GroupNorm {
+        groups, eps, relu, ..
+    } = n.op
+    else {
         return Ok(());
+    };
+    // The fused ReLU: g·step(y) (`y > 0` exactly where the pre-activation is).
+    let g = if relu {
+        let m = t.unary(super::super::UnOp::Step, i as Id);
+        t.mul(g, m)
+    } else {
+        g
     };
     let x = n.inputs[0];
     let sx = t.nodes[x as usize].shape;
