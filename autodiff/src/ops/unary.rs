@@ -342,6 +342,9 @@ fn backward_kernel<T: Float>(t: &mut Inner<T>, i: usize) {
                     .zip(g.chunks_exact(lb))
                     .zip(x.chunks_exact(lb).zip(y.chunks_exact(lb)));
                 for ((dr, gr), (xr, yr)) in rows {
+                    // Re-sliced to `lb` so that the bounds checks go and the loop
+                    // vectorises (rows of 25 in an RNN cell were scalar).
+                    let (dr, gr, xr, yr) = (&mut dr[..lb], &gr[..lb], &xr[..lb], &yr[..lb]);
                     for k in 0..lb {
                         let v = gr[k] * f(xr[k], yr[k]);
                         dr[k] = v;
