@@ -103,6 +103,6 @@ pub mod spiral;
 pub mod training;
 
 pub use error::ModelsError;
-pub use ode_block::OdeBlock;
+pub use ode_block::{OdeBlock, StepControl};
 pub use odenet::{ImageClassifier, OdeNet, ResNet, RkNet};
 pub use training::{Model, Trainer};

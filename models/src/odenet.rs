@@ -85,6 +85,7 @@ use autodiff::{Float, Tape, Var};
 use crate::ModelsError;
 use crate::datasets::Batch;
 use crate::ode_block::OdeBlock;
+pub use crate::ode_block::StepControl;
 use crate::training::{Metrics, Model};
 
 /// `eps` of every group norm (PyTorch's default).
@@ -224,19 +225,6 @@ pub struct OdeNetConfig {
     pub max_steps: usize,
     /// How the Dopri5 solve chooses its steps.
     pub step_control: StepControl,
-}
-
-/// How the ODE block's Dopri5 solve chooses its steps.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum StepControl {
-    /// [`Options::neural_ode`]: torchdiffeq's and diffrax's I controller and RMS first
-    /// step, so the block takes the steps the paper's code takes (about 19 instead of 28
-    /// forward evaluations per batch at 1e-3 on MNIST, 64 channels; `benches/README.md`,
-    /// "Step-size control defaults").
-    #[default]
-    Peers,
-    /// [`Options::with_tol`]: Hairer's PI controller and `HINIT` first step.
-    Hairer,
 }
 
 impl OdeNetConfig {
@@ -625,10 +613,7 @@ impl<T: Float> OdeFeature<T> {
             T::from_f64_const(config.rtol),
             T::from_f64_const(config.atol),
         );
-        let mut options = match config.step_control {
-            StepControl::Peers => Options::neural_ode(rtol, atol),
-            StepControl::Hairer => Options::with_tol(rtol, atol),
-        };
+        let mut options = config.step_control.options(rtol, atol);
         options.max_steps = config.max_steps;
         let (h, w) = c.feature_size();
         Ok(OdeFeature {

@@ -33,6 +33,7 @@ use models::latent::{
 use serde::Serialize;
 use serde_json::json;
 
+use super::odenet::StepArg;
 use super::positive;
 use crate::CliError;
 use crate::output::write_json;
@@ -206,6 +207,11 @@ pub struct LatentArgs {
     #[arg(long, default_value = "dopri5", value_parser = super::method_parser())]
     #[serde(serialize_with = "super::serialize_method")]
     pub method: ode_solvers::Method,
+    /// Step control of the latent solve (adaptive methods): `peers` (torchdiffeq's and
+    /// diffrax's I controller and first step, as in torchdiffeq's `latent_ode.py`) or
+    /// `hairer` (Hairer's PI controller).
+    #[arg(long, value_enum, default_value_t = StepArg::Peers)]
+    pub step_control: StepArg,
     /// Clip gradients to this norm.
     #[arg(long, default_value_t = 100.0)]
     pub clip: f64,
@@ -981,6 +987,7 @@ fn build(
                 obs_std,
                 poisson: which == ModelArg::LatentPoisson,
                 method: a.method,
+                step_control: a.step_control.into(),
                 rtol: a.tol,
                 atol: a.tol / 10.0,
                 seed,

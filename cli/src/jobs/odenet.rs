@@ -93,7 +93,7 @@ impl ModelArg {
     }
 }
 
-/// `--step-control`: how the ODE block's Dopri5 chooses its steps.
+/// `--step-control`: how an ODE block's adaptive solve chooses its steps (`odenet`, `latent`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepArg {
@@ -101,6 +101,15 @@ pub enum StepArg {
     Peers,
     /// `Options::with_tol`: Hairer's PI controller and `HINIT`.
     Hairer,
+}
+
+impl From<StepArg> for StepControl {
+    fn from(a: StepArg) -> Self {
+        match a {
+            StepArg::Peers => StepControl::Peers,
+            StepArg::Hairer => StepControl::Hairer,
+        }
+    }
 }
 
 /// `--data`: the shipped data set.
@@ -416,10 +425,7 @@ pub fn run(args: &OdenetArgs) -> Result<OdenetReport, CliError> {
     let ode_config = OdeNetConfig {
         rtol: args.tol,
         atol: args.tol,
-        step_control: match args.step_control {
-            StepArg::Peers => StepControl::Peers,
-            StepArg::Hairer => StepControl::Hairer,
-        },
+        step_control: args.step_control.into(),
         ..OdeNetConfig::new(net_config)
     };
     println!(

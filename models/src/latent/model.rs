@@ -1,7 +1,7 @@
 //! [`LatentOde`]: encoder, latent ODE, decoder and (optionally) the Poisson process,
 //! with its loss, reconstructions and posterior samples.
 
-use adjoint::{GradientMode, Method, Options};
+use adjoint::{GradientMode, Method};
 use autodiff::nn::{Mlp, ParamStore};
 use autodiff::{Float, Tape, Var};
 use rand::SeedableRng;
@@ -15,6 +15,7 @@ use super::encoder::{Encoder, EncoderKind};
 use super::poisson::{augmented_field, intensity_net, times_log_likelihood};
 use super::train::SeriesModel;
 use crate::ModelsError;
+use crate::ode_block::StepControl;
 
 /// The architecture and solver settings of a [`LatentOde`]. The defaults are those of
 /// torchdiffeq's `examples/latent_ode.py` (latent 4, field 20 units, recognition
@@ -48,6 +49,9 @@ pub struct LatentConfig {
     pub rtol: f64,
     /// Absolute tolerance of the latent solve.
     pub atol: f64,
+    /// Step control of the latent solve (adaptive methods): the peers' by default, as in
+    /// torchdiffeq's `latent_ode.py`.
+    pub step_control: StepControl,
     /// Seed of the initial parameters.
     pub seed: u64,
 }
@@ -69,6 +73,7 @@ impl LatentConfig {
             method: Method::Dopri5,
             rtol: 1e-3,
             atol: 1e-4,
+            step_control: StepControl::Peers,
             seed: 0,
         }
     }
@@ -172,7 +177,9 @@ impl<T: Float> LatentOde<T> {
                 None => boxed(move |_tape, _t, z, th| f.forward(th, z)),
             }
         });
-        let options = Options::with_tol(T::from_f64_const(cfg.rtol), T::from_f64_const(cfg.atol));
+        let options = cfg
+            .step_control
+            .options(T::from_f64_const(cfg.rtol), T::from_f64_const(cfg.atol));
         let dynamics = BlockCache::new(
             width,
             dyn_len,
