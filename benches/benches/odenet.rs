@@ -29,23 +29,6 @@ use models::odenet::{
 
 const BATCH: usize = 64;
 
-/// The first `BATCH` images of `data` after a fixed shuffle-free stride through the
-/// classes (the rows are sorted by label), scaled to [0, 1].
-fn batch(mut data: ImageDataset<f32>) -> (Vec<f32>, Vec<usize>, [usize; 4]) {
-    data.to_unit_range();
-    let [_, c, h, w] = data.shape();
-    let per = c * h * w;
-    let stride = data.len() / BATCH;
-    let mut images = Vec::with_capacity(BATCH * per);
-    let mut labels = Vec::with_capacity(BATCH);
-    for i in 0..BATCH {
-        let k = i * stride;
-        images.extend_from_slice(&data.images()[k * per..(k + 1) * per]);
-        labels.push(data.labels()[k]);
-    }
-    (images, labels, [BATCH, c, h, w])
-}
-
 /// One training step; not inlined, so that callgrind's `--toggle-collect=odenet::step`
 /// counts exactly the steps.
 #[inline(never)]
@@ -68,7 +51,7 @@ fn step(
 }
 
 fn group(c: &mut Criterion, name: &str, net: ConvNetConfig, data: ImageDataset<f32>) {
-    let (images, labels, shape) = batch(data);
+    let (images, labels, shape) = benches::strided_batch(data, BATCH);
     let ode = OdeNetConfig {
         rtol: 1e-3,
         atol: 1e-3,

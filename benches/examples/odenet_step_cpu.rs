@@ -31,19 +31,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let steps: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(5);
     let want: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
-    let mut data = load_mnist_5k::<f32>().expect("the shipped MNIST subset");
-    data.to_unit_range();
-    let [_, c, h, w] = data.shape();
-    let per = c * h * w;
-    let stride = data.len() / BATCH;
-    let mut images = Vec::with_capacity(BATCH * per);
-    let mut labels = Vec::with_capacity(BATCH);
-    for i in 0..BATCH {
-        let k = i * stride;
-        images.extend_from_slice(&data.images()[k * per..(k + 1) * per]);
-        labels.push(data.labels()[k]);
-    }
-    let shape = [BATCH, c, h, w];
+    let data = load_mnist_5k::<f32>().expect("the shipped MNIST subset");
+    let (images, labels, shape) = benches::strided_batch(data, BATCH);
     let net = ConvNetConfig::mnist();
     let ode = OdeNetConfig {
         rtol: 1e-3,
