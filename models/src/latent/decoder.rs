@@ -137,32 +137,37 @@ impl<T: Float> CustomOp<T> for EluOp {
     }
 }
 
-/// The [`BiasReluOp`] for `T`, made once per float type (applying it clones the `Arc`).
-fn bias_relu_op<T: Float>() -> Option<&'static Arc<dyn CustomOp<T>>> {
-    static F32: OnceLock<Arc<dyn CustomOp<f32>>> = OnceLock::new();
-    static F64: OnceLock<Arc<dyn CustomOp<f64>>> = OnceLock::new();
+/// One shared instance of a stateless custom op per float type, made on first use (an
+/// application clones the `Arc`; the field is evaluated dozens of times per iteration).
+/// `None` only for a `Float` other than `f32`/`f64` (none exists: the trait is sealed).
+fn shared_op<T: Float>(
+    f32s: &'static OnceLock<Arc<dyn CustomOp<f32>>>,
+    f64s: &'static OnceLock<Arc<dyn CustomOp<f64>>>,
+    make32: fn() -> Arc<dyn CustomOp<f32>>,
+    make64: fn() -> Arc<dyn CustomOp<f64>>,
+) -> Option<&'static Arc<dyn CustomOp<T>>> {
     let op: &dyn Any = if TypeId::of::<T>() == TypeId::of::<f32>() {
-        F32.get_or_init(|| Arc::new(BiasReluOp))
+        f32s.get_or_init(make32)
     } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-        F64.get_or_init(|| Arc::new(BiasReluOp))
+        f64s.get_or_init(make64)
     } else {
         return None;
     };
     op.downcast_ref()
 }
 
-/// The [`EluOp`] for `T`, made once per float type (applying it clones the `Arc`).
+/// The [`BiasReluOp`] for `T`.
+fn bias_relu_op<T: Float>() -> Option<&'static Arc<dyn CustomOp<T>>> {
+    static F32: OnceLock<Arc<dyn CustomOp<f32>>> = OnceLock::new();
+    static F64: OnceLock<Arc<dyn CustomOp<f64>>> = OnceLock::new();
+    shared_op(&F32, &F64, || Arc::new(BiasReluOp), || Arc::new(BiasReluOp))
+}
+
+/// The [`EluOp`] for `T`.
 fn elu_op<T: Float>() -> Option<&'static Arc<dyn CustomOp<T>>> {
     static F32: OnceLock<Arc<dyn CustomOp<f32>>> = OnceLock::new();
     static F64: OnceLock<Arc<dyn CustomOp<f64>>> = OnceLock::new();
-    let op: &dyn Any = if TypeId::of::<T>() == TypeId::of::<f32>() {
-        F32.get_or_init(|| Arc::new(EluOp))
-    } else if TypeId::of::<T>() == TypeId::of::<f64>() {
-        F64.get_or_init(|| Arc::new(EluOp))
-    } else {
-        return None;
-    };
-    op.downcast_ref()
+    shared_op(&F32, &F64, || Arc::new(EluOp), || Arc::new(EluOp))
 }
 
 /// The decoder `z ↦ mean of x`, `L → units → d` (ReLU).
