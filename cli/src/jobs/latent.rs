@@ -26,10 +26,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use models::latent::baselines::{Baseline, BaselineKind};
 use models::latent::data::{self, IrregularBatch, IrregularDataset, PeriodicConfig, SpiralConfig};
 use models::latent::elbo::KlAnnealing;
-use models::latent::poisson;
 use models::latent::{
     EncoderKind, FitConfig, LatentConfig, LatentOde, SeriesModel, evaluate, fit_with,
 };
+use models::latent::{poisson, scores};
 use serde::Serialize;
 use serde_json::json;
 
@@ -440,6 +440,21 @@ impl Net {
             Net::Base(m) => m.as_mut(),
         }
     }
+
+    /// [`scores::clean_mse`] of either kind of model.
+    fn clean_mse(
+        &mut self,
+        test: &IrregularDataset<f64>,
+        clean: &[(Vec<f64>, Vec<f64>)],
+        batch: usize,
+        split: scores::Split<'_, f64>,
+        t_from: f64,
+    ) -> Result<Vec<f64>, CliError> {
+        Ok(match self {
+            Net::Latent(m) => scores::clean_mse(m.as_mut(), test, clean, batch, split, t_from)?,
+            Net::Base(m) => scores::clean_mse(m.as_mut(), test, clean, batch, split, t_from)?,
+        })
+    }
 }
 
 /// Object-safe view of the models (the trait's methods are generic over lifetimes only).
@@ -651,75 +666,6 @@ fn paired_differences(a: &LatentArgs, rows: &[Row], names: &[String]) -> Vec<Pai
     out
 }
 
-/// Per component, the MSE of the model's posterior-mean prediction against the clean
-/// trajectory `clean` (`(grid, [n_grid, dim] values)` per test series, in the order of
-/// `test`) at the grid times `≥ t_from` where the encoder (after `split`) does not see
-/// the component. Each batch is put on the union of its times and the series' grids, the
-/// encoder sees what `split` leaves visible, and the targets carry the clean values.
-fn clean_scores(
-    net: &mut Net,
-    test: &IrregularDataset<f64>,
-    clean: &[(Vec<f64>, Vec<f64>)],
-    batch: usize,
-    split: &dyn Fn(&IrregularBatch<f64>) -> IrregularBatch<f64>,
-    t_from: f64,
-) -> Result<Vec<f64>, CliError> {
-    let d = test.dim();
-    let (mut sums, mut counts) = (vec![0.0; d], vec![0usize; d]);
-    let idx: Vec<usize> = (0..test.len()).collect();
-    for chunk in idx.chunks(batch.max(1)) {
-        let b = split(&test.batch(chunk)?);
-        let mut times: Vec<f64> = b.times.clone();
-        for &i in chunk {
-            times.extend_from_slice(&clean[i].0);
-        }
-        times.sort_by(f64::total_cmp);
-        times.dedup();
-        let row = |t: f64| times.binary_search_by(|x| x.total_cmp(&t)).unwrap_or(0);
-        let nb = chunk.len();
-        let len = times.len() * nb * d;
-        let (mut values, mut mask) = (vec![0.0; len], vec![0.0; len]);
-        for (i, &t) in b.times.iter().enumerate() {
-            let (src, dst) = (i * nb * d, row(t) * nb * d);
-            for k in 0..nb * d {
-                if b.mask[src + k] != 0.0 {
-                    mask[dst + k] = 1.0;
-                    values[dst + k] = b.values[src + k];
-                }
-            }
-        }
-        for c in 0..d {
-            let mut vals = values.clone();
-            let mut target = vec![0.0; len];
-            for (j, &i) in chunk.iter().enumerate() {
-                let (g, v) = &clean[i];
-                for (gi, &t) in g.iter().enumerate() {
-                    let k = (row(t) * nb + j) * d + c;
-                    if t >= t_from && mask[k] == 0.0 {
-                        target[k] = 1.0;
-                        vals[k] = v[gi * d + c];
-                    }
-                }
-            }
-            let gb = IrregularBatch::new(times.clone(), vals, mask.clone(), target, nb, d)?;
-            let n = gb.n_targets();
-            let mse = match net {
-                Net::Latent(m) => m.target_mse(&gb)?,
-                Net::Base(m) => m.target_mse(&gb)?,
-            };
-            if let Some(m) = mse {
-                sums[c] += m * n as f64;
-                counts[c] += n;
-            }
-        }
-    }
-    Ok(sums
-        .iter()
-        .zip(&counts)
-        .map(|(&s, &n)| if n > 0 { s / n as f64 } else { f64::NAN })
-        .collect())
-}
-
 /// Per seed and task, each model's test MSE and held-out log-likelihood of the times
 /// against the seed (`study.png/svg`).
 fn study_plot(a: &LatentArgs, rows: &[Row]) -> Result<(), CliError> {
@@ -745,48 +691,6 @@ fn study_plot(a: &LatentArgs, rows: &[Row]) -> Result<(), CliError> {
     }
     save_panels(&panels, &a.out, "study")?;
     Ok(())
-}
-
-/// The log-likelihood of the targets' times per test series, under the model's
-/// intensity (`None` without a Poisson process) and under the constant rates: sums over
-/// the test set divided by its size.
-fn times_scores(
-    net: &mut Net,
-    test: &IrregularDataset<f64>,
-    batch: usize,
-    split: &dyn Fn(&IrregularBatch<f64>) -> IrregularBatch<f64>,
-    thin: f64,
-    t_from: f64,
-    rates: &[f64],
-) -> Result<(Option<f64>, f64), CliError> {
-    let (mut model, mut constant) = (0.0, 0.0);
-    let mut has_model = true;
-    let idx: Vec<usize> = (0..test.len()).collect();
-    for chunk in idx.chunks(batch.max(1)) {
-        let b = split(&test.batch(chunk)?);
-        let from = b.times.iter().position(|&t| t >= t_from).unwrap_or(0);
-        let (c_lam, c_big) = poisson::constant_intensity(rates, &b.times, b.batch);
-        constant +=
-            poisson::window_log_likelihood(&c_lam, &c_big, &b.target, b.batch, b.dim, from, thin)
-                .iter()
-                .sum::<f64>();
-        let pois = match net {
-            Net::Latent(m) => m.reconstruct_with_times(&b)?.1,
-            Net::Base(_) => None,
-        };
-        match pois {
-            Some((lam, big)) => {
-                model += poisson::window_log_likelihood(
-                    &lam, &big, &b.target, b.batch, b.dim, from, thin,
-                )
-                .iter()
-                .sum::<f64>();
-            }
-            None => has_model = false,
-        }
-    }
-    let n = test.len().max(1) as f64;
-    Ok((has_model.then_some(model / n), constant / n))
 }
 
 /// One seed: data, then every model on every task. Returns the rows, the seed's data
@@ -893,11 +797,15 @@ fn run_seed(
                 TaskArg::Interp => (holdout, f64::NEG_INFINITY),
                 TaskArg::Extrap => (1.0, t_split),
             };
+            let latent = match &mut net {
+                Net::Latent(m) => Some(m.as_mut()),
+                Net::Base(_) => None,
+            };
             let (ll_model, ll_const) =
-                times_scores(&mut net, &test, a.batch, &split, thin, t_from, &rates)?;
+                scores::times_log_likelihood(latent, &test, a.batch, &split, thin, t_from, &rates)?;
             let times_ll = ll_model.unwrap_or(ll_const);
             let clean_mse = match &clean {
-                Some(c) => clean_scores(&mut net, &test, &c[n_train..], a.batch, &split, t_from)?,
+                Some(c) => net.clean_mse(&test, &c[n_train..], a.batch, &split, t_from)?,
                 None => Vec::new(),
             };
             let clean_s: Vec<String> = clean_mse
@@ -1162,7 +1070,7 @@ mod tests {
     /// on the grid, the encoder seeing what the split leaves, every unseen grid value from
     /// `t_from` on scored against the clean value.
     #[test]
-    fn clean_scores_match_a_per_series_computation() {
+    fn clean_mse_matches_a_per_series_computation() {
         let a = args(&[
             "--data",
             "hidden-rate-spirals",
@@ -1198,7 +1106,7 @@ mod tests {
             } else {
                 t_split
             };
-            let got = clean_scores(&mut net, &all, &clean, 2, &split, t_from).unwrap();
+            let got = net.clean_mse(&all, &clean, 2, &split, t_from).unwrap();
             let Net::Latent(m) = &mut net else {
                 unreachable!()
             };

@@ -36,6 +36,8 @@
 //! * [`model`]: [`LatentOde`], its loss, reconstructions and posterior samples.
 //! * [`baselines`]: the ODE-RNN alone and an RNN with the time gaps as input (RNN-Δt).
 //! * [`train`]: [`fit`] and [`evaluate`] for all of them.
+//! * [`scores`]: the MSE against clean trajectories per component and the
+//!   log-likelihood of the observation times, for studies beyond the held-out MSE.
 //!
 //! # Example
 //!
@@ -67,6 +69,7 @@ pub mod encoder;
 pub mod gru;
 pub mod model;
 pub mod poisson;
+pub mod scores;
 pub mod train;
 
 pub use encoder::EncoderKind;
