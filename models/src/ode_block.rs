@@ -117,8 +117,8 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use adjoint::{
-    AdjointSolver, GradStats, GradientMode, Gradients, Method, Options, ParallelTapeDynamics,
-    TapeDynamics, Threads, Vjp,
+    AdjointSolver, Dynamics, GradStats, GradientMode, Gradients, Method, Options,
+    ParallelTapeDynamics, TapeDynamics, Threads, Vjp,
 };
 use autodiff::{CustomOp, CustomOpError, Error as AdError, Float, Shape, Tape, Var};
 
@@ -267,6 +267,31 @@ where
         Self::check_state(state_dims)?;
         let mut dynamics = ParallelTapeDynamics::from_factory(state_dims, n_params, make)?;
         dynamics.set_threads(threads);
+        Self::from_dynamics(state_dims, n_params, Box::new(dynamics))
+    }
+
+    /// A block on a row-parallel field the caller configured (rows per chunk with
+    /// [`ParallelTapeDynamics::with_chunk_rows`], threads with
+    /// [`ParallelTapeDynamics::set_threads`]): for fields whose rows are costly (a
+    /// convolutional field on `[batch, c, h·w]`: one sample per row), where the default
+    /// chunks of [`new_row_parallel`](OdeBlock::new_row_parallel), sized for MLP rows, would
+    /// leave a batch on one thread. The same contract: the field acts on each row by
+    /// itself, results depend on the chunk rows, never on the threads. Errors if
+    /// `state_dims` does not hold the dynamics' states.
+    pub fn from_row_parallel(
+        state_dims: &[usize],
+        dynamics: ParallelTapeDynamics<T, F>,
+    ) -> Result<Self, ModelsError> {
+        let state = Self::check_state(state_dims)?;
+        if state.len() != dynamics.n_states() {
+            return Err(AdError::ShapeMismatch {
+                op: "OdeBlock::from_row_parallel",
+                lhs: state,
+                rhs: Shape::new(&[dynamics.n_states()])?,
+            }
+            .into());
+        }
+        let n_params = dynamics.n_params();
         Self::from_dynamics(state_dims, n_params, Box::new(dynamics))
     }
 

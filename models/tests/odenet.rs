@@ -2,7 +2,7 @@
 //! counts against the formula, gradients against central differences (f64), ODE-Net
 //! against RK-Net, and a few optimizer steps lowering the loss (f32 and f64).
 
-use adjoint::GradientMode;
+use adjoint::{GradientMode, Threads};
 use autodiff::optim::{Adam, Optimizer};
 use autodiff::{Float, Tape};
 use models::ModelsError;
@@ -255,6 +255,52 @@ fn odenet_and_rknet_agree() -> Result<(), ModelsError> {
     ode.set_mode(GradientMode::Direct);
     let (_, g3) = loss_grad(&mut ode, &theta, &images, &labels)?;
     assert_eq!(g3, g2);
+    Ok(())
+}
+
+/// The field split over the samples (`chunk_samples`, one tape per chunk): bitwise the
+/// same loss and gradient on one thread and on two, for both gradient modes, and the
+/// one-tape model's to round-off.
+#[test]
+fn chunked_field_is_thread_independent() -> Result<(), ModelsError> {
+    let (images, labels) = digits::<f64>(8)?;
+    let chunked = OdeNetConfig {
+        chunk_samples: 2,
+        ..ode_config(6, 1e-9)
+    };
+    let one_tape = OdeNetConfig {
+        chunk_samples: 0,
+        ..chunked
+    };
+    for mode in [GradientMode::default(), GradientMode::Direct] {
+        let mut net = OdeNet::<f64>::with_mode(&chunked, mode.clone())?;
+        let theta = net.params().to_vec();
+        net.set_threads(&Threads::Caller)?;
+        let (l1, g1) = loss_grad(&mut net, &theta, &images, &labels)?;
+        net.set_threads(&Threads::new(2)?)?;
+        let (l2, g2) = loss_grad(&mut net, &theta, &images, &labels)?;
+        assert_eq!(
+            (l1, &g1),
+            (l2, &g2),
+            "{mode:?}: threads changed the results"
+        );
+        let mut whole = OdeNet::<f64>::with_mode(&one_tape, mode.clone())?;
+        let (l0, g0) = loss_grad(&mut whole, &theta, &images, &labels)?;
+        assert!(
+            (l1 - l0).abs() <= 1e-12 * l0.abs(),
+            "{mode:?}: {l1} vs {l0}"
+        );
+        let scale = g0.iter().fold(0.0_f64, |m, g| m.max(g.abs()));
+        let worst = g1
+            .iter()
+            .zip(&g0)
+            .fold(0.0_f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst <= 1e-10 * scale, "{mode:?}: {worst} vs {scale}");
+        assert_eq!(
+            net.stats().map(|s| s.forward),
+            whole.stats().map(|s| s.forward)
+        );
+    }
     Ok(())
 }
 

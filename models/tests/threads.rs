@@ -3,7 +3,7 @@
 //! number of threads and the single-tape block's to round-off; the generic `Trainer`
 //! trains a `NeuralOde` to bitwise the same parameters with 1 and 2 threads.
 
-use adjoint::Threads;
+use adjoint::{ParallelTapeDynamics, Threads};
 use autodiff::nn::{Linear, ParamStore};
 use autodiff::optim::Adam;
 use autodiff::{Tape, Var};
@@ -118,6 +118,40 @@ fn row_parallel_block_matches_the_single_tape_block() {
         let e = rel(&gth, &reference.2).max(rel(&gts, &reference.3));
         assert!(e < 1e-12, "{threads} threads: {e:e}");
     }
+}
+
+/// `OdeBlock::from_row_parallel`: chunks the caller sized (10 chunks of 5 rows here,
+/// below the default threshold) give bitwise the same results on 1 and 2 threads and the
+/// single-tape block's to round-off; state dimensions that do not match are an error.
+#[test]
+fn caller_sized_chunks_are_thread_independent() {
+    let batch = 50;
+    let z0: Vec<f64> = (0..batch * D).map(|i| (i as f64 * 0.53).cos()).collect();
+    let theta: Vec<f64> = (0..P).map(|i| 0.7 * (i as f64 * 0.9 + 0.2).sin()).collect();
+    let reference = run(
+        &OdeBlock::new(&[batch, D], P, field as Field).unwrap(),
+        &z0,
+        &theta,
+    );
+    let block = |threads: usize| {
+        let mut par = ParallelTapeDynamics::new(&[batch, D], P, field as Field)
+            .unwrap()
+            .with_chunk_rows(5)
+            .unwrap();
+        assert_eq!(par.n_chunks(), 10);
+        par.set_threads(Threads::new(threads).unwrap());
+        OdeBlock::from_row_parallel(&[batch, D], par).unwrap()
+    };
+    let (l1, gz1, gth1, gts1) = run(&block(1), &z0, &theta);
+    let (l2, gz2, gth2, gts2) = run(&block(2), &z0, &theta);
+    assert_eq!(
+        (l1.to_bits(), bits(&gz1), bits(&gth1), bits(&gts1)),
+        (l2.to_bits(), bits(&gz2), bits(&gth2), bits(&gts2))
+    );
+    assert_eq!(l1.to_bits(), reference.0.to_bits());
+    assert!(rel(&gth1, &reference.2).max(rel(&gts1, &reference.3)) < 1e-12);
+    let par = ParallelTapeDynamics::new(&[batch, D], P, field as Field).unwrap();
+    assert!(OdeBlock::from_row_parallel(&[batch + 1, D], par).is_err());
 }
 
 /// A `NeuralOde` trained by the generic `Trainer` on 256 trajectories per batch (two

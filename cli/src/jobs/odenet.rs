@@ -39,7 +39,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use adjoint::{GradStats, GradientMode};
+use adjoint::{GradStats, GradientMode, Threads};
 use autodiff::Tape;
 use autodiff::optim::{Adam, Optimizer};
 use clap::{Args, ValueEnum};
@@ -159,6 +159,11 @@ pub struct OdenetArgs {
     /// and first step, the paper's code's steps) or `hairer` (Hairer's PI controller).
     #[arg(long, value_enum, default_value_t = StepArg::Peers)]
     pub step_control: StepArg,
+    /// Samples per chunk of the ODE field's evaluations, split over the threads of
+    /// `--threads` (all cores by default); 0: the whole batch on one tape (the fastest on
+    /// one thread). Results depend on this value, never on the threads.
+    #[arg(long, default_value_t = models::odenet::DEFAULT_CHUNK_SAMPLES, value_parser = crate::checks::whole_usize, allow_negative_numbers = true)]
+    pub chunk_samples: usize,
     /// Use at most N training and N test images (a seeded random subset), for quick runs.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -426,6 +431,7 @@ pub fn run(args: &OdenetArgs) -> Result<OdenetReport, CliError> {
         rtol: args.tol,
         atol: args.tol,
         step_control: args.step_control.into(),
+        chunk_samples: args.chunk_samples,
         ..OdeNetConfig::new(net_config)
     };
     println!(
@@ -448,6 +454,8 @@ pub fn run(args: &OdenetArgs) -> Result<OdenetReport, CliError> {
             ModelArg::Rknet => Net::Rk(RkNet::new(&ode_config)?),
             ModelArg::Resnet => Net::Res(ResNet::new(&ResNetConfig::new(net_config))?),
         };
+        // The field's chunks run on the pool `--threads` sized (all cores by default).
+        net.classifier().set_threads(&Threads::Current)?;
         let row = train_one(which, &mut net, &loader, &test, args)?;
         if let Net::Ode(n) = net {
             trained_ode = Some(n.params().to_vec());
