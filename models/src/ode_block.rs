@@ -69,6 +69,8 @@
 //! [`OdeBlock::new_row_parallel`] splits every evaluation and VJP of a field that acts on
 //! each batch row by itself over threads ([`adjoint::ParallelTapeDynamics`]): batches of
 //! 256 rows or more in chunks of 128, results bitwise the same for any number of threads.
+//! [`OdeBlock::from_row_parallel`] takes a [`ParallelTapeDynamics`] the caller sized, for
+//! fields whose rows are costly (ODE-Net's convolutional field: chunks of 32 samples).
 //!
 //! # Errors
 //!
