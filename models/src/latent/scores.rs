@@ -7,7 +7,7 @@
 //!   sparsely (`data::rate_spirals` with `hidden_keep < 1`) it measures how well the
 //!   model recovers what the values do not show.
 //! * [`times_log_likelihood`]: the log-likelihood of the scored events' times per series,
-//!   under the model's Poisson intensity ([`poisson`](super::poisson)) and under the
+//!   under the model's Poisson intensity ([`poisson`]) and under the
 //!   constant per-component rates fitted to the training set (the best a model without a
 //!   model of the times implies).
 
