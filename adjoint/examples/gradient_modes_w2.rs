@@ -22,8 +22,8 @@
 //! time, so it moves far less than wall time while other processes share the core; its
 //! clock advances by scheduler ticks, hence a mean, not a minimum).
 //!
-//! `taskset -c 0 cargo run --release -p adjoint --example gradient_modes_w2 [-- --b16]
-//! [-- --reps N]`.
+//! `taskset -c 0 cargo run --release -p adjoint --example gradient_modes_w2 [-- --b16 |
+//! --b4096] [--reps N] [--tol TOL]` (`--tol`: rtol = atol of the solves, default 1e-6).
 
 use std::time::Instant;
 
@@ -65,18 +65,14 @@ fn modes() -> Vec<(&'static str, GradientMode<f64>)> {
     ]
 }
 
-fn controls() -> Vec<(&'static str, Method, Options<f64>)> {
+fn controls(tol: f64) -> Vec<(&'static str, Method, Options<f64>)> {
     vec![
-        ("hairer", Method::Dopri5, Options::with_tol(1e-6, 1e-6)),
-        (
-            "neural_ode",
-            Method::Dopri5,
-            Options::neural_ode(1e-6, 1e-6),
-        ),
+        ("hairer", Method::Dopri5, Options::with_tol(tol, tol)),
+        ("neural_ode", Method::Dopri5, Options::neural_ode(tol, tol)),
         (
             "peers",
             Method::Rk(&DOPRI5_SHAMPINE),
-            Options::neural_ode(1e-6, 1e-6),
+            Options::neural_ode(tol, tol),
         ),
     ]
 }
@@ -106,6 +102,14 @@ fn grad_of(g: &adjoint::Gradients<f64>) -> Vec<f64> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let b16_only = args.iter().any(|a| a == "--b16");
+    let b4096_only = args.iter().any(|a| a == "--b4096");
+    let tol: f64 = args
+        .iter()
+        .position(|a| a == "--tol")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(1e-6);
     let reps: usize = args
         .iter()
         .position(|a| a == "--reps")
@@ -115,7 +119,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(0);
     let theta = w2_theta(1);
     let ts = [0.0, 1.0];
-    let batches: &[usize] = if b16_only { &[16] } else { &[16, 4096] };
+    let batches: &[usize] = match (b16_only, b4096_only) {
+        (true, _) => &[16],
+        (_, true) => &[4096],
+        _ => &[16, 4096],
+    };
     for &batch in batches {
         let z0 = initial_states(batch);
         let n = batch * D;
@@ -138,7 +146,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "| field | control | mode | fwd nfe (steps) | bwd nfe | VJPs | bwd steps | wall ms | CPU ms | loss err | grad err |"
         );
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
-        for (cname, method, opts) in controls() {
+        for (cname, method, opts) in controls(tol) {
             for (mname, mode) in modes() {
                 let fields: [(&str, Box<dyn Vjp<f64>>); 2] = [
                     ("tape", Box::new(w2_field(batch)?)),
