@@ -13,6 +13,11 @@
 //!   **value + gradient ≤ 120 ms** on one core.
 //! * `field_eval/b16/*` (item 4): `eval`, `vjp` and value + gradient at `B = 16`. Goal:
 //!   **value + gradient ≤ 0.6 ms**.
+//! * Beside the checkpointed `value_and_grad`, in both batch groups: the direct
+//!   (discrete) adjoint with Hairer's settings (`value_and_grad_direct`), and with the
+//!   peers' steps (`Options::neural_ode` + `DOPRI5_SHAMPINE`, torchdiffeq's: checkpointed
+//!   `value_and_grad_peers`, direct `value_and_grad_direct_peers`). Gradient errors of each
+//!   against rtol 1e-12: `cargo run --release -p adjoint --example gradient_modes_w2`.
 //!
 //! * `field_eval/kernels/*`: the activation kernels on their own (`tanh` per 1,024
 //!   values, f64 and f32; the tape's ELU over 65,536 values).
@@ -24,9 +29,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
-use adjoint::{AdjointSolver, Dynamics, Method, Options, Vjp};
+use adjoint::{AdjointSolver, Dynamics, GradientMode, Method, Options, Vjp};
 use autodiff::{Float, Tape};
 use criterion::{Criterion, criterion_group, criterion_main};
+use ode_solvers::tableau::DOPRI5_SHAMPINE;
 
 const D: usize = 2;
 
@@ -101,6 +107,38 @@ fn group(c: &mut Criterion, batch: usize, solve_forward: bool) {
                 .0
         })
     });
+    for (label, method, opts, mode) in [
+        (
+            "value_and_grad_direct",
+            Method::Dopri5,
+            Options::with_tol(1e-6, 1e-6),
+            GradientMode::Direct,
+        ),
+        (
+            "value_and_grad_peers",
+            Method::Rk(&DOPRI5_SHAMPINE),
+            Options::neural_ode(1e-6, 1e-6),
+            GradientMode::checkpointed(),
+        ),
+        (
+            "value_and_grad_direct_peers",
+            Method::Rk(&DOPRI5_SHAMPINE),
+            Options::neural_ode(1e-6, 1e-6),
+            GradientMode::Direct,
+        ),
+    ] {
+        let mut s = AdjointSolver::new(method, opts).with_mode(mode);
+        s.value_and_grad(&mut f, &z0, &theta, &ts, loss(n))
+            .expect("gradient");
+        eprintln!("B = {batch}: {label} {:?}", s.stats());
+        g.bench_function(label, |b| {
+            b.iter(|| {
+                s.value_and_grad(&mut f, black_box(&z0), &theta, &ts, loss(n))
+                    .expect("gradient")
+                    .0
+            })
+        });
+    }
     g.finish();
 }
 

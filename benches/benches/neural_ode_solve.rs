@@ -24,7 +24,11 @@
 //!   mean `z(1)²`) of the same field and states as `adjoint::TanhMlp` (hand-written VJP,
 //!   no tape; the same parameter layout and values) beside the tape's `w2_field`, at
 //!   `B = 16` and `B = 4096`, with Hairer's settings (`hairer`) and the Neural ODE preset
-//!   (`neural_ode`).
+//!   (`neural_ode`); and in the direct (discrete) mode, with Hairer's settings
+//!   (`direct_hairer`) and with the peers' steps (`direct_peers`: `Options::neural_ode`,
+//!   `Method::Rk(&DOPRI5_SHAMPINE)`, as diffrax's `RecursiveCheckpointAdjoint` on
+//!   torchdiffeq's steps). `cargo run --release -p adjoint --example gradient_modes_w2`
+//!   gives every mode's counts and gradient error.
 //!
 //! `cargo bench -p benches --bench neural_ode_solve`
 #![allow(missing_docs)]
@@ -180,9 +184,31 @@ fn hand_written(c: &mut Criterion) {
     g.sample_size(10).warm_up_time(Duration::from_millis(500));
     for batch in [16, 4096] {
         let z0 = initial_states(batch);
-        for (label, opts) in [
-            ("hairer", Options::with_tol(1e-6, 1e-6)),
-            ("neural_ode", Options::neural_ode(1e-6, 1e-6)),
+        for (label, method, opts, mode) in [
+            (
+                "hairer",
+                Method::Dopri5,
+                Options::with_tol(1e-6, 1e-6),
+                GradientMode::checkpointed(),
+            ),
+            (
+                "neural_ode",
+                Method::Dopri5,
+                Options::neural_ode(1e-6, 1e-6),
+                GradientMode::checkpointed(),
+            ),
+            (
+                "direct_hairer",
+                Method::Dopri5,
+                Options::with_tol(1e-6, 1e-6),
+                GradientMode::Direct,
+            ),
+            (
+                "direct_peers",
+                Method::Rk(&DOPRI5_SHAMPINE),
+                Options::neural_ode(1e-6, 1e-6),
+                GradientMode::Direct,
+            ),
         ] {
             let mut fields: [(&str, Box<dyn Vjp<f64>>); 2] = [
                 (
@@ -195,7 +221,7 @@ fn hand_written(c: &mut Criterion) {
                 ),
             ];
             for (field, f) in &mut fields {
-                let mut s = AdjointSolver::new(Method::Dopri5, opts.clone());
+                let mut s = AdjointSolver::new(method, opts.clone()).with_mode(mode.clone());
                 let (l, _) = s
                     .value_and_grad(f.as_mut(), &z0, &theta, &ts, loss_after_first(batch * D))
                     .expect("gradient");

@@ -259,6 +259,15 @@ impl<T: Real> Integrator<T> {
         self.stepper.y_prev()
     }
 
+    /// The stages of the last accepted step of a Runge–Kutta run (see
+    /// [`RkStepper::last_stages`]); `None` for Adams and before the first step.
+    pub fn last_stages(&self) -> Option<(&[T], &[T])> {
+        match &self.stepper {
+            AnyStepper::Rk(s) => s.last_stages(),
+            AnyStepper::Adams(_) => None,
+        }
+    }
+
     /// The step size an adaptive Runge–Kutta run proposes next (to start a following solve
     /// with, skipping the initial-step probe); `None` for fixed steps and for Adams, whose
     /// order and step history do not carry over to a restart.

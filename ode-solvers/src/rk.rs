@@ -234,6 +234,11 @@ impl<T: Real> Work<T> {
         self.slot(self.rot[2])
     }
 
+    /// The last accepted step's first stage (slot 4 of `buf`, see [`Parts`]).
+    fn f_prev(&self) -> &[T] {
+        &self.buf[4 * self.n..5 * self.n]
+    }
+
     #[inline(always)]
     fn parts(&mut self) -> Parts<'_, T> {
         let mut chunks = self.buf.chunks_exact_mut(self.n.max(1));
@@ -509,6 +514,15 @@ impl<T: Real> RkStepper<T> {
     /// `f(t, y)` at the current point (the first stage of the next step).
     pub fn f(&self) -> &[T] {
         &self.k[..self.n]
+    }
+
+    /// The stages of the last accepted step as that step computed them: `k₀ = f(t, y)`,
+    /// and `k₁ … k_{s−1}` in one slice (stage `j` at `(j − 1) n`); `None` before the first
+    /// step. Valid until the next step attempt (read it right after a step: discrete
+    /// adjoints keep them instead of evaluating them again).
+    pub fn last_stages(&self) -> Option<(&[T], &[T])> {
+        self.has_step
+            .then(|| (self.v.f_prev(), &self.k[self.n..self.s * self.n]))
     }
 
     fn hinit<S: OdeSystem<T> + ?Sized>(&mut self, sys: &mut S) -> T {

@@ -1,6 +1,8 @@
 //! Direct backpropagation through the solver's Runge–Kutta steps
-//! (discretise-then-optimise): records every accepted step `(t, h, y₀)` and reverses its
-//! stages, recomputed, in the backward pass.
+//! (discretise-then-optimise): records every accepted step `(t, h, y₀)` and its stage
+//! values `k₀ … k_{s−1}` as the forward solve computed them, and reverses the stages in the
+//! backward pass: the stage inputs `Yⱼ = y₀ + h Σₗ aⱼₗ kₗ` are rebuilt from the kept stages
+//! (no evaluation of the field), then one VJP per stage with a non-zero adjoint.
 //!
 //! With adaptive steps and an FSAL tableau whose dense output is cubic Hermite or
 //! Dormand–Prince's (Bosh3, Dopri5, Tsit5) the forward solve is one integration over
@@ -33,6 +35,11 @@ pub(crate) struct Direct<T> {
     steps: Vec<(T, T)>,
     /// The state at the start of every step.
     steps_y: Vec<T>,
+    /// The stages `k₀ … k_{s−1}` of every step (`s n` values each), as the forward solve
+    /// computed them; empty where the stepper does not expose them (then recomputed).
+    steps_k: Vec<T>,
+    /// Whether `steps_k` holds every step's stages.
+    kept: bool,
     /// Where each output interval's steps begin (one more entry than intervals).
     steps_start: Vec<usize>,
     // Backward scratch: the tableau in `T` (`a` as `s × s`, row-major, zero-padded),
@@ -110,6 +117,16 @@ impl<T: Real> Recorder<T> for Direct<T> {
         if let Some(info) = st.last_step() {
             self.steps.push((info.t_prev, info.h));
             self.steps_y.extend_from_slice(st.y_prev());
+            match st.last_stages() {
+                Some((k0, rest)) if self.kept => {
+                    self.steps_k.extend_from_slice(k0);
+                    self.steps_k.extend_from_slice(rest);
+                }
+                _ => {
+                    self.kept = false;
+                    self.steps_k.clear();
+                }
+            }
         }
         Ok(())
     }
@@ -119,7 +136,7 @@ impl<T: Real> Recorder<T> for Direct<T> {
     }
 
     fn bytes(&self) -> usize {
-        vec_bytes(&self.steps_y) + vec_bytes(&self.steps)
+        vec_bytes(&self.steps_y) + vec_bytes(&self.steps_k) + vec_bytes(&self.steps)
     }
 }
 
@@ -131,6 +148,8 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
     fn forward(&mut self, ctx: &mut Context<T>, dynamics: &mut dyn Vjp<T>) -> Result<()> {
         self.steps.clear();
         self.steps_y.clear();
+        self.steps_k.clear();
+        self.kept = true;
         self.steps_start.clear();
         let tab = tableau_of(ctx.method, WHAT)?;
         let dense = ctx.dense_path(interpolant(tab).is_some());
@@ -150,6 +169,8 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
         let Direct {
             steps,
             steps_y,
+            steps_k,
+            kept,
             steps_start,
             a,
             b,
@@ -207,7 +228,11 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
                 // A step holding outputs needs every stage its interpolant weighs.
                 let has_out = interior && next_out >= 1 && ctx.out_step[next_out] == st;
                 let s_need = if has_out { s } else { s_used };
-                // Recompute the stages.
+                // The stages: kept from the forward solve, else recomputed; their inputs
+                // `Y_j` rebuilt from them.
+                if *kept {
+                    k.copy_from_slice(&steps_k[st * s * n..(st + 1) * s * n]);
+                }
                 for j in 0..s_need {
                     let yj = &mut yst[j * n..(j + 1) * n];
                     yj.copy_from_slice(y0);
@@ -219,9 +244,13 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
                             }
                         }
                     }
-                    dynamics.eval(t + c[j] * h, yj, &ctx.theta, &mut k[j * n..(j + 1) * n])?;
+                    if !*kept {
+                        dynamics.eval(t + c[j] * h, yj, &ctx.theta, &mut k[j * n..(j + 1) * n])?;
+                    }
                 }
-                ctx.stats.backward_nfe += s_need;
+                if !*kept {
+                    ctx.stats.backward_nfe += s_need;
+                }
                 // Reverse: y1 = y0 + h Σ b_j k_j. The dot products (sequential sums, so
                 // scalar loops) feed only the time gradients `h̄`, `t̄`: skipped without.
                 let mut hbar = T::zero();
@@ -328,6 +357,7 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
         let sz = core::mem::size_of::<T>();
         Ok(vec_bytes(&ctx.zs)
             + vec_bytes(steps_y)
+            + vec_bytes(steps_k)
             + vec_bytes(steps)
             + (3 * s * n + 2 * n + p) * sz)
     }

@@ -1,0 +1,189 @@
+//! Every gradient mode × step control on the W2 workload (issue 18, items 1, 2 and 4):
+//! evaluations, VJPs, time, and loss / gradient error against a tight reference.
+//!
+//! Field: the 2→64→64→2 tanh MLP (`w2_theta(1)`, weights `N(0,1)·2/√fan_in`), on the tape
+//! (`w2_field`) and hand-written ([`TanhMlp`], same layout and values); a batch of `B`
+//! states uniform in `[-1, 1]²` (SplitMix64 seed 2), `t ∈ [0, 1]`, Dopri5 stages at
+//! rtol = atol = 1e-6, loss mean `z(1)²`. Errors are relative to the checkpointed gradient
+//! at rtol = atol = 1e-12 (Hairer's settings): `|L − L_ref|/|L_ref|`,
+//! `‖g − g_ref‖₂/‖g_ref‖₂` over `(θ, z₀)`.
+//!
+//! Modes: `checkpointed` (the default: every step kept, seminorm), `checkpointed-full`
+//! (no seminorm), `backsolve` (seminorm), `direct` (discrete adjoint through the accepted
+//! steps, as diffrax's `RecursiveCheckpointAdjoint`). Forward sensitivities are left out
+//! (`P = 4,482`: thousands of JVPs per evaluation). Step controls: `hairer` (the default:
+//! Hairer's PI controller, `HINIT`, Hairer's error estimate), `neural_ode`
+//! ([`Options::neural_ode`]) and `peers` (`Options::neural_ode` with Shampine's estimate:
+//! torchdiffeq's steps).
+//!
+//! Time: the fastest of `--reps` value + gradient calls (one thread; pin it with
+//! `taskset -c 0`), after one warm-up call; and the thread's CPU time per call, the mean
+//! over the same calls (`/proc/thread-self/schedstat`, which counts only this thread's
+//! time, so it moves far less than wall time while other processes share the core; its
+//! clock advances by scheduler ticks, hence a mean, not a minimum).
+//!
+//! `taskset -c 0 cargo run --release -p adjoint --example gradient_modes_w2 [-- --b16 |
+//! --b4096] [--reps N] [--tol TOL]` (`--tol`: rtol = atol of the solves, default 1e-6).
+
+use std::time::Instant;
+
+use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
+use adjoint::{AdjointSolver, GradientMode, Method, Options, TanhMlp, Vjp};
+use ode_solvers::tableau::DOPRI5_SHAMPINE;
+
+const D: usize = 2;
+
+fn initial_states(batch: usize) -> Vec<f64> {
+    let mut rng = SplitMix64::new(2);
+    (0..batch * D).map(|_| rng.uniform_pm1()).collect()
+}
+
+/// Mean of `z(1)²` (the solution holds `z(0)` then `z(1)`).
+fn loss(n: usize) -> impl FnMut(&[f64], &mut [f64]) -> f64 {
+    move |zs, dl| {
+        let (zs, dl) = (&zs[n..], &mut dl[n..]);
+        let m = zs.len() as f64;
+        for (g, z) in dl.iter_mut().zip(zs) {
+            *g = 2.0 * z / m;
+        }
+        zs.iter().map(|z| z * z).sum::<f64>() / m
+    }
+}
+
+fn modes() -> Vec<(&'static str, GradientMode<f64>)> {
+    vec![
+        ("checkpointed", GradientMode::checkpointed()),
+        (
+            "checkpointed-full",
+            GradientMode::Checkpointed {
+                checkpoints: adjoint::Checkpoints::EveryStep,
+                backward: adjoint::BackwardSolver::default(),
+            },
+        ),
+        ("backsolve", GradientMode::backsolve(true)),
+        ("direct", GradientMode::Direct),
+    ]
+}
+
+fn controls(tol: f64) -> Vec<(&'static str, Method, Options<f64>)> {
+    vec![
+        ("hairer", Method::Dopri5, Options::with_tol(tol, tol)),
+        ("neural_ode", Method::Dopri5, Options::neural_ode(tol, tol)),
+        (
+            "peers",
+            Method::Rk(&DOPRI5_SHAMPINE),
+            Options::neural_ode(tol, tol),
+        ),
+    ]
+}
+
+/// CPU time of the calling thread in seconds (NaN where schedstat is unavailable).
+fn cpu_time() -> f64 {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns: f64 = s
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    ns * 1e-9
+}
+
+fn rel(a: &[f64], b: &[f64]) -> f64 {
+    let d: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let r: f64 = b.iter().map(|y| y * y).sum();
+    (d / r).sqrt()
+}
+
+/// `(θ, z₀)` gradient of one value + gradient call.
+fn grad_of(g: &adjoint::Gradients<f64>) -> Vec<f64> {
+    g.theta.iter().chain(&g.z0).copied().collect()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let b16_only = args.iter().any(|a| a == "--b16");
+    let b4096_only = args.iter().any(|a| a == "--b4096");
+    let tol: f64 = args
+        .iter()
+        .position(|a| a == "--tol")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(1e-6);
+    let reps: usize = args
+        .iter()
+        .position(|a| a == "--reps")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse())
+        .transpose()?
+        .unwrap_or(0);
+    let theta = w2_theta(1);
+    let ts = [0.0, 1.0];
+    let batches: &[usize] = match (b16_only, b4096_only) {
+        (true, _) => &[16],
+        (_, true) => &[4096],
+        _ => &[16, 4096],
+    };
+    for &batch in batches {
+        let z0 = initial_states(batch);
+        let n = batch * D;
+        let reps = if reps > 0 {
+            reps
+        } else if batch > 256 {
+            5
+        } else {
+            300
+        };
+        let mut reference = w2_field(batch)?;
+        let mut rs = AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-12, 1e-12));
+        let (l_ref, g) = rs.value_and_grad(&mut reference, &z0, &theta, &ts, loss(n))?;
+        let g_ref = grad_of(&g);
+        println!(
+            "\nB = {batch} (reference: {} evaluations, loss {l_ref:.10e}; time = fastest of {reps})",
+            rs.stats().forward.nfe
+        );
+        println!(
+            "| field | control | mode | fwd nfe (steps) | bwd nfe | VJPs | bwd steps | wall ms | CPU ms | loss err | grad err |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        for (cname, method, opts) in controls(tol) {
+            for (mname, mode) in modes() {
+                let fields: [(&str, Box<dyn Vjp<f64>>); 2] = [
+                    ("tape", Box::new(w2_field(batch)?)),
+                    (
+                        "tanh_mlp",
+                        Box::new(TanhMlp::new(&[2, 64, 64, 2], batch, false)?),
+                    ),
+                ];
+                for (fname, mut f) in fields {
+                    let mut s = AdjointSolver::new(method, opts.clone()).with_mode(mode.clone());
+                    let (l, g) = s.value_and_grad(f.as_mut(), &z0, &theta, &ts, loss(n))?;
+                    let gv = grad_of(&g);
+                    let st = s.stats();
+                    let mut best = f64::INFINITY;
+                    let c0 = cpu_time();
+                    for _ in 0..reps {
+                        let t0 = Instant::now();
+                        let r = s.value_and_grad(f.as_mut(), &z0, &theta, &ts, loss(n))?;
+                        best = best.min(t0.elapsed().as_secs_f64());
+                        std::hint::black_box(r);
+                    }
+                    let cpu = (cpu_time() - c0) / reps as f64;
+                    println!(
+                        "| {fname} | {cname} | {mname} | {} ({}) | {} | {} | {} | {:.4} | {:.4} | {:.2e} | {:.2e} |",
+                        st.forward.nfe,
+                        st.forward.accepted,
+                        st.backward_nfe,
+                        st.backward_vjp,
+                        st.backward_accepted,
+                        best * 1e3,
+                        cpu * 1e3,
+                        ((l - l_ref) / l_ref).abs(),
+                        rel(&gv, &g_ref),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
