@@ -48,6 +48,20 @@ pub(super) fn applies(g: &Geo) -> bool {
 /// Channels per vector block of the transforms.
 const L: usize = 16;
 
+/// Runs `f(c0)` for blocks of `N` channels, then `r(c0)` for the channels left over.
+macro_rules! blocks {
+    ($ch:expr, |$c0:ident| $f:expr, |$r0:ident| $r:expr) => {{
+        let mut $c0 = 0;
+        while $c0 + L <= $ch {
+            $f;
+            $c0 += L;
+        }
+        for $r0 in $c0..$ch {
+            $r;
+        }
+    }};
+}
+
 /// Tiling of a map: `th × tw` tiles of 2×2 outputs; the input planes are
 /// `(2th + 2) × (2tw + 2)` positions (padding 1 before, 1 or 2 after).
 #[derive(Clone, Copy)]
@@ -133,72 +147,104 @@ fn sep<T: Float, const N: usize, const P: usize, const Q: usize>(
     }
 }
 
+/// `G k` (3 → 4).
+#[inline(always)]
+fn gm<T: Float>(k: [T; 3]) -> [T; 4] {
+    let half = T::from_f64_const(0.5);
+    [
+        k[0],
+        (k[0] + k[1] + k[2]) * half,
+        (k[0] - k[1] + k[2]) * half,
+        k[2],
+    ]
+}
+
+/// `Gᵀ d` (4 → 3), the transpose of [`gm`].
+#[inline(always)]
+fn gt<T: Float>(d: [T; 4]) -> [T; 3] {
+    let half = T::from_f64_const(0.5);
+    let (s, t) = ((d[1] + d[2]) * half, (d[1] - d[2]) * half);
+    [d[0] + s, t, s + d[3]]
+}
+
 /// `U[ξ][c, o] = (G W[o, c] Gᵀ)[ξ]` into `u` (`16 · C · O`).
 fn kernel_tf<T: Float>(g: &Geo, w: &[T], u: &mut [T]) {
-    let half = T::from_f64_const(0.5);
+    crate::vmath::simd_dispatch!(kernel_tf_k::<T>(g: &Geo, w: &[T], u: &mut [T]) -> ())
+}
+
+#[inline(always)]
+fn kernel_tf_k<T: Float>(g: &Geo, w: &[T], u: &mut [T]) {
     let (c, o) = (g.c, g.o);
-    let gv = |k: [T; 3]| {
-        [
-            k[0],
-            (k[0] + k[1] + k[2]) * half,
-            (k[0] - k[1] + k[2]) * half,
-            k[2],
-        ]
-    };
-    // Output channels innermost: 16 contiguous streams of writes.
     for ci in 0..c {
-        for oi in 0..o {
-            let k = &w[(oi * c + ci) * 9..(oi * c + ci) * 9 + 9];
-            // Columns first: t[ξ_row][q] = (G k)[ξ_row][q].
-            let cols: [[T; 4]; 3] = std::array::from_fn(|q| gv([k[q], k[3 + q], k[6 + q]]));
-            for r in 0..4 {
-                let row = gv([cols[0][r], cols[1][r], cols[2][r]]);
-                for (s, &v) in row.iter().enumerate() {
-                    u[(r * 4 + s) * c * o + ci * o + oi] = v;
-                }
-            }
+        blocks!(o, |o0| kernel_block::<T, L>(w, c, ci, o0, u, o), |o0| {
+            kernel_block::<T, 1>(w, c, ci, o0, u, o)
+        });
+    }
+}
+
+/// [`kernel_tf`] for input channel `ci` and output channels `o0..o0 + N` (the lanes).
+#[inline(always)]
+fn kernel_block<T: Float, const N: usize>(
+    w: &[T],
+    c: usize,
+    ci: usize,
+    o0: usize,
+    u: &mut [T],
+    o: usize,
+) {
+    let mut d = [[T::zero(); N]; 16];
+    for l in 0..N {
+        let k = &w[((o0 + l) * c + ci) * 9..((o0 + l) * c + ci) * 9 + 9];
+        for (q, &v) in k.iter().enumerate() {
+            d[q][l] = v;
         }
+    }
+    let mut r = [[T::zero(); N]; 16];
+    sep::<T, N, 3, 4>(&d, &mut r, gm);
+    for (k, r) in r.iter().enumerate() {
+        let at = k * c * o + ci * o + o0;
+        u[at..at + N].copy_from_slice(r);
     }
 }
 
 /// `∂W[o, c] += Gᵀ ∂U[o, c] G` from `du` (`16 · C · O`), the transpose of [`kernel_tf`].
 fn kernel_tf_t<T: Float>(g: &Geo, du: &[T], dw: &mut [T]) {
-    let half = T::from_f64_const(0.5);
+    crate::vmath::simd_dispatch!(kernel_tf_t_k::<T>(g: &Geo, du: &[T], dw: &mut [T]) -> ())
+}
+
+#[inline(always)]
+fn kernel_tf_t_k<T: Float>(g: &Geo, du: &[T], dw: &mut [T]) {
     let (c, o) = (g.c, g.o);
-    let gt = |d: [T; 4]| {
-        let (s, t) = ((d[1] + d[2]) * half, (d[1] - d[2]) * half);
-        [d[0] + s, t, s + d[3]]
-    };
-    for oi in 0..o {
-        for ci in 0..c {
-            let d: [[T; 4]; 4] = std::array::from_fn(|r| {
-                std::array::from_fn(|s| du[(r * 4 + s) * c * o + ci * o + oi])
-            });
-            // Rows first (over the second index), then columns.
-            let rows: [[T; 3]; 4] = std::array::from_fn(|r| gt(d[r]));
-            let k = &mut dw[(oi * c + ci) * 9..(oi * c + ci) * 9 + 9];
-            for q in 0..3 {
-                let col = gt([rows[0][q], rows[1][q], rows[2][q], rows[3][q]]);
-                for p in 0..3 {
-                    k[p * 3 + q] += col[p];
-                }
-            }
-        }
+    for ci in 0..c {
+        blocks!(o, |o0| kernel_t_block::<T, L>(du, c, ci, o0, dw, o), |o0| {
+            kernel_t_block::<T, 1>(du, c, ci, o0, dw, o)
+        });
     }
 }
 
-/// Runs `f(c0)` for blocks of `N` channels, then `r(c0)` for the channels left over.
-macro_rules! blocks {
-    ($ch:expr, |$c0:ident| $f:expr, |$r0:ident| $r:expr) => {{
-        let mut $c0 = 0;
-        while $c0 + L <= $ch {
-            $f;
-            $c0 += L;
+/// [`kernel_tf_t`] for input channel `ci` and output channels `o0..o0 + N`.
+#[inline(always)]
+fn kernel_t_block<T: Float, const N: usize>(
+    du: &[T],
+    c: usize,
+    ci: usize,
+    o0: usize,
+    dw: &mut [T],
+    o: usize,
+) {
+    let mut d = [[T::zero(); N]; 16];
+    for (k, d) in d.iter_mut().enumerate() {
+        let at = k * c * o + ci * o + o0;
+        d.copy_from_slice(&du[at..at + N]);
+    }
+    let mut r = [[T::zero(); N]; 16];
+    sep::<T, N, 4, 3>(&d, &mut r, gt);
+    for l in 0..N {
+        let k = &mut dw[((o0 + l) * c + ci) * 9..((o0 + l) * c + ci) * 9 + 9];
+        for (q, v) in k.iter_mut().enumerate() {
+            *v += r[q][l];
         }
-        for $r0 in $c0..$ch {
-            $r;
-        }
-    }};
+    }
 }
 
 /// `V[ξ][t, c] = (Bᵀ d B)[ξ]` for the `m·per` tiles of a chunk, from its channels-last
