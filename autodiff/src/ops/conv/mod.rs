@@ -32,6 +32,24 @@ use super::Op;
 use crate::tape::{Id, Inner, Node, split_grad};
 use crate::{Error, Float, Shape};
 
+thread_local! {
+    /// Whether this thread's convolutions may take the Winograd path (see [`set_winograd`]).
+    static WINOGRAD: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Enables (the default) or disables, on the calling thread only, Winograd F(2×2, 3×3)
+/// for the 3×3, stride-1, padding-1 convolutions that take it (16 or more channels in
+/// and out); disabled, they run patch-major im2col + GEMM as before. For benchmarks and
+/// tests that compare the two paths; returns the previous setting.
+pub fn set_winograd(enabled: bool) -> bool {
+    WINOGRAD.with(|w| w.replace(enabled))
+}
+
+/// True if `g` runs by Winograd on this thread.
+fn use_winograd(g: &Geo) -> bool {
+    winograd::applies(g) && WINOGRAD.with(|w| w.get())
+}
+
 #[derive(Clone, Copy)]
 struct Geo {
     n: usize,
@@ -363,7 +381,7 @@ fn conv_fwd<T: Float>(
     col: &mut Vec<T>,
     tmp: &mut Vec<T>,
 ) {
-    if winograd::applies(g) {
+    if use_winograd(g) {
         return winograd::conv_fwd(g, x, w, bias, y, acc, col, tmp);
     }
     if pm::applies(g) {
@@ -436,7 +454,7 @@ fn conv_back<T: Float>(
     col: &mut Vec<T>,
     tmp: &mut Vec<T>,
 ) {
-    if winograd::applies(g) {
+    if use_winograd(g) {
         let (o, a) = (out, gx_assign);
         return winograd::conv_back(g, x, w, gy, o, gx_off, gw_off, a, col, tmp);
     }
@@ -1311,6 +1329,8 @@ mod tests {
     /// partial, and a batch of one.
     #[test]
     fn patch_major_paths_match_direct_loops() {
+        // The 3×3, stride-1, pad-1 cases would otherwise run by Winograd.
+        let prev = set_winograd(false);
         let mut chunked = 0;
         for (t, &(k, p, s, n)) in [
             (3, 1, 1, 13),
@@ -1408,7 +1428,62 @@ mod tests {
             chunked >= 6,
             "several chunks with a partial last one: {chunked}"
         );
+        set_winograd(prev);
     }
+
+    /// Round-off of Winograd F(2×2, 3×3) in f32 on the ODE-Net field's convolution (64 →
+    /// 64 channels, 6×6 maps, batch 64, PyTorch's default initialisation
+    /// `U(±1/√(9·65))`, non-negative inputs as after a ReLU), against the direct sum in
+    /// f64, beside the patch-major path's: the largest error of `y`, `∂x`, `∂w` relative
+    /// to the largest magnitude of each (quoted in `winograd.rs`).
+    #[test]
+    fn winograd_f32_round_off_on_the_odenet_field() {
+        let (n, c, o, h, w) = (64, 64, 64, 6, 6);
+        let xs = Shape::new(&[n, c, h, w]).unwrap();
+        let g = geo(xs, Shape::new(&[o, c, 3, 3]).unwrap(), 1, 1).unwrap();
+        let bound = 1.0 / (9.0 * 65.0f64).sqrt();
+        let x: Vec<f64> = vals(xs.len(), 1).iter().map(|v| v.max(0.0) * 2.0).collect();
+        let wt: Vec<f64> = vals(o * c * 9, 2).iter().map(|v| v * bound).collect();
+        let gy = vals(n * o * h * w, 3);
+        let (yr, gxr, gwr) = direct(&g, &x, &wt, &gy);
+        let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+        let (xf, wf, gf) = (f(&x), f(&wt), f(&gy));
+        let rel = |a: &[f32], b: &[f64]| {
+            let m = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            a.iter()
+                .zip(b)
+                .fold(0.0f64, |e, (&a, b)| e.max((a as f64 - b).abs()))
+                / m
+        };
+        let mut errs = Vec::new();
+        for wino in [true, false] {
+            let prev = set_winograd(wino);
+            let (mut col, mut tmp) = (Vec::new(), Vec::new());
+            let mut y = vec![0.0f32; yr.len()];
+            conv_fwd(&g, &xf, &wf, None, &mut y, false, &mut col, &mut tmp);
+            let (lw, lx) = (wt.len(), x.len());
+            let mut out = vec![0.0f32; lw + lx];
+            let (c_, t_) = (&mut col, &mut tmp);
+            conv_back(&g, &xf, &wf, &gf, &mut out, Some(lw), Some(0), true, c_, t_);
+            errs.push([rel(&y, &yr), rel(&out[lw..], &gxr), rel(&out[..lw], &gwr)]);
+            set_winograd(prev);
+        }
+        eprintln!(
+            "f32 error / max |·| (y, ∂x, ∂w): Winograd {:?}, patch-major {:?}",
+            errs[0], errs[1]
+        );
+        for k in 0..3 {
+            assert!(
+                errs[0][k] < WINOGRAD_F32_ERR,
+                "Winograd {k}: {:e}",
+                errs[0][k]
+            );
+        }
+    }
+
+    /// Bound on the f32 error of Winograd relative to the largest magnitude, on the
+    /// ODE-Net field (see the test above).
+    const WINOGRAD_F32_ERR: f64 = 2e-6;
 
     /// Winograd F(2×2, 3×3) for one precision against direct loops (in f64): forward
     /// (written, accumulated, with a bias per channel and per position) and both VJPs
