@@ -3,7 +3,9 @@
 //! shapes and values, for f32 and f64 from one generic body.
 
 use autodiff::nn::{Conv2d, Conv2dConfig, GroupNorm, ParamStore};
-use autodiff::{CustomOp, Error, Float, Shape, Tape, Var, default_gradcheck_tolerance, gradcheck};
+use autodiff::{
+    CustomOp, Error, Float, Shape, Tape, Var, Winograd, default_gradcheck_tolerance, gradcheck,
+};
 use proptest::prelude::*;
 use std::sync::Arc;
 
@@ -479,7 +481,8 @@ fn cases<T: Float>() -> Vec<Case<T>> {
             true,
         ),
         // Sixteen channels, 3×3, stride 1, padding 1: Winograd F(2×2, 3×3) (forward, ∂x,
-        // ∂w), plain and as a time-channel layer (its bias per output position).
+        // ∂w; `Winograd::Always` in the harness), plain and as a time-channel layer (its
+        // bias per output position).
         c(
             "conv2d_winograd",
             img_w16,
@@ -702,6 +705,8 @@ fn inputs<T: Float>(seed: u64, n: usize) -> Vec<T> {
 
 fn gradcheck_all<T: Float>(b: usize, n: usize, seed: u64) {
     let tol = default_gradcheck_tolerance::<T>();
+    // The 16-channel 3×3 cases run by Winograd (by default it takes 32 or more).
+    autodiff::set_winograd(Winograd::Always);
     for case in cases::<T>() {
         let dims = (case.dims)(b, n);
         let len: usize = dims.iter().product();
@@ -726,6 +731,8 @@ fn gradcheck_all<T: Float>(b: usize, n: usize, seed: u64) {
 /// derivatives against differences of first derivatives).
 fn graph_all<T: Float>(b: usize, n: usize, seed: u64) {
     let tol = default_gradcheck_tolerance::<T>();
+    // The 16-channel 3×3 cases run by Winograd (by default it takes 32 or more).
+    autodiff::set_winograd(Winograd::Always);
     for case in cases::<T>().into_iter().filter(|c| c.graph) {
         let dims = (case.dims)(b, n);
         let len: usize = dims.iter().product();
@@ -798,6 +805,8 @@ fn s_fun<'t>(f: F<f64>, x: Var<'t, f64>, seed: u64, twice: bool) -> Var<'t, f64>
 /// passes gradcheck (third derivatives).
 fn third_all(b: usize, n: usize, seed: u64) {
     let tol = default_gradcheck_tolerance::<f64>();
+    // The 16-channel 3×3 cases run by Winograd (by default it takes 32 or more).
+    autodiff::set_winograd(Winograd::Always);
     for case in cases::<f64>().into_iter().filter(|c| c.graph) {
         let dims = (case.dims)(b, n);
         let len: usize = dims.iter().product();
@@ -1203,7 +1212,7 @@ fn winograd_matches_patch_major<T: Float>(tol: f64) {
         let wt = values::<T>(seed + 1, o * c * 9, -0.2, 0.2);
         let gy = values::<T>(seed + 2, n * o * h * w, -1.0, 1.0);
         let mut res = Vec::new();
-        for wino in [true, false] {
+        for wino in [Winograd::Always, Winograd::Off] {
             let prev = autodiff::set_winograd(wino);
             let tape = Tape::<T>::new();
             tape.set_recording(true);

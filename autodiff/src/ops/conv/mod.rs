@@ -20,7 +20,7 @@
 //! With 8 or more channels in and out, the same maths runs patch-major instead
 //! (`pm.rs`: one im2col row per output position, channels-last, the layout in which
 //! faer's GEMM packs the large operand); the code here serves the narrow layers.
-//! 3×3 kernels at stride 1 and padding 1 with 16 or more channels in and out run by
+//! 3×3 kernels at stride 1 and padding 1 with 32 or more channels in and out run by
 //! Winograd F(2×2, 3×3) (`winograd.rs`: 2.25× fewer multiplies) for the forward and
 //! both VJPs.
 
@@ -32,22 +32,38 @@ use super::Op;
 use crate::tape::{Id, Inner, Node, split_grad};
 use crate::{Error, Float, Shape};
 
-thread_local! {
-    /// Whether this thread's convolutions may take the Winograd path (see [`set_winograd`]).
-    static WINOGRAD: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+/// When the 3×3, stride-1, padding-1 convolutions run by Winograd F(2×2, 3×3) (see
+/// [`set_winograd`]); otherwise they run patch-major im2col + GEMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Winograd {
+    /// Never.
+    Off,
+    /// With 32 or more channels in and out (the default: where it was measured faster).
+    Auto,
+    /// With any number of channels (for tests of the Winograd path on small layers).
+    Always,
 }
 
-/// Enables (the default) or disables, on the calling thread only, Winograd F(2×2, 3×3)
-/// for the 3×3, stride-1, padding-1 convolutions that take it (16 or more channels in
-/// and out); disabled, they run patch-major im2col + GEMM as before. For benchmarks and
-/// tests that compare the two paths; returns the previous setting.
-pub fn set_winograd(enabled: bool) -> bool {
-    WINOGRAD.with(|w| w.replace(enabled))
+thread_local! {
+    /// This thread's [`Winograd`] setting.
+    static WINOGRAD: std::cell::Cell<Winograd> = const { std::cell::Cell::new(Winograd::Auto) };
+}
+
+/// Sets, on the calling thread only, when convolutions take the Winograd path (default
+/// [`Winograd::Auto`]); returns the previous setting. For benchmarks and tests that
+/// compare the two paths: both give the same values to round-off.
+pub fn set_winograd(mode: Winograd) -> Winograd {
+    WINOGRAD.with(|w| w.replace(mode))
 }
 
 /// True if `g` runs by Winograd on this thread.
 fn use_winograd(g: &Geo) -> bool {
-    winograd::applies(g) && WINOGRAD.with(|w| w.get())
+    winograd::fits(g)
+        && match WINOGRAD.with(|w| w.get()) {
+            Winograd::Off => false,
+            Winograd::Auto => g.c.min(g.o) >= winograd::MIN_CHANNELS,
+            Winograd::Always => true,
+        }
 }
 
 #[derive(Clone, Copy)]
@@ -1330,7 +1346,7 @@ mod tests {
     #[test]
     fn patch_major_paths_match_direct_loops() {
         // The 3×3, stride-1, pad-1 cases would otherwise run by Winograd.
-        let prev = set_winograd(false);
+        let prev = set_winograd(Winograd::Off);
         let mut chunked = 0;
         for (t, &(k, p, s, n)) in [
             (3, 1, 1, 13),
@@ -1456,7 +1472,7 @@ mod tests {
                 / m
         };
         let mut errs = Vec::new();
-        for wino in [true, false] {
+        for wino in [Winograd::Always, Winograd::Off] {
             let prev = set_winograd(wino);
             let (mut col, mut tmp) = (Vec::new(), Vec::new());
             let mut y = vec![0.0f32; yr.len()];
@@ -1493,7 +1509,7 @@ mod tests {
         let xs = Shape::new(&[n, c, h, w]).unwrap();
         let ws = Shape::new(&[o, c, 3, 3]).unwrap();
         let g = geo(xs, ws, 1, 1).unwrap();
-        assert!(winograd::applies(&g));
+        assert!(winograd::fits(&g));
         let hw = h * w;
         let (x, wt, gy) = (
             vals(xs.len(), seed),
