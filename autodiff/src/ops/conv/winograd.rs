@@ -273,37 +273,60 @@ fn input_tf_k<T: Float>(g: &Geo, t: &Tiles, xh: &[T], m: usize, v: &mut [T]) {
             for tx in 0..t.tw {
                 let tile = (s * t.th + ty) * t.tw + tx;
                 let base = s * plane + (2 * ty * t.wp + 2 * tx) * c;
-                blocks!(
-                    c,
-                    |c0| in_block::<T, L>(xh, base + c0, rs, c, v, tile * c + c0, ld),
-                    |c0| in_block::<T, 1>(xh, base + c0, rs, c, v, tile * c + c0, ld)
-                );
+                // One row of `Bᵀ d B` at a time: each reads two input rows (`Bᵀ` has two
+                // nonzeros per row) and writes four outputs, 12 streams per channel loop
+                // instead of 32 (whose pointers the compiler spilled).
+                for (i, (r0, r1, sg)) in ROWS.iter().enumerate() {
+                    let (a0, a1) = (base + r0 * rs, base + r1 * rs);
+                    let dst = i * 4 * ld + tile * c;
+                    blocks!(
+                        c,
+                        |c0| in_row::<T, L>(xh, a0 + c0, a1 + c0, *sg, c, v, dst + c0, ld),
+                        |c0| in_row::<T, 1>(xh, a0 + c0, a1 + c0, *sg, c, v, dst + c0, ld)
+                    );
+                }
             }
         }
     }
 }
 
+/// The rows of `Bᵀ` as `(first, second, sign)`: row `i` is `d[first] ± d[second]`
+/// (`+` if `sign`).
+const ROWS: [(usize, usize, bool); 4] = [(0, 2, false), (1, 2, true), (2, 1, false), (1, 3, false)];
+
+/// Row `i` of `Bᵀ d B` for `N` channels: `e = d[a0 row] ± d[a1 row]` (4 positions at
+/// stride `cs`), then `Bᵀ e` stored at `dst + j·ld`.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn in_block<T: Float, const N: usize>(
+fn in_row<T: Float, const N: usize>(
     xh: &[T],
-    at0: usize,
-    rs: usize,
+    a0: usize,
+    a1: usize,
+    plus: bool,
     cs: usize,
     v: &mut [T],
-    vat: usize,
+    dst: usize,
     ld: usize,
 ) {
-    let mut d = [[T::zero(); N]; 16];
-    for i in 0..4 {
-        for j in 0..4 {
-            let s = at0 + i * rs + j * cs;
-            d[i * 4 + j].copy_from_slice(&xh[s..s + N]);
+    let mut e = [[T::zero(); N]; 4];
+    for (j, e) in e.iter_mut().enumerate() {
+        let (p, q) = (
+            &xh[a0 + j * cs..a0 + j * cs + N],
+            &xh[a1 + j * cs..a1 + j * cs + N],
+        );
+        for l in 0..N {
+            e[l] = if plus { p[l] + q[l] } else { p[l] - q[l] };
         }
     }
-    let mut r = [[T::zero(); N]; 16];
-    sep::<T, N, 4, 4>(&d, &mut r, bt);
-    for (k, r) in r.iter().enumerate() {
-        v[k * ld + vat..k * ld + vat + N].copy_from_slice(r);
+    let mut r = [[T::zero(); N]; 4];
+    for l in 0..N {
+        let o = bt([e[0][l], e[1][l], e[2][l], e[3][l]]);
+        for j in 0..4 {
+            r[j][l] = o[j];
+        }
+    }
+    for (j, r) in r.iter().enumerate() {
+        v[dst + j * ld..dst + j * ld + N].copy_from_slice(r);
     }
 }
 
