@@ -58,7 +58,7 @@ pub(super) fn fits(g: &Geo) -> bool {
 /// Channels per vector block of the transforms.
 const L: usize = 16;
 
-/// Runs `f(c0)` for blocks of `N` channels, then `r(c0)` for the channels left over.
+/// Runs `f(c0)` for blocks of `L` channels, then `r(c0)` for each channel left over.
 macro_rules! blocks {
     ($ch:expr, |$c0:ident| $f:expr, |$r0:ident| $r:expr) => {{
         let mut $c0 = 0;
