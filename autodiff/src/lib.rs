@@ -165,6 +165,7 @@ pub use api::{
 pub use error::{CustomOpError, Error, NonFiniteInfo};
 pub use float::Float;
 pub use ops::CustomOp;
+pub use ops::conv::{Winograd, set_winograd};
 pub use real::Real;
 pub use shape::Shape;
 pub use tape::{Tape, Var};

@@ -3,7 +3,9 @@
 //! shapes and values, for f32 and f64 from one generic body.
 
 use autodiff::nn::{Conv2d, Conv2dConfig, GroupNorm, ParamStore};
-use autodiff::{CustomOp, Error, Float, Shape, Tape, Var, default_gradcheck_tolerance, gradcheck};
+use autodiff::{
+    CustomOp, Error, Float, Shape, Tape, Var, Winograd, default_gradcheck_tolerance, gradcheck,
+};
 use proptest::prelude::*;
 use std::sync::Arc;
 
@@ -152,6 +154,26 @@ fn wide_conv_split<'t, T: Float>(x: Var<'t, T>) -> (Var<'t, T>, Var<'t, T>) {
     let u = x.view(len, &[8, 8, 1, 1]).expand(&[8, 8, 2, 2]);
     let v = x.view(len + 64, &[1, 1, 2, 2]).expand(&[8, 8, 2, 2]);
     (x.view(0, &[b, 8, n + 2, n + 1]), u * v)
+}
+
+fn img_w16(_b: usize, n: usize) -> Vec<usize> {
+    // image [1, 16, m+1, m] (m = min(n, 3): 2×1, 3×2, 4×3 maps) followed by the weight
+    // factors a [16], b [16], v [3, 3] (flat)
+    let m = n.min(3);
+    vec![16 * (m + 1) * m + 41]
+}
+
+/// A 16-channel, 3×3 image and kernel: the convolutions that run by Winograd F(2×2, 3×3)
+/// (stride 1, padding 1), on even and odd maps. The kernel
+/// `w[o, c, p, q] = a[o] · b[c] · v[p, q]` keeps the gradchecks small (41 parameters)
+/// while a mixed-up `o`, `c` or `(p, q)` order in `∂w` still shows in `∂a`, `∂b`, `∂v`.
+fn w16_conv_split<'t, T: Float>(x: Var<'t, T>) -> (Var<'t, T>, Var<'t, T>) {
+    let len = x.len() - 41;
+    let n = (1..4).find(|n| 16 * (n + 1) * n == len).unwrap_or(1);
+    let a = x.view(len, &[16, 1, 1, 1]).expand(&[16, 16, 3, 3]);
+    let b = x.view(len + 16, &[1, 16, 1, 1]).expand(&[16, 16, 3, 3]);
+    let v = x.view(len + 32, &[1, 1, 3, 3]).expand(&[16, 16, 3, 3]);
+    (x.view(0, &[1, 16, n + 1, n]), a * b * v)
 }
 
 fn cases<T: Float>() -> Vec<Case<T>> {
@@ -458,6 +480,36 @@ fn cases<T: Float>() -> Vec<Case<T>> {
             },
             true,
         ),
+        // Sixteen channels, 3×3, stride 1, padding 1: Winograd F(2×2, 3×3) (forward, ∂x,
+        // ∂w; `Winograd::Always` in the harness), plain and as a time-channel layer (its
+        // bias per output position).
+        c(
+            "conv2d_winograd",
+            img_w16,
+            |x| {
+                // Scaled: sums of 144 products of inputs up to 1.55 would saturate `tanh`
+                // and drown f32's differences of second derivatives in round-off.
+                let (im, w) = w16_conv_split(x);
+                im.conv2d(w, 1, 1)
+                    .mul_scalar(T::from_f64_const(0.05))
+                    .tanh()
+            },
+            true,
+        ),
+        c(
+            "conv2d_winograd_time_channel",
+            img_w16,
+            |x| {
+                let (im, _) = w16_conv_split(x);
+                let mut st = ParamStore::<T>::new(3);
+                let cfg = Conv2dConfig::new(17, 16, 3).padding(1);
+                let cv = Conv2d::new(&mut st, "c", cfg).unwrap();
+                let theta = x.tape().constant(st.as_slice(), &[st.n_params()]).unwrap();
+                let t = x.view(3, &[1]).sin();
+                cv.forward_with_time(theta, t, im.tanh()).sin()
+            },
+            false,
+        ),
         c(
             "conv2d_wide_stride2",
             img_wide,
@@ -653,6 +705,8 @@ fn inputs<T: Float>(seed: u64, n: usize) -> Vec<T> {
 
 fn gradcheck_all<T: Float>(b: usize, n: usize, seed: u64) {
     let tol = default_gradcheck_tolerance::<T>();
+    // The 16-channel 3×3 cases run by Winograd (by default it takes 32 or more).
+    autodiff::set_winograd(Winograd::Always);
     for case in cases::<T>() {
         let dims = (case.dims)(b, n);
         let len: usize = dims.iter().product();
@@ -677,6 +731,8 @@ fn gradcheck_all<T: Float>(b: usize, n: usize, seed: u64) {
 /// derivatives against differences of first derivatives).
 fn graph_all<T: Float>(b: usize, n: usize, seed: u64) {
     let tol = default_gradcheck_tolerance::<T>();
+    // The 16-channel 3×3 cases run by Winograd (by default it takes 32 or more).
+    autodiff::set_winograd(Winograd::Always);
     for case in cases::<T>().into_iter().filter(|c| c.graph) {
         let dims = (case.dims)(b, n);
         let len: usize = dims.iter().product();
@@ -749,6 +805,8 @@ fn s_fun<'t>(f: F<f64>, x: Var<'t, f64>, seed: u64, twice: bool) -> Var<'t, f64>
 /// passes gradcheck (third derivatives).
 fn third_all(b: usize, n: usize, seed: u64) {
     let tol = default_gradcheck_tolerance::<f64>();
+    // The 16-channel 3×3 cases run by Winograd (by default it takes 32 or more).
+    autodiff::set_winograd(Winograd::Always);
     for case in cases::<f64>().into_iter().filter(|c| c.graph) {
         let dims = (case.dims)(b, n);
         let len: usize = dims.iter().product();
@@ -1133,4 +1191,64 @@ fn gn_relu_fused_matches_unfused_f64() {
 #[test]
 fn gn_relu_fused_matches_unfused_f32() {
     gn_relu_fused_matches_unfused::<f32>();
+}
+
+/// Winograd F(2×2, 3×3) against the patch-major im2col + GEMM path (switched per thread
+/// by `autodiff::set_winograd`) through the tape: values, `∂x`, `∂w` and the recorded
+/// `∂x`, `∂w` (second-order path), to round-off, on 16 and 64 channels, even and odd
+/// maps, a batch of one and a batch of 64 (several chunks).
+fn winograd_matches_patch_major<T: Float>(tol: f64) {
+    for (t, &(n, c, o, h, w)) in [
+        (2, 16, 16, 6, 6),
+        (1, 16, 20, 5, 7),
+        (64, 64, 64, 6, 6),
+        (3, 24, 16, 1, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 40 + t as u64;
+        let x = values::<T>(seed, n * c * h * w, -1.0, 1.0);
+        let wt = values::<T>(seed + 1, o * c * 9, -0.2, 0.2);
+        let gy = values::<T>(seed + 2, n * o * h * w, -1.0, 1.0);
+        let mut res = Vec::new();
+        for wino in [Winograd::Always, Winograd::Off] {
+            let prev = autodiff::set_winograd(wino);
+            let tape = Tape::<T>::new();
+            tape.set_recording(true);
+            let xv = tape.leaf(&x, &[n, c, h, w]).unwrap();
+            let wv = tape.leaf(&wt, &[o, c, 3, 3]).unwrap();
+            let y = xv.conv2d(wv, 1, 1);
+            tape.backward(y, &gy).unwrap();
+            let mut r = vec![y.value().unwrap(), xv.grad().unwrap(), wv.grad().unwrap()];
+            let seed = tape.constant(&gy, &[n, o, h, w]).unwrap();
+            tape.backward_graph(y, seed).unwrap();
+            for v in [xv, wv] {
+                r.push(tape.gradient(v).unwrap().value().unwrap());
+            }
+            res.push(r);
+            autodiff::set_winograd(prev);
+        }
+        for (k, what) in ["y", "∂x", "∂w", "recorded ∂x", "recorded ∂w"]
+            .iter()
+            .enumerate()
+        {
+            let (a, b) = (&res[0][k], &res[1][k]);
+            let scale = b.iter().fold(1.0f64, |m, v| m.max(v.to_f64_lossy().abs()));
+            let e = a.iter().zip(b).fold(0.0f64, |m, (p, q)| {
+                m.max((p.to_f64_lossy() - q.to_f64_lossy()).abs())
+            }) / scale;
+            assert!(e < tol, "{what} n{n} c{c} o{o} {h}×{w}: {e:e}");
+        }
+    }
+}
+
+#[test]
+fn winograd_matches_patch_major_f64() {
+    winograd_matches_patch_major::<f64>(1e-13);
+}
+
+#[test]
+fn winograd_matches_patch_major_f32() {
+    winograd_matches_patch_major::<f32>(2e-6);
 }

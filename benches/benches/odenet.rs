@@ -9,6 +9,12 @@
 //! * `odenet/step_digits_c16/*`: the same on a batch of 64 8×8 digits with the
 //!   `neuralode odenet` defaults (16 channels, 8 groups).
 //!
+//! * `odenet/field_conv_{c64_6x6,c16_2x2}/{value,vjp}/{winograd,patch_major}`: the ODE
+//!   field's 3×3 convolution alone (stride 1, padding 1, batch 64; MNIST's 64 channels
+//!   on 6×6 maps, the digits' 16 channels on 2×2 maps), its value and its value + VJP
+//!   (`∂x`, `∂w`), by Winograd F(2×2, 3×3) and by the patch-major im2col + GEMM it
+//!   replaced (`autodiff::set_winograd`).
+//!
 //! Targets (issue 14, item 8): an epoch of ODE-Net on the 5k subset (4,000 training
 //! images, 63 batches of 64) in under a minute on this 2-core machine, i.e.
 //! `odenet/step_mnist_c64/odenet` below 0.95 s; and at least 2× faster than
@@ -83,5 +89,54 @@ fn odenet(c: &mut Criterion) {
     group(c, "odenet/step_digits_c16", ConvNetConfig::digits(), digits);
 }
 
-criterion_group!(benches, odenet);
+/// The field's convolution alone, both paths, value and value + VJP.
+fn field_conv(c: &mut Criterion) {
+    for (name, ch, hw) in [
+        ("odenet/field_conv_c64_6x6", 64, 6),
+        ("odenet/field_conv_c16_2x2", 16, 2),
+    ] {
+        let wave = |n: usize, k: f32, a: f32| -> Vec<f32> {
+            (0..n).map(|i| a * (k * i as f32).sin()).collect()
+        };
+        let x = wave(BATCH * ch * hw * hw, 0.37, 1.0);
+        let w = wave(ch * ch * 9, 0.71, 1.0 / (9.0 * ch as f32).sqrt());
+        let gy = wave(BATCH * ch * hw * hw, 0.53, 1.0);
+        let (xs, ws) = ([BATCH, ch, hw, hw], [ch, ch, 3, 3]);
+        let mut g = c.benchmark_group(name);
+        let mut tape = Tape::<f32>::new();
+        let (mut y_out, mut gw_out) = (vec![0.0f32; x.len()], vec![0.0f32; w.len()]);
+        for (label, wino) in [
+            ("winograd", autodiff::Winograd::Always),
+            ("patch_major", autodiff::Winograd::Off),
+        ] {
+            let prev = autodiff::set_winograd(wino);
+            g.bench_function(format!("value/{label}"), |b| {
+                b.iter(|| {
+                    tape.reset();
+                    let xv = tape.constant(&x, &xs).expect("x");
+                    let wv = tape.constant(&w, &ws).expect("w");
+                    let y = xv.conv2d(wv, 1, 1);
+                    y.value_into(&mut y_out).expect("y");
+                    black_box(y_out[0])
+                })
+            });
+            g.bench_function(format!("vjp/{label}"), |b| {
+                b.iter(|| {
+                    tape.reset();
+                    tape.set_recording(true);
+                    let xv = tape.leaf(&x, &xs).expect("x");
+                    let wv = tape.leaf(&w, &ws).expect("w");
+                    let y = xv.conv2d(wv, 1, 1);
+                    tape.backward(y, &gy).expect("backward");
+                    wv.grad_into(&mut gw_out).expect("∂w");
+                    black_box(gw_out[0])
+                })
+            });
+            autodiff::set_winograd(prev);
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, odenet, field_conv);
 criterion_main!(benches);

@@ -20,13 +20,51 @@
 //! With 8 or more channels in and out, the same maths runs patch-major instead
 //! (`pm.rs`: one im2col row per output position, channels-last, the layout in which
 //! faer's GEMM packs the large operand); the code here serves the narrow layers.
+//! 3×3 kernels at stride 1 and padding 1 with 32 or more channels in and out run by
+//! Winograd F(2×2, 3×3) (`winograd.rs`: 2.25× fewer multiplies) for the forward and
+//! both VJPs.
 
 mod norm;
 mod pm;
+mod winograd;
 
 use super::Op;
 use crate::tape::{Id, Inner, Node, split_grad};
 use crate::{Error, Float, Shape};
+
+/// When the 3×3, stride-1, padding-1 convolutions run by Winograd F(2×2, 3×3) (see
+/// [`set_winograd`]); otherwise they run patch-major im2col + GEMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Winograd {
+    /// Never.
+    Off,
+    /// With 32 or more channels in and out (the default: where it was measured faster).
+    Auto,
+    /// With any number of channels (for tests of the Winograd path on small layers).
+    Always,
+}
+
+thread_local! {
+    /// This thread's [`Winograd`] setting.
+    static WINOGRAD: std::cell::Cell<Winograd> = const { std::cell::Cell::new(Winograd::Auto) };
+}
+
+/// Sets, on the calling thread only, when convolutions take the Winograd path (default
+/// [`Winograd::Auto`]); returns the previous setting. For benchmarks and tests that
+/// compare the two paths: both give the same values to round-off.
+pub fn set_winograd(mode: Winograd) -> Winograd {
+    WINOGRAD.with(|w| w.replace(mode))
+}
+
+/// True if `g` runs by Winograd on this thread.
+fn use_winograd(g: &Geo) -> bool {
+    winograd::fits(g)
+        && match WINOGRAD.with(|w| w.get()) {
+            Winograd::Off => false,
+            Winograd::Auto => g.c.min(g.o) >= winograd::MIN_CHANNELS,
+            Winograd::Always => true,
+        }
+}
 
 #[derive(Clone, Copy)]
 struct Geo {
@@ -359,6 +397,9 @@ fn conv_fwd<T: Float>(
     col: &mut Vec<T>,
     tmp: &mut Vec<T>,
 ) {
+    if use_winograd(g) {
+        return winograd::conv_fwd(g, x, w, bias, y, acc, col, tmp);
+    }
     if pm::applies(g) {
         return pm::conv_fwd(g, x, w, bias, y, acc, col, tmp);
     }
@@ -429,6 +470,10 @@ fn conv_back<T: Float>(
     col: &mut Vec<T>,
     tmp: &mut Vec<T>,
 ) {
+    if use_winograd(g) {
+        let (o, a) = (out, gx_assign);
+        return winograd::conv_back(g, x, w, gy, o, gx_off, gw_off, a, col, tmp);
+    }
     if pm::applies(g) {
         let gt = flipped(g);
         let (o, a) = (out, gx_assign);
@@ -1300,6 +1345,8 @@ mod tests {
     /// partial, and a batch of one.
     #[test]
     fn patch_major_paths_match_direct_loops() {
+        // The 3×3, stride-1, pad-1 cases would otherwise run by Winograd.
+        let prev = set_winograd(Winograd::Off);
         let mut chunked = 0;
         for (t, &(k, p, s, n)) in [
             (3, 1, 1, 13),
@@ -1397,6 +1444,188 @@ mod tests {
             chunked >= 6,
             "several chunks with a partial last one: {chunked}"
         );
+        set_winograd(prev);
+    }
+
+    /// Round-off of Winograd F(2×2, 3×3) in f32 on the ODE-Net field's convolution (64 →
+    /// 64 channels, 6×6 maps, batch 64, PyTorch's default initialisation
+    /// `U(±1/√(9·65))`, non-negative inputs as after a ReLU), against the direct sum in
+    /// f64, beside the patch-major path's: the largest error of `y`, `∂x`, `∂w` relative
+    /// to the largest magnitude of each (quoted in `winograd.rs`).
+    #[test]
+    fn winograd_f32_round_off_on_the_odenet_field() {
+        let (n, c, o, h, w) = (64, 64, 64, 6, 6);
+        let xs = Shape::new(&[n, c, h, w]).unwrap();
+        let g = geo(xs, Shape::new(&[o, c, 3, 3]).unwrap(), 1, 1).unwrap();
+        let bound = 1.0 / (9.0 * 65.0f64).sqrt();
+        let x: Vec<f64> = vals(xs.len(), 1).iter().map(|v| v.max(0.0) * 2.0).collect();
+        let wt: Vec<f64> = vals(o * c * 9, 2).iter().map(|v| v * bound).collect();
+        let gy = vals(n * o * h * w, 3);
+        let (yr, gxr, gwr) = direct(&g, &x, &wt, &gy);
+        let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+        let (xf, wf, gf) = (f(&x), f(&wt), f(&gy));
+        let rel = |a: &[f32], b: &[f64]| {
+            let m = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            a.iter()
+                .zip(b)
+                .fold(0.0f64, |e, (&a, b)| e.max((a as f64 - b).abs()))
+                / m
+        };
+        let mut errs = Vec::new();
+        for wino in [Winograd::Always, Winograd::Off] {
+            let prev = set_winograd(wino);
+            let (mut col, mut tmp) = (Vec::new(), Vec::new());
+            let mut y = vec![0.0f32; yr.len()];
+            conv_fwd(&g, &xf, &wf, None, &mut y, false, &mut col, &mut tmp);
+            let (lw, lx) = (wt.len(), x.len());
+            let mut out = vec![0.0f32; lw + lx];
+            let (c_, t_) = (&mut col, &mut tmp);
+            conv_back(&g, &xf, &wf, &gf, &mut out, Some(lw), Some(0), true, c_, t_);
+            errs.push([rel(&y, &yr), rel(&out[lw..], &gxr), rel(&out[..lw], &gwr)]);
+            set_winograd(prev);
+        }
+        eprintln!(
+            "f32 error / max |·| (y, ∂x, ∂w): Winograd {:?}, patch-major {:?}",
+            errs[0], errs[1]
+        );
+        for k in 0..3 {
+            assert!(
+                errs[0][k] < WINOGRAD_F32_ERR,
+                "Winograd {k}: {:e}",
+                errs[0][k]
+            );
+        }
+    }
+
+    /// Bound on the f32 error of Winograd relative to the largest magnitude, on the
+    /// ODE-Net field (see the test above).
+    const WINOGRAD_F32_ERR: f64 = 2e-6;
+
+    /// Winograd F(2×2, 3×3) for one precision against direct loops (in f64): forward
+    /// (written, accumulated, with a bias per channel and per position) and both VJPs
+    /// (accumulated and assigned, together and each alone). Returns the largest error.
+    fn winograd_case<T: Float>(n: usize, c: usize, o: usize, h: usize, w: usize, tol: f64) -> f64 {
+        let seed = (n * 1000 + c * 100 + o * 10 + h * 3 + w) as u64;
+        let xs = Shape::new(&[n, c, h, w]).unwrap();
+        let ws = Shape::new(&[o, c, 3, 3]).unwrap();
+        let g = geo(xs, ws, 1, 1).unwrap();
+        assert!(winograd::fits(&g));
+        let hw = h * w;
+        let (x, wt, gy) = (
+            vals(xs.len(), seed),
+            vals(ws.len(), seed + 1),
+            vals(n * o * hw, seed + 2),
+        );
+        let (yr, gxr, gwr) = direct(&g, &x, &wt, &gy);
+        let cv = |v: &[f64]| v.iter().map(|&a| T::from_f64_const(a)).collect::<Vec<T>>();
+        let bk = |v: &[T]| v.iter().map(|a| a.to_f64_lossy()).collect::<Vec<f64>>();
+        let (xt, wtt, gyt) = (cv(&x), cv(&wt), cv(&gy));
+        let (mut col, mut tmp) = (Vec::new(), Vec::new());
+        let mut worst: f64 = 0.0;
+        let mut check = |what: &str, got: &[T], want: &[f64]| {
+            let e = max_err(&bk(got), want);
+            assert!(e < tol, "{what} n{n} c{c} o{o} {h}×{w}: {e:e}");
+            worst = worst.max(e);
+        };
+        let mut y = cv(&vec![0.5; yr.len()]);
+        winograd::conv_fwd(&g, &xt, &wtt, None, &mut y, false, &mut col, &mut tmp);
+        check("forward", &y, &yr);
+        winograd::conv_fwd(&g, &xt, &wtt, None, &mut y, true, &mut col, &mut tmp);
+        check(
+            "accumulated forward",
+            &y,
+            &yr.iter().map(|v| 2.0 * v).collect::<Vec<_>>(),
+        );
+        let (bo, bp) = (vals(o, seed + 3), vals(o * hw, seed + 4));
+        for b in [&bo, &bp] {
+            winograd::conv_fwd(
+                &g,
+                &xt,
+                &wtt,
+                Some(&cv(b)),
+                &mut y,
+                true,
+                &mut col,
+                &mut tmp,
+            );
+            let want: Vec<f64> = (0..yr.len())
+                .map(|i| {
+                    yr[i]
+                        + if b.len() == o {
+                            b[i / hw % o]
+                        } else {
+                            b[i % (o * hw)]
+                        }
+                })
+                .collect();
+            check("bias", &y, &want);
+        }
+        let (lw, lx) = (wt.len(), x.len());
+        let shift = |v: &[f64], by: f64| v.iter().map(|a| a + by).collect::<Vec<_>>();
+        for assign in [false, true] {
+            let mut out = cv(&vec![0.25; lw + lx]);
+            let (c_, t_) = (&mut col, &mut tmp);
+            winograd::conv_back(
+                &g,
+                &xt,
+                &wtt,
+                &gyt,
+                &mut out,
+                Some(lw),
+                Some(0),
+                assign,
+                c_,
+                t_,
+            );
+            check("∂w", &out[..lw], &shift(&gwr, 0.25));
+            check(
+                "∂x",
+                &out[lw..],
+                &shift(&gxr, if assign { 0.0 } else { 0.25 }),
+            );
+            // Each gradient alone, the other operand absent.
+            let mut out = cv(&vec![0.0; lw + lx]);
+            let (c_, t_) = (&mut col, &mut tmp);
+            winograd::conv_back(
+                &g,
+                &[],
+                &wtt,
+                &gyt,
+                &mut out,
+                Some(lw),
+                None,
+                assign,
+                c_,
+                t_,
+            );
+            winograd::conv_back(&g, &xt, &[], &gyt, &mut out, None, Some(0), false, c_, t_);
+            check("∂w alone", &out[..lw], &gwr);
+            check("∂x alone", &out[lw..], &gxr);
+        }
+        worst
+    }
+
+    /// The Winograd path against direct loops: even and odd maps (partial last tiles),
+    /// 1×1 and 1×2 maps, a batch of one, several chunks with a partial last one, channel
+    /// counts off the vector block; f64 to round-off and f32 to its precision.
+    #[test]
+    fn winograd_matches_direct_loops() {
+        let shapes = [
+            (3, 16, 16, 6, 6),
+            (2, 17, 20, 5, 7),
+            (1, 16, 18, 1, 1),
+            (2, 16, 16, 1, 2),
+            (1, 33, 16, 4, 3),
+            (13, 32, 24, 9, 8),
+            (5, 20, 17, 2, 5),
+        ];
+        // 9×8 maps: 5 × 4 tiles; samples per chunk at 32 channels.
+        let nb = winograd::CHUNK_ELEMS / (16 * 5 * 4 * 32);
+        assert!(nb < 13 && 13 % nb != 0, "several chunks, the last partial");
+        for &(n, c, o, h, w) in &shapes {
+            winograd_case::<f64>(n, c, o, h, w, 1e-12);
+            winograd_case::<f32>(n, c, o, h, w, 2e-5);
+        }
     }
 
     /// Through the tape: a conv whose input is a single-use intermediate gets its `∂x`

@@ -34,7 +34,7 @@ pub(super) fn applies(g: &Geo) -> bool {
 
 /// `&mut v[..n]`, growing `v` (zero-filled) only if it is shorter: scratch shared by
 /// convolutions of different sizes is not re-zeroed on every call.
-fn grow<T: Float>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+pub(super) fn grow<T: Float>(v: &mut Vec<T>, n: usize) -> &mut [T] {
     if v.len() < n {
         v.resize(n, T::zero());
     }
@@ -72,10 +72,29 @@ fn to_hwc<T: Float>(
     m: usize,
     dst: &mut [T],
 ) {
-    crate::vmath::simd_dispatch!(to_hwc_k::<T>(x: &[T], c: usize, h: usize, w: usize, p: usize, s0: usize, m: usize, dst: &mut [T]) -> ())
+    to_hwc_ext(x, c, h, w, p, h + 2 * p, w + 2 * p, s0, m, dst)
 }
 
-/// The body of [`to_hwc`], compiled per vector unit.
+/// [`to_hwc`] into planes of `hp × wp` positions (`hp ≥ h + p`, `wp ≥ w + p`): `p`
+/// zero rows and columns before the image, `hp − h − p` rows and `wp − w − p` columns
+/// after it (Winograd's tiles round odd maps up to even ones).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn to_hwc_ext<T: Float>(
+    x: &[T],
+    c: usize,
+    h: usize,
+    w: usize,
+    p: usize,
+    hp: usize,
+    wp: usize,
+    s0: usize,
+    m: usize,
+    dst: &mut [T],
+) {
+    crate::vmath::simd_dispatch!(to_hwc_k::<T>(x: &[T], c: usize, h: usize, w: usize, p: usize, hp: usize, wp: usize, s0: usize, m: usize, dst: &mut [T]) -> ())
+}
+
+/// The body of [`to_hwc_ext`], compiled per vector unit.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn to_hwc_k<T: Float>(
@@ -84,23 +103,25 @@ fn to_hwc_k<T: Float>(
     h: usize,
     w: usize,
     p: usize,
+    hp: usize,
+    wp: usize,
     s0: usize,
     m: usize,
     dst: &mut [T],
 ) {
-    let (hp, wp, hw) = (h + 2 * p, w + 2 * p, h * w);
+    let hw = h * w;
     let plane = hp * wp * c;
     #[cfg(target_arch = "x86_64")]
     let fast = crate::vmath::has_avx2_fma();
     for s in 0..m {
         let d = &mut dst[s * plane..(s + 1) * plane];
-        if p > 0 {
+        if hp > h || wp > w {
             // The border only: the interior is written below.
             d[..p * wp * c].fill(T::zero());
-            d[(hp - p) * wp * c..].fill(T::zero());
-            for y in p..hp - p {
+            d[(p + h) * wp * c..].fill(T::zero());
+            for y in p..p + h {
                 d[y * wp * c..(y * wp + p) * c].fill(T::zero());
-                d[((y + 1) * wp - p) * c..(y + 1) * wp * c].fill(T::zero());
+                d[(y * wp + p + w) * c..(y + 1) * wp * c].fill(T::zero());
             }
         }
         let xs = &x[(s0 + s) * c * hw..(s0 + s + 1) * c * hw];
@@ -195,7 +216,7 @@ fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
 /// output row at a time (its strided reads stay in L1: one sample's block is
 /// `hw·ch` values; 8-channel strips measured slower).
 #[allow(clippy::too_many_arguments)]
-fn scatter_t<T: Float>(
+pub(super) fn scatter_t<T: Float>(
     y: &mut [T],
     ym: &[T],
     ch: usize,
