@@ -5,7 +5,9 @@
 //!   images of the shipped MNIST subset (scaled to [0, 1]) at the paper's size: 64
 //!   channels, 32 groups, Dopri5 at rtol = atol = 1e-3 for the ODE models (ODE-Net:
 //!   checkpointed adjoint; RK-Net: backpropagation through the solver), at the
-//!   initial parameters.
+//!   initial parameters, on one thread with the whole batch on one tape
+//!   (`chunk_samples = 0`, the fastest single-thread setting); `odenet_2threads`: ODE-Net
+//!   with the default chunks of 32 samples on 2 threads (`ImageClassifier::set_threads`).
 //! * `odenet/step_digits_c16/*`: the same on a batch of 64 8×8 digits with the
 //!   `neuralode odenet` defaults (16 channels, 8 groups).
 //!
@@ -26,6 +28,7 @@
 
 use std::hint::black_box;
 
+use adjoint::Threads;
 use autodiff::Tape;
 use criterion::{Criterion, criterion_group, criterion_main};
 use models::datasets::{ImageDataset, load_digits, load_mnist_5k};
@@ -61,10 +64,20 @@ fn group(c: &mut Criterion, name: &str, net: ConvNetConfig, data: ImageDataset<f
     let ode = OdeNetConfig {
         rtol: 1e-3,
         atol: 1e-3,
+        chunk_samples: 0,
         ..OdeNetConfig::new(net)
     };
+    let mut threaded = OdeNet::new(&OdeNetConfig {
+        chunk_samples: models::odenet::DEFAULT_CHUNK_SAMPLES,
+        ..ode
+    })
+    .expect("ODE-Net");
+    threaded
+        .set_threads(&Threads::new(2).expect("a pool of 2 threads"))
+        .expect("threads");
     let mut nets: Vec<(&str, Box<dyn ImageClassifier<f32>>)> = vec![
         ("odenet", Box::new(OdeNet::new(&ode).expect("ODE-Net"))),
+        ("odenet_2threads", Box::new(threaded)),
         ("rknet", Box::new(RkNet::new(&ode).expect("RK-Net"))),
         (
             "resnet",

@@ -1,5 +1,5 @@
 //! One training step of ODE-Net, RK-Net and ResNet (MNIST 28×28, batch 64, 64 channels,
-//! f32, Dopri5 at rtol = atol = 1e-3; the settings of `benches/benches/odenet.rs`), timed
+//! f32, Dopri5 at rtol = atol = 1e-3, one tape; the settings of `benches/benches/odenet.rs`), timed
 //! by the thread's CPU time (`/proc/thread-self/schedstat`) as well as wall time: on a
 //! loaded machine the CPU time of a step moves far less than its wall time, so before/after
 //! comparisons stay meaningful while others compute.
@@ -37,6 +37,7 @@ fn main() {
     let ode = OdeNetConfig {
         rtol: 1e-3,
         atol: 1e-3,
+        chunk_samples: 0,
         ..OdeNetConfig::new(net)
     };
     let nets: Vec<(&str, Box<dyn ImageClassifier<f32>>)> = vec![
