@@ -405,8 +405,10 @@ fn conv_fwd<T: Float>(
     }
     let (ckk, hw) = (g.c * g.kh * g.kw, g.ho * g.wo);
     let nb = chunk(g);
-    col.resize(ckk * nb * hw + pad_len(g), T::zero());
-    tmp.resize(g.o * nb * hw, T::zero());
+    // Grown, never shrunk: the scratch is shared with the other paths' convolutions,
+    // and re-growing it would zero it again on every call.
+    let col = pm::grow(col, ckk * nb * hw + pad_len(g));
+    let tmp = pm::grow(tmp, g.o * nb * hw);
     let (col, pad) = col.split_at_mut(ckk * nb * hw);
     let mut s0 = 0;
     while s0 < g.n {
@@ -516,9 +518,9 @@ fn back_flipped<T: Float>(
         (0, 0)
     };
     let col_len = okk * nb * xhw;
-    col.resize(col_len + pad_len(gt), T::zero());
+    let col = pm::grow(col, col_len + pad_len(gt));
     let (col, pad) = col.split_at_mut(col_len);
-    tmp.resize(xp_len + r_len + wf_len + dx_len, T::zero());
+    let tmp = pm::grow(tmp, xp_len + r_len + wf_len + dx_len);
     let (xp_all, rest) = tmp.split_at_mut(xp_len);
     let (r, rest) = rest.split_at_mut(r_len);
     let (wf, dxp_all) = rest.split_at_mut(wf_len);
@@ -591,9 +593,9 @@ fn back_col2im<T: Float>(
     // tmp = [G' | ∂Wᵀ]; col holds col(X), then the col2im input.
     let gp_len = g.o * nb * hw;
     let wt_len = if gw_off.is_some() { ckk * g.o } else { 0 };
-    col.resize(ckk * nb * hw + pad_len(g), T::zero());
+    let col = pm::grow(col, ckk * nb * hw + pad_len(g));
     let (col, pad) = col.split_at_mut(ckk * nb * hw);
-    tmp.resize(gp_len + wt_len, T::zero());
+    let tmp = pm::grow(tmp, gp_len + wt_len);
     let (gp_all, wt) = tmp.split_at_mut(gp_len);
     let mut s0 = 0;
     while s0 < g.n {
