@@ -116,7 +116,8 @@ pub(crate) fn scale_adjoint_atol<T: Real>(
         AdjointAtol::Scale(c) => c,
         AdjointAtol::RelativeToSeed => seeds.iter().fold(T::zero(), |a, g| a.max(g.abs())),
     };
-    if !(s > T::zero()) {
+    // `s ≥ 0`: the seeds are finite (checked) and a `Scale` factor is > 0 (checked).
+    if s == T::zero() {
         // Every seed zero: the adjoint is zero, any tolerance will do (a zero one would not).
         return;
     }

@@ -51,21 +51,16 @@ pub enum Checkpoints {
 /// earlier outputs only) and the running `|a|` can decay without bound, tightening the
 /// tolerance with it. When every seed is zero the adjoint is zero and the tolerance is
 /// left unscaled (a zero `atol` would divide zero by zero).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum AdjointAtol<T> {
     /// The backward options' `atol` as it is (the default).
+    #[default]
     Absolute,
     /// `atol` times the largest seed `max_{k ≥ 1, i} |∂L/∂zᵢ(t_k)|` (see the type).
     RelativeToSeed,
     /// `atol` times this factor (the caller's estimate of the adjoint's size; finite,
     /// `> 0`, else [`crate::Error::InvalidOption`] at `forward`).
     Scale(T),
-}
-
-impl<T> Default for AdjointAtol<T> {
-    fn default() -> Self {
-        AdjointAtol::Absolute
-    }
 }
 
 /// The solver of a backward (adjoint) integration.

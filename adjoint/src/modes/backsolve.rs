@@ -8,8 +8,8 @@ use crate::Real;
 use crate::dynamics::Vjp;
 use crate::error::Result;
 use crate::integrate::{
-    Guarded, TryRhs, backward_solver, check_backward, integrate, scale_adjoint_atol,
-    stepper_bytes, vec_bytes,
+    Guarded, TryRhs, backward_solver, check_backward, integrate, scale_adjoint_atol, stepper_bytes,
+    vec_bytes,
 };
 use crate::modes::checkpointed::carried_step;
 use crate::modes::{Context, ModeImpl};
