@@ -24,6 +24,12 @@
 //!
 //! `taskset -c 0 cargo run --release -p adjoint --example gradient_modes_w2 [-- --b16 |
 //! --b4096] [--reps N] [--tol TOL]` (`--tol`: rtol = atol of the solves, default 1e-6).
+//!
+//! `--atol-sweep` (with `--b16` / `--b4096` / `--reps`): work–precision instead, the
+//! hand-written field with the default step control at rtol = atol = 1e-4 … 1e-8, the
+//! adjoint modes with the backward `atol` as given and relative to the seed
+//! ([`adjoint::AdjointAtol::RelativeToSeed`], suffix `+seed`), beside direct (issue 18
+//! item 1).
 
 use std::time::Instant;
 
@@ -124,6 +130,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (_, true) => &[4096],
         _ => &[16, 4096],
     };
+    if args.iter().any(|a| a == "--atol-sweep") {
+        return atol_sweep(batches, reps, &theta);
+    }
     for &batch in batches {
         let z0 = initial_states(batch);
         let n = batch * D;
@@ -182,6 +191,92 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         rel(&gv, &g_ref),
                     );
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The adjoint modes with the backward `atol` as given and relative to the seed, and
+/// direct.
+fn sweep_modes() -> Vec<(&'static str, GradientMode<f64>)> {
+    use adjoint::{AdjointAtol, BackwardSolver, Checkpoints};
+    let ck = |seminorm, adjoint_atol| GradientMode::Checkpointed {
+        checkpoints: Checkpoints::EveryStep,
+        backward: BackwardSolver {
+            seminorm,
+            adjoint_atol,
+            ..BackwardSolver::default()
+        },
+    };
+    let bs = |adjoint_atol| GradientMode::Backsolve {
+        backward: BackwardSolver {
+            seminorm: true,
+            adjoint_atol,
+            ..BackwardSolver::default()
+        },
+    };
+    vec![
+        ("checkpointed", ck(true, AdjointAtol::Absolute)),
+        ("checkpointed+seed", ck(true, AdjointAtol::RelativeToSeed)),
+        ("checkpointed-full", ck(false, AdjointAtol::Absolute)),
+        (
+            "checkpointed-full+seed",
+            ck(false, AdjointAtol::RelativeToSeed),
+        ),
+        ("backsolve", bs(AdjointAtol::Absolute)),
+        ("backsolve+seed", bs(AdjointAtol::RelativeToSeed)),
+        ("direct", GradientMode::Direct),
+    ]
+}
+
+/// `--atol-sweep`: gradient error against VJPs and CPU time per call.
+fn atol_sweep(
+    batches: &[usize],
+    reps: usize,
+    theta: &[f64],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let ts = [0.0, 1.0];
+    for &batch in batches {
+        let z0 = initial_states(batch);
+        let n = batch * D;
+        let reps = if reps > 0 {
+            reps
+        } else if batch > 256 {
+            2
+        } else {
+            50
+        };
+        let mut f = TanhMlp::new(&[2, 64, 64, 2], batch, false)?;
+        let mut rs = AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-12, 1e-12))
+            .with_mode(GradientMode::Direct);
+        let (_, g) = rs.value_and_grad(&mut f, &z0, theta, &ts, loss(n))?;
+        let g_ref = grad_of(&g);
+        println!(
+            "\nB = {batch} (reference: direct at rtol = atol = 1e-12; CPU = mean of {reps} calls)"
+        );
+        println!("| tol | mode | fwd nfe | VJPs | bwd steps (rej) | CPU ms | grad err |");
+        println!("|---|---|---|---|---|---|---|");
+        for tol in [1e-4, 1e-5, 1e-6, 1e-7, 1e-8] {
+            for (mname, mode) in sweep_modes() {
+                let mut s =
+                    AdjointSolver::new(Method::Dopri5, Options::with_tol(tol, tol)).with_mode(mode);
+                let (_, g) = s.value_and_grad(&mut f, &z0, theta, &ts, loss(n))?;
+                let st = s.stats();
+                let c0 = cpu_time();
+                for _ in 0..reps {
+                    std::hint::black_box(s.value_and_grad(&mut f, &z0, theta, &ts, loss(n))?);
+                }
+                let cpu = (cpu_time() - c0) / reps as f64;
+                println!(
+                    "| {tol:.0e} | {mname} | {} | {} | {} ({}) | {:.3} | {:.2e} |",
+                    st.forward.nfe,
+                    st.backward_vjp,
+                    st.backward_accepted,
+                    st.backward_rejected,
+                    cpu * 1e3,
+                    rel(&grad_of(&g), &g_ref),
+                );
             }
         }
     }

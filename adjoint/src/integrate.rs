@@ -12,7 +12,7 @@ use ode_solvers::{
 use crate::Real;
 use crate::dynamics::Vjp;
 use crate::error::{Error, Result};
-use crate::solver::BackwardSolver;
+use crate::solver::{AdjointAtol, BackwardSolver};
 
 /// A right-hand side made of fallible dynamics (the augmented systems of the gradient
 /// modes implement this; [`Guarded`] makes it an [`OdeSystem`]).
@@ -86,8 +86,57 @@ pub(crate) fn check_backward<T: Real>(
     opts: &Options<T>,
     bwd: &BackwardSolver<T>,
 ) -> Result<()> {
+    if let AdjointAtol::Scale(c) = bwd.adjoint_atol
+        && !(c.is_finite() && c > T::zero())
+    {
+        return Err(Error::InvalidOption {
+            name: "AdjointAtol::Scale",
+            value: c.to_f64_lossy(),
+            reason: "the factor must be finite and > 0",
+        });
+    }
     let (method, opts) = backward_solver(method, opts, bwd, None);
     check_control(method, &opts)
+}
+
+/// Applies [`BackwardSolver::adjoint_atol`] to the backward options `o` of a state of
+/// length `m` whose components `scaled` are adjoint components (linear in the seeds);
+/// `seeds` are the `∂L/∂z(t_k)` entering the backward integration (`k ≥ 1`). Once per
+/// backward pass (a `PerComponent` tolerance is built only when some components keep
+/// theirs).
+pub(crate) fn scale_adjoint_atol<T: Real>(
+    o: &mut Options<T>,
+    bwd: &BackwardSolver<T>,
+    seeds: &[T],
+    m: usize,
+    scaled: Range<usize>,
+) {
+    let s = match bwd.adjoint_atol {
+        AdjointAtol::Absolute => return,
+        AdjointAtol::Scale(c) => c,
+        AdjointAtol::RelativeToSeed => seeds.iter().fold(T::zero(), |a, g| a.max(g.abs())),
+    };
+    // `s ≥ 0`: the seeds are finite (checked) and a `Scale` factor is > 0 (checked).
+    if s == T::zero() {
+        // Every seed zero: the adjoint is zero, any tolerance will do (a zero one would not).
+        return;
+    }
+    // Never let the product underflow to a zero tolerance.
+    let mul = |x: T| (x * s).max(T::min_positive_value());
+    o.atol = match &o.atol {
+        Tolerance::Scalar(x) if scaled.start == 0 && scaled.end >= m => Tolerance::Scalar(mul(*x)),
+        Tolerance::Scalar(x) => Tolerance::PerComponent(
+            (0..m)
+                .map(|i| if scaled.contains(&i) { mul(*x) } else { *x })
+                .collect(),
+        ),
+        Tolerance::PerComponent(v) => Tolerance::PerComponent(
+            v.iter()
+                .enumerate()
+                .map(|(i, &x)| if scaled.contains(&i) { mul(x) } else { x })
+                .collect(),
+        ),
+    };
 }
 
 /// Sets up one integration of `sys` from `(t0, y0)` towards `t1` with `method`.

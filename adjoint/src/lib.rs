@@ -186,6 +186,8 @@ pub use mlp::TanhMlp;
 pub use ode_solvers::{Method, Options, Real, Stats};
 #[cfg(feature = "parallel")]
 pub use parallel::{ParallelTapeDynamics, Threads};
-pub use solver::{AdjointSolver, BackwardSolver, Checkpoints, GradStats, GradientMode, Gradients};
+pub use solver::{
+    AdjointAtol, AdjointSolver, BackwardSolver, Checkpoints, GradStats, GradientMode, Gradients,
+};
 #[cfg(feature = "tape")]
 pub use tape_dynamics::TapeDynamics;

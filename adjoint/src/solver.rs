@@ -22,6 +22,47 @@ pub enum Checkpoints {
     Budget(usize),
 }
 
+/// The absolute tolerance of the adjoint components of a backward integration.
+///
+/// The backward system is linear in the seeds `g_k = ∂L/∂z(t_k)`: the adjoint
+/// `a(t) = Σ_{t_k ≥ t} Φ(t_k, t)ᵀ g_k` (`Φ` the forward flow's Jacobian), and `a_θ`, `a_t`
+/// are integrals of `aᵀ∂f/∂θ`, `aᵀ∂f/∂t`. Scaling the loss by `c` scales every adjoint
+/// component by `c`, so with the step control's scaled error
+/// `eᵢ / (atolᵢ + rtolᵢ max(|yᵢ|, |ŷᵢ|))` an unscaled `atol` is a relative tolerance of
+/// `atol / |a|` on the adjoint: a mean over a large batch (`|a| ≈ 1e-4` for 8,192 states)
+/// at `atol = 1e-6` is controlled to 1 %, and the backward pass takes few, inaccurate steps
+/// while the forward solve is accurate to `1e-6`. ([`AdjointAtol::Absolute`] is what
+/// torchdiffeq's `adjoint_atol = atol` and diffrax's `BacksolveAdjoint` do.)
+///
+/// [`AdjointAtol::RelativeToSeed`] multiplies the absolute tolerance of every adjoint
+/// component (`a` and `a_θ` in the checkpointed mode, `a`, `a_θ`, `a_t` in backsolve; the
+/// recomputed `z` of backsolve keeps the forward's) by
+/// `s = max_{k ≥ 1, i} |∂L/∂zᵢ(t_k)|`, the largest seed entering the backward integration
+/// (`g_0` only adds to `dL/dz0`). Then the scaled error is the same function of the
+/// normalised adjoint `a / s` whatever the loss's scale: the accepted steps do not depend
+/// on `c` (for `c` a power of two they are bit for bit the same, the gradient exactly
+/// `c` times), and `atol · s` is a tolerance on `a` as the forward's `atol` is on `z`.
+///
+/// Why the largest seed over all output times, not the seed at `t_N` nor the current
+/// `|a|` at each restart: one scale for the whole backward pass keeps one error criterion
+/// (and one step-size history across the restarts at the outputs); the later seeds are
+/// jumps of the same adjoint, and one much smaller than the largest is below the
+/// tolerance of the adjoint it jumps into anyway; `t_N`'s alone can be zero (a loss on
+/// earlier outputs only) and the running `|a|` can decay without bound, tightening the
+/// tolerance with it. When every seed is zero the adjoint is zero and the tolerance is
+/// left unscaled (a zero `atol` would divide zero by zero).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum AdjointAtol<T> {
+    /// The backward options' `atol` as it is (the default).
+    #[default]
+    Absolute,
+    /// `atol` times the largest seed `max_{k ≥ 1, i} |∂L/∂zᵢ(t_k)|` (see the type).
+    RelativeToSeed,
+    /// `atol` times this factor (the caller's estimate of the adjoint's size; finite,
+    /// `> 0`, else [`crate::Error::InvalidOption`] at `forward`).
+    Scale(T),
+}
+
 /// The solver of a backward (adjoint) integration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackwardSolver<T> {
@@ -33,6 +74,9 @@ pub struct BackwardSolver<T> {
     /// Error control only on `[z, a]` (backsolve) or `a` (checkpointed), not on the
     /// parameter and time integrals (Kidger, Chen & Lyons 2021, "Hey, that's not an ODE").
     pub seminorm: bool,
+    /// The absolute tolerance of the adjoint components: as given, or relative to the
+    /// size of the loss's gradient (see [`AdjointAtol`]).
+    pub adjoint_atol: AdjointAtol<T>,
 }
 
 impl<T> Default for BackwardSolver<T> {
@@ -41,6 +85,7 @@ impl<T> Default for BackwardSolver<T> {
             method: None,
             options: None,
             seminorm: false,
+            adjoint_atol: AdjointAtol::Absolute,
         }
     }
 }

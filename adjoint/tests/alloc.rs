@@ -45,6 +45,22 @@ fn allocations_do_not_grow_with_steps() {
         GradientMode::backsolve(true),
         GradientMode::Direct,
         GradientMode::Forward,
+        // The backward atol relative to the seed (built once per backward pass).
+        GradientMode::Checkpointed {
+            checkpoints: adjoint::Checkpoints::EveryStep,
+            backward: adjoint::BackwardSolver {
+                seminorm: true,
+                adjoint_atol: adjoint::AdjointAtol::RelativeToSeed,
+                ..Default::default()
+            },
+        },
+        GradientMode::Backsolve {
+            backward: adjoint::BackwardSolver {
+                seminorm: true,
+                adjoint_atol: adjoint::AdjointAtol::RelativeToSeed,
+                ..Default::default()
+            },
+        },
     ] {
         let is_budget = matches!(
             mode,

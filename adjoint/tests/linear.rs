@@ -26,6 +26,7 @@ fn modes() -> Vec<GradientMode<f64>> {
                 method: Some(Method::Tsit5),
                 options: Some(Options::with_tol(1e-12, 1e-14)),
                 seminorm: false,
+                ..Default::default()
             },
         },
         GradientMode::backsolve(false),

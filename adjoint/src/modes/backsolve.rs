@@ -8,7 +8,8 @@ use crate::Real;
 use crate::dynamics::Vjp;
 use crate::error::Result;
 use crate::integrate::{
-    Guarded, TryRhs, backward_solver, check_backward, integrate, stepper_bytes, vec_bytes,
+    Guarded, TryRhs, backward_solver, check_backward, integrate, scale_adjoint_atol, stepper_bytes,
+    vec_bytes,
 };
 use crate::modes::checkpointed::carried_step;
 use crate::modes::{Context, ModeImpl};
@@ -50,8 +51,10 @@ impl<T: Real> ModeImpl<T> for Backsolve<T> {
     ) -> Result<usize> {
         let (n, p) = (ctx.n, ctx.p);
         let m = 2 * n + p + 1;
-        let (bmethod, opts) =
+        let (bmethod, mut opts) =
             backward_solver(ctx.method, &ctx.options, &self.backward, Some(0..2 * n));
+        // `[a, a_θ, a_t]` is linear in the seeds; the recomputed `z` is not.
+        scale_adjoint_atol(&mut opts, &self.backward, &dl_dz[n..], m, n..m);
         ctx.time_gradients(dynamics, dl_dz, grads)?;
         let nt = ctx.ts.len();
         // Augmented state [z, a, a_θ, a_t].

@@ -9,8 +9,8 @@ use crate::dense_store::DenseStore;
 use crate::dynamics::Vjp;
 use crate::error::{Error, Result};
 use crate::integrate::{
-    Guarded, TryRhs, backward_solver, check_backward, eval_sys, integrate, run_to_end, start,
-    stepper_bytes, vec_bytes,
+    Guarded, TryRhs, backward_solver, check_backward, eval_sys, integrate, run_to_end,
+    scale_adjoint_atol, start, stepper_bytes, vec_bytes,
 };
 use crate::modes::{Context, ModeImpl, Recorder};
 use crate::solver::{BackwardSolver, Checkpoints, Gradients};
@@ -141,7 +141,9 @@ impl<T: Real> ModeImpl<T> for Checkpointed<T> {
         let (n, p) = (ctx.n, ctx.p);
         let m = n + p;
         let bwd = &self.backward;
-        let (bmethod, opts) = backward_solver(ctx.method, &ctx.options, bwd, Some(0..n));
+        let (bmethod, mut opts) = backward_solver(ctx.method, &ctx.options, bwd, Some(0..n));
+        // Every component (`a`, and `a_θ` when it is state) is linear in the seeds.
+        scale_adjoint_atol(&mut opts, bwd, &dl_dz[n..], m, 0..m);
         if ctx.time_grads {
             ctx.time_gradients(dynamics, dl_dz, grads)?;
         }
