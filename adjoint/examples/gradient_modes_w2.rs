@@ -33,28 +33,11 @@
 
 use std::time::Instant;
 
-use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
+use adjoint::test_problems::{thread_cpu_seconds, w2_field, w2_loss, w2_states, w2_theta};
 use adjoint::{AdjointSolver, GradientMode, Method, Options, TanhMlp, Vjp};
 use ode_solvers::tableau::DOPRI5_SHAMPINE;
 
 const D: usize = 2;
-
-fn initial_states(batch: usize) -> Vec<f64> {
-    let mut rng = SplitMix64::new(2);
-    (0..batch * D).map(|_| rng.uniform_pm1()).collect()
-}
-
-/// Mean of `z(1)²` (the solution holds `z(0)` then `z(1)`).
-fn loss(n: usize) -> impl FnMut(&[f64], &mut [f64]) -> f64 {
-    move |zs, dl| {
-        let (zs, dl) = (&zs[n..], &mut dl[n..]);
-        let m = zs.len() as f64;
-        for (g, z) in dl.iter_mut().zip(zs) {
-            *g = 2.0 * z / m;
-        }
-        zs.iter().map(|z| z * z).sum::<f64>() / m
-    }
-}
 
 fn modes() -> Vec<(&'static str, GradientMode<f64>)> {
     vec![
@@ -81,17 +64,6 @@ fn controls(tol: f64) -> Vec<(&'static str, Method, Options<f64>)> {
             Options::neural_ode(tol, tol),
         ),
     ]
-}
-
-/// CPU time of the calling thread in seconds (NaN where schedstat is unavailable).
-fn cpu_time() -> f64 {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns: f64 = s
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    ns * 1e-9
 }
 
 fn rel(a: &[f64], b: &[f64]) -> f64 {
@@ -134,7 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return atol_sweep(batches, reps, &theta);
     }
     for &batch in batches {
-        let z0 = initial_states(batch);
+        let z0 = w2_states(batch);
         let n = batch * D;
         let reps = if reps > 0 {
             reps
@@ -145,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let mut reference = w2_field(batch)?;
         let mut rs = AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-12, 1e-12));
-        let (l_ref, g) = rs.value_and_grad(&mut reference, &z0, &theta, &ts, loss(n))?;
+        let (l_ref, g) = rs.value_and_grad(&mut reference, &z0, &theta, &ts, w2_loss(n))?;
         let g_ref = grad_of(&g);
         println!(
             "\nB = {batch} (reference: {} evaluations, loss {l_ref:.10e}; time = fastest of {reps})",
@@ -166,18 +138,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ];
                 for (fname, mut f) in fields {
                     let mut s = AdjointSolver::new(method, opts.clone()).with_mode(mode.clone());
-                    let (l, g) = s.value_and_grad(f.as_mut(), &z0, &theta, &ts, loss(n))?;
+                    let (l, g) = s.value_and_grad(f.as_mut(), &z0, &theta, &ts, w2_loss(n))?;
                     let gv = grad_of(&g);
                     let st = s.stats();
                     let mut best = f64::INFINITY;
-                    let c0 = cpu_time();
+                    let c0 = thread_cpu_seconds();
                     for _ in 0..reps {
                         let t0 = Instant::now();
-                        let r = s.value_and_grad(f.as_mut(), &z0, &theta, &ts, loss(n))?;
+                        let r = s.value_and_grad(f.as_mut(), &z0, &theta, &ts, w2_loss(n))?;
                         best = best.min(t0.elapsed().as_secs_f64());
                         std::hint::black_box(r);
                     }
-                    let cpu = (cpu_time() - c0) / reps as f64;
+                    let cpu = (thread_cpu_seconds() - c0) / reps as f64;
                     println!(
                         "| {fname} | {cname} | {mname} | {} ({}) | {} | {} | {} | {:.4} | {:.4} | {:.2e} | {:.2e} |",
                         st.forward.nfe,
@@ -238,7 +210,7 @@ fn atol_sweep(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let ts = [0.0, 1.0];
     for &batch in batches {
-        let z0 = initial_states(batch);
+        let z0 = w2_states(batch);
         let n = batch * D;
         let reps = if reps > 0 {
             reps
@@ -250,7 +222,7 @@ fn atol_sweep(
         let mut f = TanhMlp::new(&[2, 64, 64, 2], batch, false)?;
         let mut rs = AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-12, 1e-12))
             .with_mode(GradientMode::Direct);
-        let (_, g) = rs.value_and_grad(&mut f, &z0, theta, &ts, loss(n))?;
+        let (_, g) = rs.value_and_grad(&mut f, &z0, theta, &ts, w2_loss(n))?;
         let g_ref = grad_of(&g);
         println!(
             "\nB = {batch} (reference: direct at rtol = atol = 1e-12; CPU = mean of {reps} calls)"
@@ -261,13 +233,13 @@ fn atol_sweep(
             for (mname, mode) in sweep_modes() {
                 let mut s =
                     AdjointSolver::new(Method::Dopri5, Options::with_tol(tol, tol)).with_mode(mode);
-                let (_, g) = s.value_and_grad(&mut f, &z0, theta, &ts, loss(n))?;
+                let (_, g) = s.value_and_grad(&mut f, &z0, theta, &ts, w2_loss(n))?;
                 let st = s.stats();
-                let c0 = cpu_time();
+                let c0 = thread_cpu_seconds();
                 for _ in 0..reps {
-                    std::hint::black_box(s.value_and_grad(&mut f, &z0, theta, &ts, loss(n))?);
+                    std::hint::black_box(s.value_and_grad(&mut f, &z0, theta, &ts, w2_loss(n))?);
                 }
-                let cpu = (cpu_time() - c0) / reps as f64;
+                let cpu = (thread_cpu_seconds() - c0) / reps as f64;
                 println!(
                     "| {tol:.0e} | {mname} | {} | {} | {} ({}) | {:.3} | {:.2e} |",
                     st.forward.nfe,

@@ -7,9 +7,12 @@
 //! * [`Mlp`]: the public [`TanhMlp`](crate::TanhMlp) (a batched tanh multilayer
 //!   perceptron with hand-written VJP and JVP) under its test name.
 //! * [`SplitMix64`]: a tiny deterministic generator for test data.
-//! * [`w2_theta`], [`w2_field`]: the W2 workload of the benchmarks (issue 18): the
-//!   2→64→64→2 tanh field on the autodiff tape with weights and biases `N(0,1)·2/√fan_in`
-//!   ([`w2_forward`] its closure, [`w2_parallel_field`] its rows over threads).
+//! * [`w2_theta`], [`w2_field`], [`w2_states`], [`w2_loss`]: the W2 workload of the
+//!   benchmarks (issue 18): the 2→64→64→2 tanh field on the autodiff tape with weights
+//!   and biases `N(0,1)·2/√fan_in` ([`w2_forward`] its closure, [`w2_parallel_field`] its
+//!   rows over threads), its initial states and loss.
+//! * [`thread_cpu_seconds`]: the calling thread's CPU time, for timings on a loaded
+//!   machine (benches' examples).
 
 use ode_solvers::Real;
 
@@ -111,6 +114,43 @@ pub fn w2_theta(seed: u64) -> Vec<f64> {
         }
     }
     th
+}
+
+/// CPU time of the calling thread in seconds, from `/proc/thread-self/schedstat` (`NaN`
+/// where that is unavailable): on a machine shared with other work it moves far less
+/// than wall time, so before/after comparisons stay meaningful. It advances by scheduler
+/// ticks: average it over many calls.
+pub fn thread_cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let ns: f64 = s
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    ns * 1e-9
+}
+
+/// The W2 workload's initial states: `batch × 2` values uniform in `[−1, 1]`
+/// ([`SplitMix64`] seed 2).
+pub fn w2_states(batch: usize) -> Vec<f64> {
+    let mut rng = SplitMix64::new(2);
+    (0..batch * W2_WIDTHS[0])
+        .map(|_| rng.uniform_pm1())
+        .collect()
+}
+
+/// The W2 workload's loss as [`crate::AdjointSolver::value_and_grad`] takes it: the mean
+/// of `z²` over the solution's values after the first `n` (the first output time's
+/// states, `batch × 2`), with its gradient written into those entries of `dl`.
+pub fn w2_loss(n: usize) -> impl FnMut(&[f64], &mut [f64]) -> f64 {
+    move |zs, dl| {
+        let (zs, dl) = (&zs[n..], &mut dl[n..]);
+        let m = zs.len() as f64;
+        for (g, z) in dl.iter_mut().zip(zs) {
+            *g = 2.0 * z / m;
+        }
+        zs.iter().map(|z| z * z).sum::<f64>() / m
+    }
 }
 
 /// The W2 field `f(z) = tanh(tanh(z W₁ + b₁) W₂ + b₂) W₃ + b₃` on a `[batch, 2]` state,

@@ -28,7 +28,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
+use adjoint::test_problems::{SplitMix64, w2_field, w2_loss, w2_states, w2_theta};
 use adjoint::{AdjointSolver, Dynamics, GradientMode, Method, Options, Vjp};
 use autodiff::{Float, Tape};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -36,27 +36,9 @@ use ode_solvers::tableau::DOPRI5_SHAMPINE;
 
 const D: usize = 2;
 
-/// The states: `B × 2` values uniform in `[-1, 1]`, `SplitMix64` seed 2.
-fn initial_states(batch: usize) -> Vec<f64> {
-    let mut rng = SplitMix64::new(2);
-    (0..batch * D).map(|_| rng.uniform_pm1()).collect()
-}
-
-/// Mean of `z(1)²` and its gradient (the solution holds `z(0)` then `z(1)`).
-fn loss(n: usize) -> impl FnMut(&[f64], &mut [f64]) -> f64 {
-    move |zs, dl| {
-        let (zs, dl) = (&zs[n..], &mut dl[n..]);
-        let m = zs.len() as f64;
-        for (g, z) in dl.iter_mut().zip(zs) {
-            *g = 2.0 * z / m;
-        }
-        zs.iter().map(|z| z * z).sum::<f64>() / m
-    }
-}
-
 fn group(c: &mut Criterion, batch: usize, solve_forward: bool) {
     let theta = w2_theta(1);
-    let z0 = initial_states(batch);
+    let z0 = w2_states(batch);
     let n = batch * D;
     // The VJP's cotangent: the loss gradient `2 z / n` at `z₀`.
     let a: Vec<f64> = z0.iter().map(|z| 2.0 * z / n as f64).collect();
@@ -94,7 +76,7 @@ fn group(c: &mut Criterion, batch: usize, solve_forward: bool) {
         });
     }
     let mut s = AdjointSolver::new(Method::Dopri5, opts);
-    s.value_and_grad(&mut f, &z0, &theta, &ts, loss(n))
+    s.value_and_grad(&mut f, &z0, &theta, &ts, w2_loss(n))
         .expect("gradient");
     eprintln!("B = {batch}: value_and_grad {:?}", s.stats());
     if batch > 256 {
@@ -102,7 +84,7 @@ fn group(c: &mut Criterion, batch: usize, solve_forward: bool) {
     }
     g.bench_function("value_and_grad", |b| {
         b.iter(|| {
-            s.value_and_grad(&mut f, black_box(&z0), &theta, &ts, loss(n))
+            s.value_and_grad(&mut f, black_box(&z0), &theta, &ts, w2_loss(n))
                 .expect("gradient")
                 .0
         })
@@ -128,12 +110,12 @@ fn group(c: &mut Criterion, batch: usize, solve_forward: bool) {
         ),
     ] {
         let mut s = AdjointSolver::new(method, opts).with_mode(mode);
-        s.value_and_grad(&mut f, &z0, &theta, &ts, loss(n))
+        s.value_and_grad(&mut f, &z0, &theta, &ts, w2_loss(n))
             .expect("gradient");
         eprintln!("B = {batch}: {label} {:?}", s.stats());
         g.bench_function(label, |b| {
             b.iter(|| {
-                s.value_and_grad(&mut f, black_box(&z0), &theta, &ts, loss(n))
+                s.value_and_grad(&mut f, black_box(&z0), &theta, &ts, w2_loss(n))
                     .expect("gradient")
                     .0
             })

@@ -36,7 +36,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use adjoint::test_problems::{SplitMix64, w2_field, w2_theta};
+use adjoint::test_problems::{w2_field, w2_loss, w2_states, w2_theta};
 use adjoint::{AdjointSolver, GradientMode, Method, Options, TanhMlp, Vjp};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ode_solvers::PiController;
@@ -44,28 +44,11 @@ use ode_solvers::tableau::DOPRI5_SHAMPINE;
 
 const D: usize = 2;
 
-fn initial_states(batch: usize) -> Vec<f64> {
-    let mut rng = SplitMix64::new(2);
-    (0..batch * D).map(|_| rng.uniform_pm1()).collect()
-}
-
-/// Mean of `z²` over every output time after the first (`n` = batch × 2 per output).
-fn loss_after_first(n: usize) -> impl FnMut(&[f64], &mut [f64]) -> f64 {
-    move |zs, dl| {
-        let (zs, dl) = (&zs[n..], &mut dl[n..]);
-        let m = zs.len() as f64;
-        for (g, z) in dl.iter_mut().zip(zs) {
-            *g = 2.0 * z / m;
-        }
-        zs.iter().map(|z| z * z).sum::<f64>() / m
-    }
-}
-
 fn many_outputs(c: &mut Criterion) {
     const BATCH: usize = 16;
     let mut f = w2_field(BATCH).expect("valid state shape");
     let theta = w2_theta(1);
-    let z0 = initial_states(BATCH);
+    let z0 = w2_states(BATCH);
     let opts = Options::with_tol(1e-6, 1e-6);
     let modes = [GradientMode::checkpointed(), GradientMode::Direct];
     let mut g = c.benchmark_group("neural_ode_solve/many_outputs");
@@ -84,21 +67,15 @@ fn many_outputs(c: &mut Criterion) {
         });
         for mode in &modes {
             let mut s = AdjointSolver::new(Method::Dopri5, opts.clone()).with_mode(mode.clone());
-            s.value_and_grad(&mut f, &z0, &theta, &ts, loss_after_first(BATCH * D))
+            s.value_and_grad(&mut f, &z0, &theta, &ts, w2_loss(BATCH * D))
                 .expect("gradient");
             eprintln!("outputs {n_out:>5}: {:<13} {:?}", mode.name(), s.stats());
             let id = BenchmarkId::new(format!("value_and_grad/{}", mode.name()), n_out);
             g.bench_with_input(id, &ts, |b, ts| {
                 b.iter(|| {
-                    s.value_and_grad(
-                        &mut f,
-                        black_box(&z0),
-                        &theta,
-                        ts,
-                        loss_after_first(BATCH * D),
-                    )
-                    .expect("gradient")
-                    .0
+                    s.value_and_grad(&mut f, black_box(&z0), &theta, ts, w2_loss(BATCH * D))
+                        .expect("gradient")
+                        .0
                 })
             });
         }
@@ -140,28 +117,19 @@ fn controller(c: &mut Criterion) {
         ),
     ];
     for (label, method, opts) in settings {
-        let (mut f, z0) = (w2_field(16).expect("valid state shape"), initial_states(16));
+        let (mut f, z0) = (w2_field(16).expect("valid state shape"), w2_states(16));
         let mut s = AdjointSolver::new(method, opts.clone());
-        s.value_and_grad(&mut f, &z0, &theta, &ts, loss_after_first(16 * D))
+        s.value_and_grad(&mut f, &z0, &theta, &ts, w2_loss(16 * D))
             .expect("gradient");
         eprintln!("controller {label:<12} B = 16: {:?}", s.stats());
         g.bench_function(BenchmarkId::new("value_and_grad_b16", label), |b| {
             b.iter(|| {
-                s.value_and_grad(
-                    &mut f,
-                    black_box(&z0),
-                    &theta,
-                    &ts,
-                    loss_after_first(16 * D),
-                )
-                .expect("gradient")
-                .0
+                s.value_and_grad(&mut f, black_box(&z0), &theta, &ts, w2_loss(16 * D))
+                    .expect("gradient")
+                    .0
             })
         });
-        let (mut f, z0) = (
-            w2_field(4096).expect("valid state shape"),
-            initial_states(4096),
-        );
+        let (mut f, z0) = (w2_field(4096).expect("valid state shape"), w2_states(4096));
         let mut s = AdjointSolver::new(method, opts);
         s.forward(&mut f, &z0, &theta, &ts).expect("forward");
         eprintln!("controller {label:<12} B = 4096: {:?}", s.stats().forward);
@@ -183,7 +151,7 @@ fn hand_written(c: &mut Criterion) {
     let mut g = c.benchmark_group("neural_ode_solve/hand_written");
     g.sample_size(10).warm_up_time(Duration::from_millis(500));
     for batch in [16, 4096] {
-        let z0 = initial_states(batch);
+        let z0 = w2_states(batch);
         for (label, method, opts, mode) in [
             (
                 "hairer",
@@ -223,7 +191,7 @@ fn hand_written(c: &mut Criterion) {
             for (field, f) in &mut fields {
                 let mut s = AdjointSolver::new(method, opts.clone()).with_mode(mode.clone());
                 let (l, _) = s
-                    .value_and_grad(f.as_mut(), &z0, &theta, &ts, loss_after_first(batch * D))
+                    .value_and_grad(f.as_mut(), &z0, &theta, &ts, w2_loss(batch * D))
                     .expect("gradient");
                 eprintln!("{field} {label} B = {batch}: loss {l:.6e} {:?}", s.stats());
                 let id = BenchmarkId::new(format!("{field}_b{batch}"), label);
@@ -234,7 +202,7 @@ fn hand_written(c: &mut Criterion) {
                             black_box(&z0),
                             &theta,
                             &ts,
-                            loss_after_first(batch * D),
+                            w2_loss(batch * D),
                         )
                         .expect("gradient")
                         .0

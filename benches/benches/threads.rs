@@ -26,30 +26,13 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use adjoint::test_problems::{SplitMix64, W2_PARAMS, w2_forward, w2_theta};
+use adjoint::test_problems::{W2_PARAMS, w2_forward, w2_loss, w2_states, w2_theta};
 use adjoint::{
     AdjointSolver, Dynamics, FnDynamics, Method, Options, ParallelTapeDynamics, TapeDynamics, Vjp,
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
 const D: usize = 2;
-
-fn initial_states(batch: usize) -> Vec<f64> {
-    let mut rng = SplitMix64::new(2);
-    (0..batch * D).map(|_| rng.uniform_pm1()).collect()
-}
-
-/// Mean of `z(1)²`.
-fn loss(n: usize) -> impl FnMut(&[f64], &mut [f64]) -> f64 {
-    move |zs, dl| {
-        let (zs, dl) = (&zs[n..], &mut dl[n..]);
-        let m = zs.len() as f64;
-        for (g, z) in dl.iter_mut().zip(zs) {
-            *g = 2.0 * z / m;
-        }
-        zs.iter().map(|z| z * z).sum::<f64>() / m
-    }
-}
 
 fn parallel(batch: usize, chunk: usize, threads: usize) -> impl Vjp<f64> {
     ParallelTapeDynamics::new(&[batch, D], W2_PARAMS, w2_forward())
@@ -65,7 +48,7 @@ fn serial(batch: usize) -> impl Vjp<f64> {
 fn eval_b4096(c: &mut Criterion) {
     const B: usize = 4096;
     let theta = w2_theta(1);
-    let z = initial_states(B);
+    let z = w2_states(B);
     let mut out = vec![0.0; B * D];
     let mut g = c.benchmark_group("threads/eval_b4096");
     g.sample_size(30).warm_up_time(Duration::from_millis(500));
@@ -92,10 +75,10 @@ fn solve<D: Vjp<f64>>(
     forward: bool,
 ) {
     let theta = w2_theta(1);
-    let z0 = initial_states(batch);
+    let z0 = w2_states(batch);
     let ts = [0.0, 1.0];
     let mut s = AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-6, 1e-6));
-    s.value_and_grad(f, &z0, &theta, &ts, loss(batch * D))
+    s.value_and_grad(f, &z0, &theta, &ts, w2_loss(batch * D))
         .expect("gradient");
     if forward {
         eprintln!("B = {batch} {label}: {:?}", s.stats());
@@ -109,7 +92,7 @@ fn solve<D: Vjp<f64>>(
     }
     g.bench_function(BenchmarkId::new("value_and_grad", label), |b| {
         b.iter(|| {
-            s.value_and_grad(f, black_box(&z0), &theta, &ts, loss(batch * D))
+            s.value_and_grad(f, black_box(&z0), &theta, &ts, w2_loss(batch * D))
                 .expect("gradient")
                 .0
         })
@@ -142,16 +125,22 @@ fn b4096(c: &mut Criterion) {
         }
         0.0
     });
-    let z0 = initial_states(B);
+    let z0 = w2_states(B);
     let mut s = AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-6, 1e-6));
-    s.value_and_grad(&mut free, &z0, &[3.0], &[0.0, 1.0], loss(B * D))
+    s.value_and_grad(&mut free, &z0, &[3.0], &[0.0, 1.0], w2_loss(B * D))
         .expect("gradient");
     eprintln!("B = {B} solver_only: {:?}", s.stats());
     g.bench_function(BenchmarkId::new("value_and_grad", "solver_only"), |b| {
         b.iter(|| {
-            s.value_and_grad(&mut free, black_box(&z0), &[3.0], &[0.0, 1.0], loss(B * D))
-                .expect("gradient")
-                .0
+            s.value_and_grad(
+                &mut free,
+                black_box(&z0),
+                &[3.0],
+                &[0.0, 1.0],
+                w2_loss(B * D),
+            )
+            .expect("gradient")
+            .0
         })
     });
     g.finish();

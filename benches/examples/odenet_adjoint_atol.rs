@@ -6,21 +6,11 @@
 //!
 //! `taskset -c 1 cargo run --release -p benches --example odenet_adjoint_atol -- [steps]`
 //! (default 3 steps after one warm-up step; the median CPU time is printed).
+use adjoint::test_problems::thread_cpu_seconds;
 use adjoint::{AdjointAtol, BackwardSolver, Checkpoints, GradientMode};
 use autodiff::Tape;
 use models::datasets::load_mnist_5k;
 use models::odenet::{ConvNetConfig, ImageClassifier, OdeNet, OdeNetConfig};
-
-/// CPU time of the calling thread in seconds.
-fn cpu_time() -> f64 {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns: f64 = s
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    ns * 1e-9
-}
 
 fn main() {
     let steps: usize = std::env::args()
@@ -53,7 +43,7 @@ fn main() {
         let mut cpu = Vec::new();
         let mut g0 = Vec::new();
         for i in 0..=steps {
-            let c0 = cpu_time();
+            let c0 = thread_cpu_seconds();
             tape.reset();
             tape.set_recording(true);
             let theta = tape.leaf(net.params(), &[net.n_params()]).unwrap();
@@ -62,7 +52,7 @@ fn main() {
             tape.backward_scalar(loss).unwrap();
             g0 = theta.grad().unwrap().to_vec();
             if i > 0 {
-                cpu.push((cpu_time() - c0) * 1e3);
+                cpu.push((thread_cpu_seconds() - c0) * 1e3);
             }
         }
         cpu.sort_by(f64::total_cmp);

@@ -7,6 +7,7 @@
 //! `cargo run --release -p benches --example odenet_step_cpu -- [steps] [model...]`
 //! (default 5 steps after one warm-up step, all three models); pin with `taskset -c 0`.
 
+use adjoint::test_problems::thread_cpu_seconds;
 use autodiff::Tape;
 use models::datasets::load_mnist_5k;
 use models::odenet::{
@@ -15,17 +16,6 @@ use models::odenet::{
 use std::time::Instant;
 
 const BATCH: usize = 64;
-
-/// CPU time of the calling thread in seconds.
-fn cpu_time() -> f64 {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let ns: f64 = s
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    ns * 1e-9
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,7 +47,7 @@ fn main() {
         let mut wall = Vec::new();
         let mut check = 0.0;
         for i in 0..=steps {
-            let (c0, w0) = (cpu_time(), Instant::now());
+            let (c0, w0) = (thread_cpu_seconds(), Instant::now());
             tape.reset();
             tape.set_recording(true);
             let theta = tape
@@ -68,7 +58,7 @@ fn main() {
             tape.backward_scalar(loss).expect("backward");
             check = theta.grad().expect("gradient")[0] + loss.item().expect("loss value");
             if i > 0 {
-                cpu.push((cpu_time() - c0) * 1e3);
+                cpu.push((thread_cpu_seconds() - c0) * 1e3);
                 wall.push(w0.elapsed().as_secs_f64() * 1e3);
             }
         }
