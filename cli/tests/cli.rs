@@ -336,7 +336,11 @@ fn odenet_trains_the_three_models() {
             let v = r[key].as_f64().unwrap_or(f64::NAN);
             assert!(v.is_finite() && v >= 0.0, "{key} = {v} in {r}");
         }
-        assert!(r["peak_backward_bytes"].as_f64().unwrap() > 0.0, "{r}");
+        // A few MB at this size: faer's one-time GEMM workspace (≈ 1 GB reserved per
+        // thread at its first product, the field's worker threads included) must not be
+        // counted.
+        let peak = r["peak_backward_bytes"].as_f64().unwrap();
+        assert!(peak > 0.0 && peak < 64.0 * 1024.0 * 1024.0, "{r}");
     }
     assert_eq!(rows[0]["n_params"], rows[1]["n_params"]);
     assert!(rows[0]["nfe_forward"].as_f64().unwrap() > 0.0);

@@ -335,13 +335,19 @@ fn measured_step(
     ))
 }
 
-/// One matrix product, so that faer's GEMM makes its one-time thread-local workspace
-/// reservation (see the [module documentation](self)) before any memory measurement.
+/// One matrix product on this thread and on every thread of the current rayon pool (the
+/// ODE field's chunks run there), so that faer's GEMM makes its one-time thread-local
+/// workspace reservation (see the [module documentation](self)) before any memory
+/// measurement.
 fn reserve_gemm_workspace() -> Result<(), CliError> {
-    let tape = Tape::<f32>::new();
-    let a = tape.constant(&[0.5; 128 * 128], &[128, 128])?;
-    a.matmul(a).sum().item()?;
-    Ok(())
+    let one = || -> Result<(), CliError> {
+        let tape = Tape::<f32>::new();
+        let a = tape.constant(&[0.5; 128 * 128], &[128, 128])?;
+        a.matmul(a).sum().item()?;
+        Ok(())
+    };
+    one()?;
+    rayon::broadcast(|_| one()).into_iter().collect()
 }
 
 /// Groups of the group norms: the largest divisor of `c` not above `min(32, c/2)` (8
