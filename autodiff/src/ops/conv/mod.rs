@@ -1257,6 +1257,20 @@ mod tests {
         (y, gx, gw)
     }
 
+    /// `y + b` for `y` `[n, o, hw]` and a bias per channel (`[o]`) or per channel and
+    /// position (`[o, hw]`).
+    fn biased(y: &[f64], b: &[f64], o: usize, hw: usize) -> Vec<f64> {
+        (0..y.len())
+            .map(|i| {
+                y[i] + if b.len() == o {
+                    b[i / hw % o]
+                } else {
+                    b[i % (o * hw)]
+                }
+            })
+            .collect()
+    }
+
     fn max_err(a: &[f64], b: &[f64]) -> f64 {
         assert_eq!(a.len(), b.len());
         a.iter()
@@ -1396,16 +1410,7 @@ mod tests {
             let (bo, bp) = (vals(o, seed + 3), vals(o * hw, seed + 4));
             for b in [&bo, &bp] {
                 conv_fwd(&g, &x, &wt, Some(b), &mut y, true, &mut col, &mut tmp);
-                let want: Vec<f64> = (0..yr.len())
-                    .map(|i| {
-                        yr[i]
-                            + if b.len() == o {
-                                b[i / hw % o]
-                            } else {
-                                b[i % (o * hw)]
-                            }
-                    })
-                    .collect();
+                let want = biased(&yr, b, o, hw);
                 assert!(max_err(&y, &want) < 1e-12, "bias k{k} p{p} s{s}");
             }
             let (lw, lx) = (wt.len(), x.len());
@@ -1550,16 +1555,7 @@ mod tests {
                 &mut col,
                 &mut tmp,
             );
-            let want: Vec<f64> = (0..yr.len())
-                .map(|i| {
-                    yr[i]
-                        + if b.len() == o {
-                            b[i / hw % o]
-                        } else {
-                            b[i % (o * hw)]
-                        }
-                })
-                .collect();
+            let want = biased(&yr, b, o, hw);
             check("bias", &y, &want);
         }
         let (lw, lx) = (wt.len(), x.len());
