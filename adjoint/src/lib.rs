@@ -38,7 +38,8 @@
 //! A network built with `autodiff` needs only its forward pass: see [`TapeDynamics`]
 //! (feature `tape`, on by default), and [`ParallelTapeDynamics`] (feature `parallel`, on
 //! by default) to split a batch of independent rows over threads, with results that do
-//! not depend on the number of threads.
+//! not depend on the number of threads ([`RowParallel`] does the same for any dynamics
+//! whose rows are independent, e.g. [`TanhMlp`]).
 //!
 //! # The seam
 //!
@@ -185,7 +186,7 @@ pub use error::{Error, Result};
 pub use mlp::TanhMlp;
 pub use ode_solvers::{Method, Options, Real, Stats};
 #[cfg(feature = "parallel")]
-pub use parallel::{ParallelTapeDynamics, Threads};
+pub use parallel::{ParallelTapeDynamics, RowParallel, Threads};
 pub use solver::{
     AdjointAtol, AdjointSolver, BackwardSolver, Checkpoints, GradStats, GradientMode, Gradients,
 };

@@ -1,4 +1,5 @@
-//! [`ParallelTapeDynamics`]: a tape field whose batch rows are split over threads.
+//! [`RowParallel`]: dynamics whose batch rows are split over threads, and
+//! [`ParallelTapeDynamics`], the same for a tape field.
 //!
 //! A Neural ODE on a batch of `B` states solves one ODE on the flat state
 //! `z = [z₁; …; z_B]` (the leading axis of the state shape). When the field acts on
@@ -13,13 +14,16 @@
 //! ∂f/∂z v_z + ∂f/∂θ v_θ = [∂g/∂z_Cₖ v_Cₖ + ∂g/∂θ v_θ]ₖ
 //! ```
 //!
-//! so each chunk runs on its own [`TapeDynamics`] (its own tape and its own clone of the
-//! field closure) on any thread of a rayon pool, and the θ- and t-gradients are summed
+//! so each chunk runs on its own dynamics on any thread of a rayon pool (for
+//! [`ParallelTapeDynamics`] a [`TapeDynamics`] with its own tape and its own clone of the
+//! field closure; for [`RowParallel`] whatever row-separable [`Vjp`] the caller's
+//! factory makes for a chunk's rows, e.g. a [`crate::TanhMlp`] of that batch), and the θ-
+//! and t-gradients are summed
 //! over the chunks **in chunk order**. The chunks are fixed by the number of rows alone
 //! (never by the number of threads), and each chunk's arithmetic is the same wherever it
 //! runs, so every result is **bit-identical for any number of threads** (1, 2, 3, … and
 //! the calling thread alone; `tests/parallel.rs` checks it). Against the unchunked
-//! [`TapeDynamics`] only the order of the sums over rows differs (the `θ`-gradient's
+//! dynamics only the order of the sums over rows differs (the `θ`-gradient's
 //! products `Xᵀ G` and the `t`-gradient, summed per chunk and then over chunks): a
 //! round-off difference of order `ε · Σ|terms|`, measured below `1e-13` relative on the
 //! W2 gradient (`tests/parallel.rs`); `eval`, `aᵀ ∂f/∂z` and the JVP are bitwise equal.
@@ -31,27 +35,28 @@
 //!   across samples, a loss inside the field) silently compute something else per
 //!   chunk. Group normalisation over each sample's channels is fine.
 //! * The closure is cloned once per worker (`F: Clone + Send`, or made by a factory,
-//!   [`from_factory`](ParallelTapeDynamics::from_factory)): it must not rely on
-//!   shared mutable state.
+//!   [`from_factory`](ParallelTapeDynamics::from_factory)); [`RowParallel::from_rows`]'s
+//!   factory is called once per worker and chunk length. What they make must not rely
+//!   on shared mutable state.
 //!
 //! # Chunks and threshold
 //!
-//! A batch of fewer than `2 × chunk_rows` rows is one chunk: exactly the single-tape
-//! path of [`TapeDynamics`] (no thread hop, no copy), so small batches (`B = 16`) are not
+//! A batch of fewer than `2 × chunk_rows` rows is one chunk: exactly the unchunked
+//! dynamics (no thread hop, no copy), so small batches (`B = 16`) are not
 //! slower. Larger batches are cut into chunks of [`DEFAULT_CHUNK_ROWS`] rows (the last
-//! one shorter), [`with_chunk_rows`](ParallelTapeDynamics::with_chunk_rows) to change
+//! one shorter), [`with_chunk_rows`](RowParallel::with_chunk_rows) to change
 //! it. Besides spreading the work, a chunk keeps the field's activations in cache: for a
 //! width-64 MLP one activation of 128 rows is 64 KiB in f64, where a whole batch of 4,096
 //! is 2 MiB (an L2 cache) per activation.
 //!
 //! # Threads
 //!
-//! [`with_threads`](ParallelTapeDynamics::with_threads) ([`Threads`]): `0` (the default)
+//! [`with_threads`](RowParallel::with_threads) ([`Threads`]): `0` (the default)
 //! runs the chunks on the current rayon pool (the global one, all cores unless the program
 //! sized it, as the `neuralode --threads` flag does, or the pool the call is
 //! [`install`](rayon::ThreadPool::install)ed in), `1` on the calling thread, `n ≥ 2` on a
-//! pool of its own; [`set_threads`](ParallelTapeDynamics::set_threads) shares a pool.
-//! Workers (a tape and a closure each) are created on first use, at most one per concurrently running chunk,
+//! pool of its own; [`set_threads`](RowParallel::set_threads) shares a pool.
+//! Workers (a chunk's dynamics each: for a tape field a tape and a closure) are created on first use, at most one per concurrently running chunk,
 //! and then reused: evaluations allocate nothing after warm-up, except that a call from
 //! outside the pool hands the job to rayon's queue, which allocates one small block
 //! every 63 calls. Run the whole solve inside the pool to avoid that too.
@@ -85,6 +90,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use autodiff::{Float, Tape, Var};
 use rayon::prelude::*;
 
+use crate::Real;
 use crate::dynamics::{Dynamics, Vjp};
 use crate::error::{Error, Result};
 use crate::tape_dynamics::TapeDynamics;
@@ -106,7 +112,7 @@ type Chunk<'a, T> = (
     &'a mut Option<Error>,
 );
 
-/// Where the chunks of a [`ParallelTapeDynamics`] run (cheap to clone: a pool is shared
+/// Where the chunks of a [`RowParallel`] run (cheap to clone: a pool is shared
 /// through an `Arc`).
 #[derive(Clone, Default)]
 pub enum Threads {
@@ -169,37 +175,27 @@ impl core::fmt::Debug for Threads {
     }
 }
 
-/// One worker: a tape per chunk length met (the full chunks and the shorter last one).
-struct Worker<T: Float, F> {
-    full: Option<TapeDynamics<T, F>>,
-    tail: Option<TapeDynamics<T, F>>,
+/// One worker: a chunk's dynamics per chunk length met (the full chunks and the shorter
+/// last one).
+struct Worker<D> {
+    full: Option<D>,
+    tail: Option<D>,
 }
 
-/// Makes one field closure per worker.
-type Factory<F> = Box<dyn Fn() -> F + Send + Sync>;
+/// Makes the dynamics of one chunk of the given number of rows.
+type Maker<D> = Box<dyn Fn(usize) -> Result<D> + Send + Sync>;
 
-/// What every chunk task shares: the idle workers and the closure factory.
-struct Shared<T: Float, F> {
-    idle: Mutex<Vec<Worker<T, F>>>,
-    make: Factory<F>,
-    /// State shape with the leading (row) axis left free.
-    dims: Vec<usize>,
+/// What every chunk task shares: the idle workers and the chunk factory.
+struct Shared<D> {
+    idle: Mutex<Vec<Worker<D>>>,
+    make: Maker<D>,
     chunk_rows: usize,
-    n_params: usize,
 }
 
-impl<T, F> Shared<T, F>
-where
-    T: Float,
-    F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Send,
-{
-    /// Runs `op` on a worker's tape for a chunk of `rows` rows (a worker is taken from
+impl<D> Shared<D> {
+    /// Runs `op` on a worker's dynamics for a chunk of `rows` rows (a worker is taken from
     /// the idle list, or made on first use, and given back).
-    fn with_tape<R>(
-        &self,
-        rows: usize,
-        op: impl FnOnce(&mut TapeDynamics<T, F>) -> Result<R>,
-    ) -> Result<R> {
+    fn with_worker<R>(&self, rows: usize, op: impl FnOnce(&mut D) -> Result<R>) -> Result<R> {
         let taken = self
             .idle
             .lock()
@@ -215,13 +211,10 @@ where
             &mut w.tail
         };
         if slot.is_none() {
-            let mut dims = self.dims.clone();
-            dims[0] = rows;
-            let f = (self.make)();
-            *slot = Some(TapeDynamics::new(&dims, self.n_params, f)?);
+            *slot = Some((self.make)(rows)?);
         }
         let res = match slot.as_mut() {
-            Some(td) => op(td),
+            Some(d) => op(d),
             None => unreachable!("the slot was filled above"),
         };
         self.idle
@@ -259,15 +252,39 @@ where
 /// assert_eq!(a, b); // rows are evaluated alike, chunked or not
 /// # Ok::<(), adjoint::Error>(())
 /// ```
-pub struct ParallelTapeDynamics<T: Float, F> {
+pub type ParallelTapeDynamics<T, F> = RowParallel<T, TapeDynamics<T, F>>;
+
+/// Row-separable dynamics whose batch rows (the leading axis of the state) are split into
+/// fixed chunks, each evaluated by its own dynamics `D` on any thread; results do not
+/// depend on the number of threads (see the [module documentation](self) for the maths,
+/// the requirements and the scaling limits). [`ParallelTapeDynamics`] is this for a tape
+/// field; [`RowParallel::from_rows`] takes any [`Vjp`] through a factory of chunks.
+///
+/// ```
+/// use adjoint::{Dynamics, RowParallel, TanhMlp};
+/// // The hand-written 2→32→32→2 tanh MLP on a batch of 600 states, 128-row chunks.
+/// let widths = [2, 32, 32, 2];
+/// let mut par = RowParallel::from_rows(600, move |rows| TanhMlp::<f64>::new(&widths, rows, false))?
+///     .with_threads(2)?;
+/// assert_eq!(par.n_chunks(), 5); // 4 chunks of 128 rows and one of 88
+/// let mut serial = TanhMlp::<f64>::new(&widths, 600, false)?;
+/// let theta = serial.init_params(1, 1.0);
+/// let z: Vec<f64> = (0..1200).map(|i| (i as f64 * 0.37).sin()).collect();
+/// let (mut a, mut b) = (vec![0.0; 1200], vec![0.0; 1200]);
+/// par.eval(0.0, &z, &theta, &mut a)?;
+/// serial.eval(0.0, &z, &theta, &mut b)?;
+/// assert_eq!(a, b); // rows are evaluated alike, chunked or not
+/// # Ok::<(), adjoint::Error>(())
+/// ```
+pub struct RowParallel<T, D> {
     n_states: usize,
     n_params: usize,
     /// Rows (leading axis) and entries per row.
     rows: usize,
     row_len: usize,
-    /// The single-tape path (one chunk).
-    whole: TapeDynamics<T, F>,
-    shared: Shared<T, F>,
+    /// The unchunked dynamics (the one-chunk path).
+    whole: D,
+    shared: Shared<D>,
     pool: Threads,
     /// Per chunk: its `θ`-gradient, its `t`-gradient and its error.
     theta_parts: Vec<T>,
@@ -278,9 +295,9 @@ pub struct ParallelTapeDynamics<T: Float, F> {
     scratch_theta: Vec<T>,
 }
 
-impl<T: Float, F> core::fmt::Debug for ParallelTapeDynamics<T, F> {
+impl<T, D> core::fmt::Debug for RowParallel<T, D> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ParallelTapeDynamics")
+        f.debug_struct("RowParallel")
             .field("rows", &self.rows)
             .field("row_len", &self.row_len)
             .field("chunk_rows", &self.shared.chunk_rows)
@@ -289,7 +306,7 @@ impl<T: Float, F> core::fmt::Debug for ParallelTapeDynamics<T, F> {
     }
 }
 
-impl<T, F> ParallelTapeDynamics<T, F>
+impl<T, F> RowParallel<T, TapeDynamics<T, F>>
 where
     T: Float,
     F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Send,
@@ -315,16 +332,59 @@ where
         state_dims: &[usize],
         n_params: usize,
         make: impl Fn() -> F + Send + Sync + 'static,
-    ) -> Result<Self> {
+    ) -> Result<Self>
+    where
+        F: 'static,
+        T: 'static,
+    {
+        let dims = state_dims.to_vec();
         let whole = TapeDynamics::new(state_dims, n_params, make())?;
-        let n_states = whole.n_states();
         let rows = state_dims.first().copied().unwrap_or(1);
+        Self::from_parts(whole, rows, move |r| {
+            // A state without axes is one row: its chunk is the whole state.
+            let mut d = dims.clone();
+            if let Some(first) = d.first_mut() {
+                *first = r;
+            }
+            TapeDynamics::new(&d, n_params, make())
+        })
+    }
+}
+
+impl<T, D> RowParallel<T, D>
+where
+    T: Real + Send + Sync,
+    D: Vjp<T> + Send,
+{
+    /// Row-separable dynamics over `rows` rows, split into chunks of
+    /// [`DEFAULT_CHUNK_ROWS`] rows on the current rayon pool: `make(r)` builds the
+    /// dynamics of `r` rows (called for the whole batch, then once per worker and chunk
+    /// length). Every `make(r)` must compute the same function of each row and share the
+    /// parameters; its state length must be a multiple of `r`.
+    pub fn from_rows(
+        rows: usize,
+        make: impl Fn(usize) -> Result<D> + Send + Sync + 'static,
+    ) -> Result<Self> {
+        let whole = make(rows)?;
+        Self::from_parts(whole, rows, make)
+    }
+
+    fn from_parts(
+        whole: D,
+        rows: usize,
+        make: impl Fn(usize) -> Result<D> + Send + Sync + 'static,
+    ) -> Result<Self> {
+        let n_states = whole.n_states();
+        let n_params = whole.n_params();
         let row_len = n_states.checked_div(rows).unwrap_or(0);
-        let mut dims = state_dims.to_vec();
-        if dims.is_empty() {
-            dims.push(1);
+        if row_len * rows != n_states {
+            return Err(Error::LengthMismatch {
+                what: "state of a RowParallel's dynamics (a multiple of its rows)",
+                expected: row_len * rows,
+                found: n_states,
+            });
         }
-        let mut me = ParallelTapeDynamics {
+        let mut me = RowParallel {
             n_states,
             n_params,
             rows,
@@ -333,9 +393,7 @@ where
             shared: Shared {
                 idle: Mutex::new(Vec::new()),
                 make: Box::new(make),
-                dims,
                 chunk_rows: DEFAULT_CHUNK_ROWS,
-                n_params,
             },
             pool: Threads::Current,
             theta_parts: Vec::new(),
@@ -349,7 +407,7 @@ where
     }
 
     /// Sets the rows per chunk (at least 1; builder form). A batch of fewer than twice
-    /// that many rows runs as one chunk (the single-tape path). Results depend on this
+    /// that many rows runs as one chunk (the unchunked dynamics). Results depend on this
     /// value (the order of the `θ`-gradient's sums), never on the threads.
     pub fn with_chunk_rows(mut self, chunk_rows: usize) -> Result<Self> {
         self.set_chunk_rows(chunk_rows)?;
@@ -404,7 +462,7 @@ where
         &self.pool
     }
 
-    /// Number of chunks the batch is cut into (1: the single-tape path).
+    /// Number of chunks the batch is cut into (1: the unchunked dynamics).
     pub fn n_chunks(&self) -> usize {
         self.t_parts.len()
     }
@@ -414,12 +472,12 @@ where
         self.shared.chunk_rows
     }
 
-    /// Runs `job(tape, z, b, out, θ-part, t-part)` on every chunk (in parallel, or in
+    /// Runs `job(dynamics, z, b, out, θ-part, t-part)` on every chunk (in parallel, or in
     /// order on the calling thread) and returns the error of the first failing chunk in
     /// chunk order. `b` is the second state-sized input (`a` or `v_z`).
     fn run_chunks<J>(&mut self, z: &[T], b: &[T], out: &mut [T], job: J) -> Result<()>
     where
-        J: Fn(&mut TapeDynamics<T, F>, &[T], &[T], &mut [T], &mut [T], &mut T) -> Result<()> + Sync,
+        J: Fn(&mut D, &[T], &[T], &mut [T], &mut [T], &mut T) -> Result<()> + Sync,
     {
         let shared = &self.shared;
         let row_len = self.row_len;
@@ -428,7 +486,8 @@ where
         let pl = self.n_params.max(1);
         let p = self.n_params;
         let task = |(z, b, out, th, tp, e): Chunk<'_, T>| {
-            let r = shared.with_tape(z.len() / row_len, |td| job(td, z, b, out, &mut th[..p], tp));
+            let r =
+                shared.with_worker(z.len() / row_len, |td| job(td, z, b, out, &mut th[..p], tp));
             *e = r.err();
         };
         let (th, tps, errs) = (&mut self.theta_parts, &mut self.t_parts, &mut self.errors);
@@ -502,12 +561,12 @@ where
             (
                 z.len(),
                 self.n_states,
-                "state z of the ParallelTapeDynamics",
+                "state z of the row-parallel dynamics",
             ),
             (
                 theta.len(),
                 self.n_params,
-                "parameters of the ParallelTapeDynamics",
+                "parameters of the row-parallel dynamics",
             ),
             (other.len(), self.n_states, what),
         ] {
@@ -531,7 +590,7 @@ where
         out_z: Option<&mut [T]>,
         out_theta: Option<&mut [T]>,
     ) -> Result<T> {
-        self.check_lengths(z, theta, a, "adjoint a of the ParallelTapeDynamics")?;
+        self.check_lengths(z, theta, a, "adjoint a of the row-parallel dynamics")?;
         let mut sz = core::mem::take(&mut self.scratch_z);
         let mut sth = core::mem::take(&mut self.scratch_theta);
         let res = self.vjp_into(
@@ -558,7 +617,7 @@ where
     ) -> Result<T> {
         if out_z.len() != self.n_states || out_theta.len() != self.n_params {
             return Err(Error::LengthMismatch {
-                what: "output of a ParallelTapeDynamics VJP (z part, then θ part)",
+                what: "output of a row-parallel VJP (z part, then θ part)",
                 expected: if out_z.len() != self.n_states {
                     self.n_states
                 } else {
@@ -587,10 +646,10 @@ where
     }
 }
 
-impl<T, F> Dynamics<T> for ParallelTapeDynamics<T, F>
+impl<T, D> Dynamics<T> for RowParallel<T, D>
 where
-    T: Float,
-    F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Send,
+    T: Real + Send + Sync,
+    D: Vjp<T> + Send,
 {
     fn n_states(&self) -> usize {
         self.n_states
@@ -602,15 +661,15 @@ where
         if self.n_chunks() == 1 {
             return self.whole.eval(t, z, theta, out);
         }
-        self.check_lengths(z, theta, out, "output of the ParallelTapeDynamics")?;
+        self.check_lengths(z, theta, out, "output of the row-parallel dynamics")?;
         self.run_chunks(z, z, out, |td, z, _, o, _, _| td.eval(t, z, theta, o))
     }
 }
 
-impl<T, F> Vjp<T> for ParallelTapeDynamics<T, F>
+impl<T, D> Vjp<T> for RowParallel<T, D>
 where
-    T: Float,
-    F: for<'t> FnMut(&'t Tape<T>, Var<'t, T>, Var<'t, T>, Var<'t, T>) -> Var<'t, T> + Send,
+    T: Real + Send + Sync,
+    D: Vjp<T> + Send,
 {
     fn vjp_z(&mut self, t: T, z: &[T], theta: &[T], a: &[T], out: &mut [T]) -> Result<()> {
         self.vjp_chunks(t, z, theta, a, Some(out), None).map(|_| ())
@@ -633,11 +692,12 @@ where
         self.vjp_chunks(t, z, theta, a, Some(out_z), Some(out_theta))
     }
     fn has_jvp(&self) -> bool {
-        true
+        self.whole.has_jvp()
     }
-    /// As [`TapeDynamics`]: a JVP costs about three reverse passes.
+    /// As the unchunked dynamics (for a tape field: a JVP costs about three reverse
+    /// passes).
     fn prefers_jacobians(&self) -> bool {
-        true
+        self.whole.prefers_jacobians()
     }
     fn jvp(
         &mut self,
@@ -651,13 +711,8 @@ where
         if self.n_chunks() == 1 {
             return self.whole.jvp(t, z, theta, v_z, v_theta, out);
         }
-        self.check_lengths(
-            z,
-            theta,
-            v_z,
-            "direction v_z of the ParallelTapeDynamics JVP",
-        )?;
-        self.check_lengths(z, v_theta, out, "output of the ParallelTapeDynamics JVP")?;
+        self.check_lengths(z, theta, v_z, "direction v_z of the row-parallel JVP")?;
+        self.check_lengths(z, v_theta, out, "output of the row-parallel JVP")?;
         self.run_chunks(z, v_z, out, |td, z, vz, o, _, _| {
             td.jvp(t, z, theta, vz, v_theta, o)
         })

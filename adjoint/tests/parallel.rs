@@ -1,7 +1,8 @@
 //! `ParallelTapeDynamics` (batch rows over threads) against the single-tape
 //! `TapeDynamics`: bitwise equal results for any number of threads, the serial results
 //! to round-off, gradients of whole solves in every mode, finite differences, errors of
-//! a failing chunk, and no allocation per step after warm-up.
+//! a failing chunk, and no allocation per step after warm-up; `RowParallel` over the
+//! hand-written `TanhMlp` likewise.
 #![cfg(feature = "parallel")]
 
 mod common;
@@ -11,8 +12,8 @@ use std::sync::Arc;
 use adjoint::audit::{AuditOptions, audit};
 use adjoint::test_problems::{SplitMix64, W2_PARAMS, w2_forward, w2_theta};
 use adjoint::{
-    AdjointSolver, Dynamics, Error, Method, Options, ParallelTapeDynamics, TapeDynamics, Threads,
-    Vjp,
+    AdjointSolver, Dynamics, Error, Method, Options, ParallelTapeDynamics, RowParallel, TanhMlp,
+    TapeDynamics, Threads, Vjp,
 };
 use autodiff::{Tape, Var};
 use common::{every_mode, rel};
@@ -234,6 +235,86 @@ fn solve_gradients_in_every_mode() {
         println!("{name}: chunked vs single tape {e:.2e}");
         assert!(e < 1e-12, "{name}: {e:e}");
     }
+}
+
+/// `RowParallel` over the hand-written field (time input on): products on 300 rows in
+/// chunks of 64 and whole solves in every mode on 10 rows in chunks of 3, bitwise equal
+/// for any thread count and equal to the unchunked `TanhMlp` up to the order of the θ-
+/// and t-gradients' sums.
+#[test]
+fn row_parallel_tanh_mlp_matches_the_unchunked_field() {
+    let (widths, batch) = ([2, 24, 24, 2], 300);
+    let make = |threads| {
+        RowParallel::from_rows(batch, move |rows| TanhMlp::<f64>::new(&widths, rows, true))
+            .unwrap()
+            .with_chunk_rows(64)
+            .unwrap()
+            .with_threads(threads)
+            .unwrap()
+    };
+    let mut one = make(1);
+    assert_eq!((one.n_chunks(), one.chunk_rows()), (5, 64));
+    // `products` runs a JVP too: TanhMlp has one.
+    let reference = products(&mut one, 9);
+    for threads in [2, 3, 0] {
+        let mut par = make(threads);
+        for _ in 0..3 {
+            assert_eq!(products(&mut par, 9), reference, "{threads} threads");
+        }
+    }
+    let mut serial = TanhMlp::<f64>::new(&widths, batch, true).unwrap();
+    let s = products(&mut serial, 9);
+    assert_eq!(
+        (&s.f, &s.gz, &s.jvp),
+        (&reference.f, &reference.gz, &reference.jvp)
+    );
+    let e = rel(&from_bits(&reference.gth), &from_bits(&s.gth));
+    let (a, b) = (f64::from_bits(reference.gt), f64::from_bits(s.gt));
+    assert!(
+        e < 1e-14 && (a - b).abs() < 1e-13 * b.abs(),
+        "θ {e:e}, t {a} vs {b}"
+    );
+
+    // Whole solves on 10 rows in chunks of 3 (forward sensitivities need a small n).
+    let small = |threads| {
+        RowParallel::from_rows(10, move |rows| TanhMlp::<f64>::new(&widths, rows, true))
+            .unwrap()
+            .with_chunk_rows(3)
+            .unwrap()
+            .with_threads(threads)
+            .unwrap()
+    };
+    let (mut one, mut two) = (small(1), small(2));
+    assert_eq!(one.n_chunks(), 4);
+    let mut serial = TanhMlp::<f64>::new(&widths, 10, true).unwrap();
+    let p = serial.n_params();
+    let mut rng = SplitMix64::new(5);
+    let (z0, theta) = (draw(&mut rng, 20, 1.0), draw(&mut rng, p, 0.6));
+    for mode in every_mode(3) {
+        let name = mode.name();
+        let solver =
+            AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-8, 1e-8)).with_mode(mode);
+        let mut grads = Vec::new();
+        for dy in [&mut one as &mut dyn Vjp<f64>, &mut two, &mut serial] {
+            let mut s = solver.clone();
+            s.forward(dy, &z0, &theta, &[0.0, 0.5, 1.0]).unwrap();
+            let dl: Vec<f64> = s.states().iter().map(|z| 2.0 * z).collect();
+            grads.push(s.backward(dy, &dl).unwrap());
+        }
+        assert_eq!(bits(&grads[0].theta), bits(&grads[1].theta), "{name}");
+        assert_eq!(bits(&grads[0].z0), bits(&grads[1].z0), "{name}");
+        let e = rel(&grads[0].theta, &grads[2].theta).max(rel(&grads[0].z0, &grads[2].z0));
+        println!("{name}: chunked vs unchunked {e:.2e}");
+        assert!(e < 1e-12, "{name}: chunked vs unchunked {e:e}");
+    }
+}
+
+/// A factory whose state is not a whole number of rows is refused.
+#[test]
+fn row_parallel_refuses_a_state_that_is_not_whole_rows() {
+    // 7 rows asked, but the MLP holds 10 rows of 2: 20 states are not 7 rows.
+    let r = RowParallel::from_rows(7, |_| TanhMlp::<f64>::new(&[2, 4, 2], 10, false));
+    assert!(matches!(r, Err(Error::LengthMismatch { .. })), "{r:?}");
 }
 
 #[test]

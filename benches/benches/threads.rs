@@ -10,6 +10,9 @@
 //!   thread, chunked (128 rows) on 1 and on 2 threads. **Goal: value + gradient at
 //!   2 threads ≥ 1.7× faster than unchunked on 1 thread** (issue 18), on an otherwise idle
 //!   2-core machine.
+//! * `threads/b4096/value_and_grad/tanh_mlp_*`: the same with the hand-written field
+//!   ([`adjoint::TanhMlp`]), unchunked and through [`adjoint::RowParallel`] (128 rows)
+//!   on 1 and 2 threads.
 //! * `threads/b4096/value_and_grad/solver_only`: the same solve with a near-free field
 //!   (`ż = −θ z` on the 8,192 states, hand-written VJP): the solver's own vector work,
 //!   which stays on the calling thread (the serial fraction that bounds the speed-up on
@@ -26,9 +29,10 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use adjoint::test_problems::{W2_PARAMS, w2_forward, w2_loss, w2_states, w2_theta};
+use adjoint::test_problems::{W2_PARAMS, W2_WIDTHS, w2_forward, w2_loss, w2_states, w2_theta};
 use adjoint::{
-    AdjointSolver, Dynamics, FnDynamics, Method, Options, ParallelTapeDynamics, TapeDynamics, Vjp,
+    AdjointSolver, Dynamics, FnDynamics, Method, Options, ParallelTapeDynamics, RowParallel,
+    TanhMlp, TapeDynamics, Vjp,
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 
@@ -36,6 +40,14 @@ const D: usize = 2;
 
 fn parallel(batch: usize, chunk: usize, threads: usize) -> impl Vjp<f64> {
     ParallelTapeDynamics::new(&[batch, D], W2_PARAMS, w2_forward())
+        .and_then(|f| f.with_chunk_rows(chunk))
+        .and_then(|f| f.with_threads(threads))
+        .expect("valid settings")
+}
+
+/// The hand-written field ([`TanhMlp`], the same function) by rows over threads.
+fn parallel_mlp(batch: usize, chunk: usize, threads: usize) -> impl Vjp<f64> {
+    RowParallel::from_rows(batch, |rows| TanhMlp::new(&W2_WIDTHS, rows, false))
         .and_then(|f| f.with_chunk_rows(chunk))
         .and_then(|f| f.with_threads(threads))
         .expect("valid settings")
@@ -107,6 +119,12 @@ fn b4096(c: &mut Criterion) {
     for threads in [1, 2] {
         let label = format!("chunked_{threads}_threads");
         solve(&mut g, &label, &mut parallel(B, 128, threads), B, true);
+    }
+    let mut mlp = TanhMlp::new(&W2_WIDTHS, B, false).expect("valid widths");
+    solve(&mut g, "tanh_mlp_unchunked_1_thread", &mut mlp, B, false);
+    for threads in [1, 2] {
+        let label = format!("tanh_mlp_chunked_{threads}_threads");
+        solve(&mut g, &label, &mut parallel_mlp(B, 128, threads), B, false);
     }
     let mut free = FnDynamics::new(
         B * D,
