@@ -37,7 +37,14 @@ use super::odenet::StepArg;
 use super::positive;
 use crate::CliError;
 use crate::output::write_json;
-use crate::plot::{Figure, Series, save_panels};
+use crate::plot::{Figure, Series};
+
+mod posterior;
+mod study;
+
+use posterior::posterior_plot;
+pub use study::{Paired, Summary};
+use study::{paired_differences, study_plot, summarise};
 
 /// `--data`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -257,44 +264,6 @@ pub struct Row {
     pub seconds_per_step: f64,
     /// Training losses, one per step.
     pub losses: Vec<f64>,
-}
-
-/// Mean and sample standard deviation over the seeds of one model on one task.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    /// The model.
-    pub model: ModelArg,
-    /// The task.
-    pub task: TaskArg,
-    /// Number of seeds.
-    pub n: usize,
-    /// Test MSE: mean and standard deviation.
-    pub test_mse: (f64, f64),
-    /// Held-out log-likelihood of the times per series: mean and standard deviation.
-    pub times_ll: (f64, f64),
-    /// MSE against the clean trajectory per component: mean and standard deviation.
-    pub clean_mse: Vec<(f64, f64)>,
-    /// Seconds per step: mean.
-    pub seconds_per_step: f64,
-}
-
-/// `--compare-poisson`: one metric's paired differences (latent ODE + Poisson minus latent
-/// ODE, same seed: same data, initialisation and batches) over the seeds.
-#[derive(Debug, Clone, Serialize)]
-pub struct Paired {
-    /// The task.
-    pub task: TaskArg,
-    /// The metric (`test_mse`, `clean_mse_<component>`, `times_ll`).
-    pub metric: String,
-    /// Mean and sample standard deviation of the differences.
-    pub diff: (f64, f64),
-    /// Number of seeds on which the Poisson model is better (lower MSE, higher
-    /// log-likelihood).
-    pub improved: usize,
-    /// Number of seeds.
-    pub n: usize,
-    /// The differences, one per seed.
-    pub per_seed: Vec<f64>,
 }
 
 /// What the job returns.
@@ -564,135 +533,6 @@ pub fn run(a: &LatentArgs) -> Result<LatentReport, CliError> {
     Ok(report)
 }
 
-/// Mean and sample standard deviation (0 for one value).
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
-}
-
-fn summarise(a: &LatentArgs, rows: &[Row]) -> Vec<Summary> {
-    let mut out = Vec::new();
-    for &task in &a.tasks {
-        for model in model_args(a) {
-            let sel: Vec<&Row> = rows
-                .iter()
-                .filter(|r| r.task == task && r.model == model)
-                .collect();
-            if sel.is_empty() {
-                continue;
-            }
-            let f = |g: &dyn Fn(&Row) -> f64| sel.iter().map(|r| g(r)).collect::<Vec<_>>();
-            out.push(Summary {
-                model,
-                task,
-                n: sel.len(),
-                test_mse: mean_sd(&f(&|r| r.test_mse)),
-                times_ll: mean_sd(&f(&|r| r.times_ll)),
-                clean_mse: (0..sel[0].clean_mse.len())
-                    .map(|c| mean_sd(&f(&|r| r.clean_mse.get(c).copied().unwrap_or(f64::NAN))))
-                    .collect(),
-                seconds_per_step: mean_sd(&f(&|r| r.seconds_per_step)).0,
-            });
-        }
-    }
-    out
-}
-
-/// A row's metric.
-type Metric = Box<dyn Fn(&Row) -> f64>;
-
-/// With both latent models in the run (e.g. `--compare-poisson`): per task and metric,
-/// the differences Poisson − plain of the same seed, their mean ± sd and on how many seeds
-/// the Poisson model is better. `names` are the data's component names.
-fn paired_differences(a: &LatentArgs, rows: &[Row], names: &[String]) -> Vec<Paired> {
-    let models = model_args(a);
-    if !(models.contains(&ModelArg::Latent) && models.contains(&ModelArg::LatentPoisson)) {
-        return Vec::new();
-    }
-    let mut out = Vec::new();
-    for &task in &a.tasks {
-        let pairs: Vec<(&Row, &Row)> = rows
-            .iter()
-            .filter(|r| r.task == task && r.model == ModelArg::Latent)
-            .filter_map(|p| {
-                rows.iter()
-                    .find(|q| {
-                        q.task == task && q.model == ModelArg::LatentPoisson && q.seed == p.seed
-                    })
-                    .map(|q| (p, q))
-            })
-            .collect();
-        if pairs.is_empty() {
-            continue;
-        }
-        // (metric, value, whether higher is better)
-        let mut metrics: Vec<(String, Metric, bool)> =
-            vec![("test_mse".into(), Box::new(|r: &Row| r.test_mse), false)];
-        for (c, name) in names.iter().enumerate() {
-            if pairs
-                .iter()
-                .all(|(p, q)| p.clean_mse.len() > c && q.clean_mse.len() > c)
-            {
-                metrics.push((
-                    format!("clean_mse_{name}"),
-                    Box::new(move |r: &Row| r.clean_mse[c]),
-                    false,
-                ));
-            }
-        }
-        metrics.push(("times_ll".into(), Box::new(|r: &Row| r.times_ll), true));
-        for (metric, get, higher) in metrics {
-            let d: Vec<f64> = pairs.iter().map(|(p, q)| get(q) - get(p)).collect();
-            let improved = d
-                .iter()
-                .filter(|&&x| if higher { x > 0.0 } else { x < 0.0 })
-                .count();
-            out.push(Paired {
-                task,
-                metric,
-                diff: mean_sd(&d),
-                improved,
-                n: d.len(),
-                per_seed: d,
-            });
-        }
-    }
-    out
-}
-
-/// Per seed and task, each model's test MSE and held-out log-likelihood of the times
-/// against the seed (`study.png/svg`).
-fn study_plot(a: &LatentArgs, rows: &[Row]) -> Result<(), CliError> {
-    let mut panels = Vec::new();
-    for &task in &a.tasks {
-        for (metric, get) in [
-            ("test MSE", (|r: &Row| r.test_mse) as fn(&Row) -> f64),
-            ("held-out log-lik of the times per series", |r: &Row| {
-                r.times_ll
-            }),
-        ] {
-            let mut fig = Figure::new(format!("{metric} ({task:?})"), "seed", metric);
-            for model in model_args(a) {
-                let pts: Vec<(f64, f64)> = rows
-                    .iter()
-                    .filter(|r| r.task == task && r.model == model && get(r).is_finite())
-                    .map(|r| (r.seed as f64, get(r)))
-                    .collect();
-                fig = fig.with(Series::line_markers(model.label(), pts));
-            }
-            panels.push(fig);
-        }
-    }
-    save_panels(&panels, &a.out, "study")?;
-    Ok(())
-}
-
 /// One seed: data, then every model on every task. Returns the rows, the seed's data
 /// summary (sizes, split time, constant rates) and the component names.
 fn run_seed(
@@ -930,86 +770,6 @@ fn build(
             seed,
         )?)),
     })
-}
-
-/// Posterior trajectories of the first test series: 5–95 % bands and mean of 40 draws on
-/// a dense grid, the points the encoder saw, the targets, and the clean curve if known.
-fn posterior_plot(
-    a: &LatentArgs,
-    m: &mut LatentOde<f64>,
-    test: &IrregularDataset<f64>,
-    clean: Option<&[(Vec<f64>, Vec<f64>)]>,
-    task: TaskArg,
-    which: ModelArg,
-    split: &dyn Fn(&IrregularBatch<f64>) -> IrregularBatch<f64>,
-) -> Result<(), CliError> {
-    let k = a.plot_series.min(test.len());
-    if k == 0 {
-        return Ok(());
-    }
-    let idx: Vec<usize> = (0..k).collect();
-    let batch = split(&test.batch(&idx)?);
-    let (t0, t1) = (batch.times[0], batch.times[batch.n_times() - 1]);
-    let n_grid = 120;
-    let grid: Vec<f64> = (0..n_grid)
-        .map(|i| t0 + (t1 - t0) * i as f64 / (n_grid - 1) as f64)
-        .collect();
-    let draws = 40;
-    let samples = m.sample_trajectories(&batch, &grid, draws, a.seed ^ 0xB0B)?;
-    let d = batch.dim;
-    let model = format!("{which:?}").to_lowercase();
-    let task_s = format!("{task:?}").to_lowercase();
-    for j in 0..k {
-        let mut fig = Figure::new(
-            format!(
-                "{} ({task_s}), test series {j}: mean and 5-95% band of {draws} posterior draws",
-                which.label()
-            ),
-            "t",
-            "value",
-        );
-        for c in 0..d.min(3) {
-            let name = &test.names()[c];
-            let (mut lo, mut hi, mut mean) = (Vec::new(), Vec::new(), Vec::new());
-            for (i, &t) in grid.iter().enumerate() {
-                let mut v: Vec<f64> = (0..draws)
-                    .map(|s| samples[((s * n_grid + i) * k + j) * d + c])
-                    .collect();
-                v.sort_by(f64::total_cmp);
-                let q = |p: f64| v[((p * (draws - 1) as f64).round() as usize).min(draws - 1)];
-                lo.push((t, q(0.05)));
-                hi.push((t, q(0.95)));
-                mean.push((t, v.iter().sum::<f64>() / draws as f64));
-            }
-            fig = fig.with(Series::line(format!("{name} mean"), mean).width(2));
-            fig = fig.with(Series::line(format!("{name} 5%"), lo).width(1));
-            fig = fig.with(Series::line(format!("{name} 95%"), hi).width(1));
-            let pts = |mask: &[f64]| -> Vec<(f64, f64)> {
-                (0..batch.n_times())
-                    .filter(|&i| mask[(i * k + j) * d + c] != 0.0)
-                    .map(|i| (batch.times[i], batch.values[(i * k + j) * d + c]))
-                    .collect()
-            };
-            fig = fig.with(Series::markers(
-                format!("{name} seen by encoder"),
-                pts(&batch.mask),
-            ));
-            fig = fig.with(Series::markers(
-                format!("{name} targets"),
-                pts(&batch.target),
-            ));
-            if let Some(cl) = clean.and_then(|cl| cl.get(j)) {
-                let line =
-                    cl.0.iter()
-                        .enumerate()
-                        .map(|(i, &t)| (t, cl.1[i * d + c]))
-                        .collect();
-                fig = fig.with(Series::line(format!("{name} clean"), line));
-            }
-        }
-        fig.save(&a.out, &format!("posterior_{task_s}_{model}_s{j}"))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
