@@ -12,8 +12,8 @@ use std::sync::Arc;
 use adjoint::audit::{AuditOptions, audit};
 use adjoint::test_problems::{SplitMix64, W2_PARAMS, w2_forward, w2_theta};
 use adjoint::{
-    AdjointSolver, Dynamics, Error, Method, Options, ParallelTapeDynamics, RowParallel, TanhMlp,
-    TapeDynamics, Threads, Vjp,
+    AdjointSolver, Dynamics, Error, Gradients, Method, Options, ParallelTapeDynamics, RowParallel,
+    TanhMlp, TapeDynamics, Threads, Vjp,
 };
 use autodiff::{Tape, Var};
 use common::{every_mode, rel};
@@ -191,6 +191,33 @@ fn w2_gradient_round_off_against_single_tape() {
     assert!(worst / scale < 1e-14, "{:e}", worst / scale);
 }
 
+/// The gradients of `L = Σ z(tᵢ)²` over `t = {0, 0.5, 1}` in every gradient mode (Dopri5
+/// at 1e-8), for each dynamics in turn: `(mode name, one gradient per dynamics)`.
+fn grads_in_every_mode(
+    dys: &mut [&mut dyn Vjp<f64>],
+    z0: &[f64],
+    theta: &[f64],
+) -> Vec<(&'static str, Vec<Gradients<f64>>)> {
+    every_mode(3)
+        .into_iter()
+        .map(|mode| {
+            let name = mode.name();
+            let solver =
+                AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-8, 1e-8)).with_mode(mode);
+            let grads = dys
+                .iter_mut()
+                .map(|dy| {
+                    let mut s = solver.clone();
+                    s.forward(*dy, z0, theta, &[0.0, 0.5, 1.0]).unwrap();
+                    let dl: Vec<f64> = s.states().iter().map(|z| 2.0 * z).collect();
+                    s.backward(*dy, &dl).unwrap()
+                })
+                .collect();
+            (name, grads)
+        })
+        .collect()
+}
+
 /// Small MLP, 10 rows in chunks of 3 (3, 3, 3, 1): whole solves in every mode, 1 and 3
 /// threads bitwise, against the single tape to round-off.
 #[test]
@@ -210,18 +237,8 @@ fn solve_gradients_in_every_mode() {
     let mut serial = TapeDynamics::new(&[batch, 2], p, field(h)).unwrap();
     let mut rng = SplitMix64::new(11);
     let (z0, theta) = (draw(&mut rng, 2 * batch, 1.0), draw(&mut rng, p, 0.6));
-    let ts = [0.0, 0.5, 1.0];
-    for mode in every_mode(3) {
-        let name = mode.name();
-        let solver =
-            AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-8, 1e-8)).with_mode(mode);
-        let mut grads = Vec::new();
-        for dy in [&mut one as &mut dyn Vjp<f64>, &mut three, &mut serial] {
-            let mut s = solver.clone();
-            s.forward(dy, &z0, &theta, &ts).unwrap();
-            let dl: Vec<f64> = s.states().iter().map(|z| 2.0 * z).collect();
-            grads.push(s.backward(dy, &dl).unwrap());
-        }
+    for (name, grads) in grads_in_every_mode(&mut [&mut one, &mut three, &mut serial], &z0, &theta)
+    {
         for (a, b) in [
             (&grads[0].z0, &grads[1].z0),
             (&grads[0].theta, &grads[1].theta),
@@ -290,17 +307,7 @@ fn row_parallel_tanh_mlp_matches_the_unchunked_field() {
     let p = serial.n_params();
     let mut rng = SplitMix64::new(5);
     let (z0, theta) = (draw(&mut rng, 20, 1.0), draw(&mut rng, p, 0.6));
-    for mode in every_mode(3) {
-        let name = mode.name();
-        let solver =
-            AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-8, 1e-8)).with_mode(mode);
-        let mut grads = Vec::new();
-        for dy in [&mut one as &mut dyn Vjp<f64>, &mut two, &mut serial] {
-            let mut s = solver.clone();
-            s.forward(dy, &z0, &theta, &[0.0, 0.5, 1.0]).unwrap();
-            let dl: Vec<f64> = s.states().iter().map(|z| 2.0 * z).collect();
-            grads.push(s.backward(dy, &dl).unwrap());
-        }
+    for (name, grads) in grads_in_every_mode(&mut [&mut one, &mut two, &mut serial], &z0, &theta) {
         assert_eq!(bits(&grads[0].theta), bits(&grads[1].theta), "{name}");
         assert_eq!(bits(&grads[0].z0), bits(&grads[1].z0), "{name}");
         let e = rel(&grads[0].theta, &grads[2].theta).max(rel(&grads[0].z0, &grads[2].z0));
