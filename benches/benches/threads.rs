@@ -7,7 +7,8 @@
 //!   (`TapeDynamics`, one tape over all rows) against chunks of 64 … 1,024 rows (the
 //!   cache-blocking effect alone; 128 is the default).
 //! * `threads/b4096/{forward,value_and_grad}/*`: the whole solve, unchunked on one
-//!   thread, chunked (128 rows) on 1 and on 2 threads. **Goal: value + gradient at
+//!   thread, chunked (128 rows) on 1 and on 2 threads (`THREADS_SWEEP=1,2,4,8,16` for
+//!   other counts: `benches/scripts/device_threads.sh` runs it on a 16-core machine). **Goal: value + gradient at
 //!   2 threads ≥ 1.7× faster than unchunked on 1 thread** (issue 18), on an otherwise idle
 //!   2-core machine.
 //! * `threads/b4096/value_and_grad/tanh_mlp_*`: the same with the hand-written field
@@ -111,18 +112,34 @@ fn solve<D: Vjp<f64>>(
     });
 }
 
+/// The thread counts of the chunked cases: `THREADS_SWEEP` (comma-separated, e.g.
+/// `1,2,4,8,16` on a 16-core machine), else 1 and 2.
+fn thread_sweep() -> Vec<usize> {
+    std::env::var("THREADS_SWEEP")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|x| x.trim().parse().ok())
+                .filter(|&n| n >= 1)
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| vec![1, 2])
+}
+
 fn b4096(c: &mut Criterion) {
     const B: usize = 4096;
     let mut g = c.benchmark_group("threads/b4096");
     g.sample_size(10).warm_up_time(Duration::from_millis(500));
     solve(&mut g, "unchunked_1_thread", &mut serial(B), B, true);
-    for threads in [1, 2] {
+    let sweep = thread_sweep();
+    for &threads in &sweep {
         let label = format!("chunked_{threads}_threads");
         solve(&mut g, &label, &mut parallel(B, 128, threads), B, true);
     }
     let mut mlp = TanhMlp::new(&W2_WIDTHS, B, false).expect("valid widths");
     solve(&mut g, "tanh_mlp_unchunked_1_thread", &mut mlp, B, false);
-    for threads in [1, 2] {
+    for &threads in &sweep {
         let label = format!("tanh_mlp_chunked_{threads}_threads");
         solve(&mut g, &label, &mut parallel_mlp(B, 128, threads), B, false);
     }

@@ -9,10 +9,12 @@ Cases: B = 16 value + gradient, B = 4096 forward and value + gradient, and B = 1
 101 and 1,001 evenly spaced output times (forward and value + gradient). For each: the
 evaluations of the field (counted by a host callback in JAX and a counter in torch; the
 backward pass's evaluations too where the method makes any), accepted/rejected steps where
-the library reports them, and the median time of a few runs on one thread.
+the library reports them, and the median time of a few runs on one thread (`--threads N`:
+N threads for torch and XLA).
 
     taskset -c 0 python3 benches/scripts/peers_w2.py            # everything
     python3 benches/scripts/peers_w2.py --quick                  # B = 16 cases only
+    python3 benches/scripts/peers_w2.py --threads 16 --b4096     # B = 4096 on 16 threads
 
 Prints one JSON object per line.
 """
@@ -22,9 +24,20 @@ import os
 import sys
 import time
 
-os.environ.setdefault(
-    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-)
+def arg_threads():
+    """`--threads N` (default 1): torch's intra-op threads and XLA's CPU threads."""
+    if "--threads" in sys.argv:
+        return int(sys.argv[sys.argv.index("--threads") + 1])
+    return 1
+
+
+THREADS = arg_threads()
+if THREADS == 1:
+    os.environ.setdefault(
+        "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    )
+else:
+    os.environ.setdefault("XLA_FLAGS", f"intra_op_parallelism_threads={THREADS}")
 
 import numpy as np  # noqa: E402
 
@@ -97,7 +110,7 @@ def run_torch(cases):
     import torch
     import torchdiffeq
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(THREADS)
     torch.set_default_dtype(torch.float64)
     count = [0]
 
@@ -212,11 +225,15 @@ def run_diffrax(cases):
 
 def main():
     quick = "--quick" in sys.argv
-    cases = [(16, 2, "value_and_grad")]
-    if not quick:
-        cases += [(4096, 2, "forward"), (4096, 2, "value_and_grad")]
-    for n in (2, 11, 101, 1001):
-        cases += [(16, n, "forward"), (16, n, "value_and_grad")]
+    big = [(4096, 2, "forward"), (4096, 2, "value_and_grad")]
+    if "--b4096" in sys.argv:
+        cases = big
+    else:
+        cases = [(16, 2, "value_and_grad")]
+        if not quick:
+            cases += big
+        for n in (2, 11, 101, 1001):
+            cases += [(16, n, "forward"), (16, n, "value_and_grad")]
     run_diffrax(cases)
     run_torch(cases)
 
