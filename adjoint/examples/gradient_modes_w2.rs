@@ -10,7 +10,11 @@
 //!
 //! Modes: `checkpointed` (the default: every step kept, seminorm), `checkpointed-full`
 //! (no seminorm), `backsolve` (seminorm), `direct` (discrete adjoint through the accepted
-//! steps, as diffrax's `RecursiveCheckpointAdjoint`). Forward sensitivities are left out
+//! steps, as diffrax's `RecursiveCheckpointAdjoint`; with [`TanhMlp`] the forward solve
+//! keeps the field's residuals, its hidden activations, up to the default
+//! [`AdjointSolver::set_residual_bytes`], and the VJPs that ran from them are counted as
+//! "kept" in the VJP column), `direct-recompute` (direct with no residuals kept: every VJP
+//! evaluates the field again, as before issue 18 item 4). Forward sensitivities are left out
 //! (`P = 4,482`: thousands of JVPs per evaluation). Step controls: `hairer` (the default:
 //! Hairer's PI controller, `HINIT`, Hairer's error estimate), `neural_ode`
 //! ([`Options::neural_ode`]) and `peers` (`Options::neural_ode` with Shampine's estimate:
@@ -51,7 +55,31 @@ fn modes() -> Vec<(&'static str, GradientMode<f64>)> {
         ),
         ("backsolve", GradientMode::backsolve(true)),
         ("direct", GradientMode::Direct),
+        ("direct-recompute", GradientMode::Direct),
     ]
+}
+
+/// The solver of mode `mname` (`direct-recompute`: no residuals kept).
+fn solver(
+    method: Method,
+    opts: &Options<f64>,
+    mname: &str,
+    mode: GradientMode<f64>,
+) -> AdjointSolver<f64> {
+    let mut s = AdjointSolver::new(method, opts.clone()).with_mode(mode);
+    if mname == "direct-recompute" {
+        s.set_residual_bytes(0);
+    }
+    s
+}
+
+/// The VJP column: the count, and how many ran from kept residuals.
+fn vjps(st: &adjoint::GradStats) -> String {
+    if st.backward_vjp_saved > 0 {
+        format!("{} ({} kept)", st.backward_vjp, st.backward_vjp_saved)
+    } else {
+        st.backward_vjp.to_string()
+    }
 }
 
 fn controls(tol: f64) -> Vec<(&'static str, Method, Options<f64>)> {
@@ -137,7 +165,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     ),
                 ];
                 for (fname, mut f) in fields {
-                    let mut s = AdjointSolver::new(method, opts.clone()).with_mode(mode.clone());
+                    let mut s = solver(method, &opts, mname, mode.clone());
                     let (l, g) = s.value_and_grad(f.as_mut(), &z0, &theta, &ts, w2_loss(n))?;
                     let gv = grad_of(&g);
                     let st = s.stats();
@@ -155,7 +183,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         st.forward.nfe,
                         st.forward.accepted,
                         st.backward_nfe,
-                        st.backward_vjp,
+                        vjps(&st),
                         st.backward_accepted,
                         best * 1e3,
                         cpu * 1e3,
@@ -199,6 +227,7 @@ fn sweep_modes() -> Vec<(&'static str, GradientMode<f64>)> {
         ("backsolve", bs(AdjointAtol::Absolute)),
         ("backsolve+seed", bs(AdjointAtol::RelativeToSeed)),
         ("direct", GradientMode::Direct),
+        ("direct-recompute", GradientMode::Direct),
     ]
 }
 
@@ -231,8 +260,7 @@ fn atol_sweep(
         println!("|---|---|---|---|---|---|---|");
         for tol in [1e-4, 1e-5, 1e-6, 1e-7, 1e-8] {
             for (mname, mode) in sweep_modes() {
-                let mut s =
-                    AdjointSolver::new(Method::Dopri5, Options::with_tol(tol, tol)).with_mode(mode);
+                let mut s = solver(Method::Dopri5, &Options::with_tol(tol, tol), mname, mode);
                 let (_, g) = s.value_and_grad(&mut f, &z0, theta, &ts, w2_loss(n))?;
                 let st = s.stats();
                 let c0 = thread_cpu_seconds();
@@ -243,7 +271,7 @@ fn atol_sweep(
                 println!(
                     "| {tol:.0e} | {mname} | {} | {} | {} ({}) | {:.3} | {:.2e} |",
                     st.forward.nfe,
-                    st.backward_vjp,
+                    vjps(&st),
                     st.backward_accepted,
                     st.backward_rejected,
                     cpu * 1e3,
