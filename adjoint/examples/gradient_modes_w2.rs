@@ -27,7 +27,10 @@
 //! clock advances by scheduler ticks, hence a mean, not a minimum).
 //!
 //! `taskset -c 0 cargo run --release -p adjoint --example gradient_modes_w2 [-- --b16 |
-//! --b4096] [--reps N] [--tol TOL]` (`--tol`: rtol = atol of the solves, default 1e-6).
+//! --b4096 | --batch B] [--reps N] [--tol TOL] [--direct] [--residual-bytes BYTES]`
+//! (`--tol`: rtol = atol of the solves, default 1e-6; `--direct`: the direct rows only;
+//! `--residual-bytes`: [`AdjointSolver::set_residual_bytes`] of the `direct` rows, default
+//! 64 MiB).
 //!
 //! `--atol-sweep` (with `--b16` / `--b4096` / `--reps`): work–precision instead, the
 //! hand-written field with the default step control at rtol = atol = 1e-4 … 1e-8, the
@@ -59,18 +62,31 @@ fn modes() -> Vec<(&'static str, GradientMode<f64>)> {
     ]
 }
 
-/// The solver of mode `mname` (`direct-recompute`: no residuals kept).
+/// The solver of mode `mname` (`direct-recompute`: no residuals kept; `direct`: at most
+/// `residual_bytes` of them when given).
 fn solver(
     method: Method,
     opts: &Options<f64>,
     mname: &str,
     mode: GradientMode<f64>,
+    residual_bytes: Option<usize>,
 ) -> AdjointSolver<f64> {
     let mut s = AdjointSolver::new(method, opts.clone()).with_mode(mode);
     if mname == "direct-recompute" {
         s.set_residual_bytes(0);
+    } else if let Some(b) = residual_bytes {
+        s.set_residual_bytes(b);
     }
     s
+}
+
+/// The value after `flag` on the command line, parsed.
+fn arg<T: std::str::FromStr>(args: &[String], flag: &str) -> Result<Option<T>, T::Err> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse())
+        .transpose()
 }
 
 /// The VJP column: the count, and how many ran from kept residuals.
@@ -125,15 +141,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(0);
     let theta = w2_theta(1);
     let ts = [0.0, 1.0];
-    let batches: &[usize] = match (b16_only, b4096_only) {
-        (true, _) => &[16],
-        (_, true) => &[4096],
-        _ => &[16, 4096],
+    let one_batch: Option<usize> = arg(&args, "--batch")?;
+    let residual_bytes: Option<usize> = arg(&args, "--residual-bytes")?;
+    let direct_only = args.iter().any(|a| a == "--direct");
+    let batches: Vec<usize> = match (one_batch, b16_only, b4096_only) {
+        (Some(b), _, _) => vec![b],
+        (_, true, _) => vec![16],
+        (_, _, true) => vec![4096],
+        _ => vec![16, 4096],
     };
     if args.iter().any(|a| a == "--atol-sweep") {
-        return atol_sweep(batches, reps, &theta);
+        return atol_sweep(&batches, reps, &theta, residual_bytes);
     }
-    for &batch in batches {
+    for &batch in &batches {
         let z0 = w2_states(batch);
         let n = batch * D;
         let reps = if reps > 0 {
@@ -157,6 +177,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for (cname, method, opts) in controls(tol) {
             for (mname, mode) in modes() {
+                if direct_only && !mname.starts_with("direct") {
+                    continue;
+                }
                 let fields: [(&str, Box<dyn Vjp<f64>>); 2] = [
                     ("tape", Box::new(w2_field(batch)?)),
                     (
@@ -165,7 +188,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     ),
                 ];
                 for (fname, mut f) in fields {
-                    let mut s = solver(method, &opts, mname, mode.clone());
+                    let mut s = solver(method, &opts, mname, mode.clone(), residual_bytes);
                     let (l, g) = s.value_and_grad(f.as_mut(), &z0, &theta, &ts, w2_loss(n))?;
                     let gv = grad_of(&g);
                     let st = s.stats();
@@ -236,6 +259,7 @@ fn atol_sweep(
     batches: &[usize],
     reps: usize,
     theta: &[f64],
+    residual_bytes: Option<usize>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let ts = [0.0, 1.0];
     for &batch in batches {
@@ -260,7 +284,13 @@ fn atol_sweep(
         println!("|---|---|---|---|---|---|---|");
         for tol in [1e-4, 1e-5, 1e-6, 1e-7, 1e-8] {
             for (mname, mode) in sweep_modes() {
-                let mut s = solver(Method::Dopri5, &Options::with_tol(tol, tol), mname, mode);
+                let mut s = solver(
+                    Method::Dopri5,
+                    &Options::with_tol(tol, tol),
+                    mname,
+                    mode,
+                    residual_bytes,
+                );
                 let (_, g) = s.value_and_grad(&mut f, &z0, theta, &ts, w2_loss(n))?;
                 let st = s.stats();
                 let c0 = thread_cpu_seconds();
