@@ -147,6 +147,12 @@ impl<T: Real> Pool<T> {
         let i = match self.free.pop() {
             Some(i) => i as usize,
             None if self.ts.len() < self.max_slots && self.ts.len() < NONE as usize => {
+                // Doubling, but never past the cap (a slot may be megabytes).
+                let slots = self.ts.len();
+                if (slots + 1) * stride > self.data.capacity() {
+                    let want = (2 * slots).clamp(slots + 1, self.max_slots);
+                    self.data.reserve_exact(want * stride - self.data.len());
+                }
                 self.data.resize(self.data.len() + stride, T::zero());
                 self.ts.push(t);
                 self.claimed.push(false);
