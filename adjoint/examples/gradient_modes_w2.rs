@@ -6,7 +6,7 @@
 //! states uniform in `[-1, 1]²` (SplitMix64 seed 2), `t ∈ [0, 1]`, Dopri5 stages at
 //! rtol = atol = 1e-6, loss mean `z(1)²`. Errors are relative to the checkpointed gradient
 //! at rtol = atol = 1e-12 (Hairer's settings): `|L − L_ref|/|L_ref|`,
-//! `‖g − g_ref‖₂/‖g_ref‖₂` over `(θ, z₀)`.
+//! `‖g − g_ref‖₂/‖g_ref‖₂` over `(θ, z₀)`; `peak MB`: [`adjoint::GradStats::peak_bytes`].
 //!
 //! Modes: `checkpointed` (the default: every step kept, seminorm), `checkpointed-full`
 //! (no seminorm), `backsolve` (seminorm), `direct` (discrete adjoint through the accepted
@@ -172,9 +172,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rs.stats().forward.nfe
         );
         println!(
-            "| field | control | mode | fwd nfe (steps) | bwd nfe | VJPs | bwd steps | wall ms | CPU ms | loss err | grad err |"
+            "| field | control | mode | fwd nfe (steps) | bwd nfe | VJPs | bwd steps | wall ms | CPU ms | loss err | grad err | peak MB |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (cname, method, opts) in controls(tol) {
             for (mname, mode) in modes() {
                 if direct_only && !mname.starts_with("direct") {
@@ -202,7 +202,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                     let cpu = (thread_cpu_seconds() - c0) / reps as f64;
                     println!(
-                        "| {fname} | {cname} | {mname} | {} ({}) | {} | {} | {} | {:.4} | {:.4} | {:.2e} | {:.2e} |",
+                        "| {fname} | {cname} | {mname} | {} ({}) | {} | {} | {} | {:.4} | {:.4} | {:.2e} | {:.2e} | {:.2} |",
                         st.forward.nfe,
                         st.forward.accepted,
                         st.backward_nfe,
@@ -212,6 +212,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         cpu * 1e3,
                         ((l - l_ref) / l_ref).abs(),
                         rel(&gv, &g_ref),
+                        st.peak_bytes as f64 / 1e6,
                     );
                 }
             }
