@@ -362,8 +362,9 @@ fn same_bits_on_every_method(batch: usize) {
         assert_eq!(st.backward_vjp_saved, st.backward_vjp, "{name}");
         assert!(st.backward_vjp > 0);
         assert!(gw.ts.iter().any(|x| *x != 0.0));
-        // Rejected attempts leave evaluations that match no stage.
-        if opts.fixed_step.is_none() {
+        // Rejected attempts leave evaluations that match no stage (the wider batch, other
+        // states, rejects fewer: checked on the first).
+        if opts.fixed_step.is_none() && batch == BATCH {
             assert!(st.forward.rejected > 0, "{name}: no rejected step");
         }
     }
