@@ -6,11 +6,15 @@
 //! states uniform in `[-1, 1]²` (SplitMix64 seed 2), `t ∈ [0, 1]`, Dopri5 stages at
 //! rtol = atol = 1e-6, loss mean `z(1)²`. Errors are relative to the checkpointed gradient
 //! at rtol = atol = 1e-12 (Hairer's settings): `|L − L_ref|/|L_ref|`,
-//! `‖g − g_ref‖₂/‖g_ref‖₂` over `(θ, z₀)`.
+//! `‖g − g_ref‖₂/‖g_ref‖₂` over `(θ, z₀)`; `peak MB`: [`adjoint::GradStats::peak_bytes`].
 //!
 //! Modes: `checkpointed` (the default: every step kept, seminorm), `checkpointed-full`
 //! (no seminorm), `backsolve` (seminorm), `direct` (discrete adjoint through the accepted
-//! steps, as diffrax's `RecursiveCheckpointAdjoint`). Forward sensitivities are left out
+//! steps, as diffrax's `RecursiveCheckpointAdjoint`; with [`TanhMlp`] the forward solve
+//! keeps the field's residuals, its hidden activations, up to the default
+//! [`AdjointSolver::set_residual_bytes`], and the VJPs that ran from them are counted as
+//! "kept" in the VJP column), `direct-recompute` (direct with no residuals kept: every VJP
+//! evaluates the field again, as before issue 18 item 4). Forward sensitivities are left out
 //! (`P = 4,482`: thousands of JVPs per evaluation). Step controls: `hairer` (the default:
 //! Hairer's PI controller, `HINIT`, Hairer's error estimate), `neural_ode`
 //! ([`Options::neural_ode`]) and `peers` (`Options::neural_ode` with Shampine's estimate:
@@ -23,7 +27,10 @@
 //! clock advances by scheduler ticks, hence a mean, not a minimum).
 //!
 //! `taskset -c 0 cargo run --release -p adjoint --example gradient_modes_w2 [-- --b16 |
-//! --b4096] [--reps N] [--tol TOL]` (`--tol`: rtol = atol of the solves, default 1e-6).
+//! --b4096 | --batch B] [--reps N] [--tol TOL] [--direct] [--residual-bytes BYTES]`
+//! (`--tol`: rtol = atol of the solves, default 1e-6; `--direct`: the direct rows only;
+//! `--residual-bytes`: [`AdjointSolver::set_residual_bytes`] of the `direct` rows, default
+//! 64 MiB).
 //!
 //! `--atol-sweep` (with `--b16` / `--b4096` / `--reps`): work–precision instead, the
 //! hand-written field with the default step control at rtol = atol = 1e-4 … 1e-8, the
@@ -51,7 +58,44 @@ fn modes() -> Vec<(&'static str, GradientMode<f64>)> {
         ),
         ("backsolve", GradientMode::backsolve(true)),
         ("direct", GradientMode::Direct),
+        ("direct-recompute", GradientMode::Direct),
     ]
+}
+
+/// The solver of mode `mname` (`direct-recompute`: no residuals kept; `direct`: at most
+/// `residual_bytes` of them when given).
+fn solver(
+    method: Method,
+    opts: &Options<f64>,
+    mname: &str,
+    mode: GradientMode<f64>,
+    residual_bytes: Option<usize>,
+) -> AdjointSolver<f64> {
+    let mut s = AdjointSolver::new(method, opts.clone()).with_mode(mode);
+    if mname == "direct-recompute" {
+        s.set_residual_bytes(0);
+    } else if let Some(b) = residual_bytes {
+        s.set_residual_bytes(b);
+    }
+    s
+}
+
+/// The value after `flag` on the command line, parsed.
+fn arg<T: std::str::FromStr>(args: &[String], flag: &str) -> Result<Option<T>, T::Err> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse())
+        .transpose()
+}
+
+/// The VJP column: the count, and how many ran from kept residuals.
+fn vjps(st: &adjoint::GradStats) -> String {
+    if st.backward_vjp_saved > 0 {
+        format!("{} ({} kept)", st.backward_vjp, st.backward_vjp_saved)
+    } else {
+        st.backward_vjp.to_string()
+    }
 }
 
 fn controls(tol: f64) -> Vec<(&'static str, Method, Options<f64>)> {
@@ -97,15 +141,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or(0);
     let theta = w2_theta(1);
     let ts = [0.0, 1.0];
-    let batches: &[usize] = match (b16_only, b4096_only) {
-        (true, _) => &[16],
-        (_, true) => &[4096],
-        _ => &[16, 4096],
+    let one_batch: Option<usize> = arg(&args, "--batch")?;
+    let residual_bytes: Option<usize> = arg(&args, "--residual-bytes")?;
+    let direct_only = args.iter().any(|a| a == "--direct");
+    let batches: Vec<usize> = match (one_batch, b16_only, b4096_only) {
+        (Some(b), _, _) => vec![b],
+        (_, true, _) => vec![16],
+        (_, _, true) => vec![4096],
+        _ => vec![16, 4096],
     };
     if args.iter().any(|a| a == "--atol-sweep") {
-        return atol_sweep(batches, reps, &theta);
+        return atol_sweep(&batches, reps, &theta, residual_bytes);
     }
-    for &batch in batches {
+    for &batch in &batches {
         let z0 = w2_states(batch);
         let n = batch * D;
         let reps = if reps > 0 {
@@ -124,11 +172,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rs.stats().forward.nfe
         );
         println!(
-            "| field | control | mode | fwd nfe (steps) | bwd nfe | VJPs | bwd steps | wall ms | CPU ms | loss err | grad err |"
+            "| field | control | mode | fwd nfe (steps) | bwd nfe | VJPs | bwd steps | wall ms | CPU ms | loss err | grad err | peak MB |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (cname, method, opts) in controls(tol) {
             for (mname, mode) in modes() {
+                if direct_only && !mname.starts_with("direct") {
+                    continue;
+                }
                 let fields: [(&str, Box<dyn Vjp<f64>>); 2] = [
                     ("tape", Box::new(w2_field(batch)?)),
                     (
@@ -137,7 +188,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     ),
                 ];
                 for (fname, mut f) in fields {
-                    let mut s = AdjointSolver::new(method, opts.clone()).with_mode(mode.clone());
+                    let mut s = solver(method, &opts, mname, mode.clone(), residual_bytes);
                     let (l, g) = s.value_and_grad(f.as_mut(), &z0, &theta, &ts, w2_loss(n))?;
                     let gv = grad_of(&g);
                     let st = s.stats();
@@ -151,16 +202,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                     let cpu = (thread_cpu_seconds() - c0) / reps as f64;
                     println!(
-                        "| {fname} | {cname} | {mname} | {} ({}) | {} | {} | {} | {:.4} | {:.4} | {:.2e} | {:.2e} |",
+                        "| {fname} | {cname} | {mname} | {} ({}) | {} | {} | {} | {:.4} | {:.4} | {:.2e} | {:.2e} | {:.2} |",
                         st.forward.nfe,
                         st.forward.accepted,
                         st.backward_nfe,
-                        st.backward_vjp,
+                        vjps(&st),
                         st.backward_accepted,
                         best * 1e3,
                         cpu * 1e3,
                         ((l - l_ref) / l_ref).abs(),
                         rel(&gv, &g_ref),
+                        st.peak_bytes as f64 / 1e6,
                     );
                 }
             }
@@ -199,6 +251,7 @@ fn sweep_modes() -> Vec<(&'static str, GradientMode<f64>)> {
         ("backsolve", bs(AdjointAtol::Absolute)),
         ("backsolve+seed", bs(AdjointAtol::RelativeToSeed)),
         ("direct", GradientMode::Direct),
+        ("direct-recompute", GradientMode::Direct),
     ]
 }
 
@@ -207,6 +260,7 @@ fn atol_sweep(
     batches: &[usize],
     reps: usize,
     theta: &[f64],
+    residual_bytes: Option<usize>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let ts = [0.0, 1.0];
     for &batch in batches {
@@ -231,8 +285,13 @@ fn atol_sweep(
         println!("|---|---|---|---|---|---|---|");
         for tol in [1e-4, 1e-5, 1e-6, 1e-7, 1e-8] {
             for (mname, mode) in sweep_modes() {
-                let mut s =
-                    AdjointSolver::new(Method::Dopri5, Options::with_tol(tol, tol)).with_mode(mode);
+                let mut s = solver(
+                    Method::Dopri5,
+                    &Options::with_tol(tol, tol),
+                    mname,
+                    mode,
+                    residual_bytes,
+                );
                 let (_, g) = s.value_and_grad(&mut f, &z0, theta, &ts, w2_loss(n))?;
                 let st = s.stats();
                 let c0 = thread_cpu_seconds();
@@ -243,7 +302,7 @@ fn atol_sweep(
                 println!(
                     "| {tol:.0e} | {mname} | {} | {} | {} ({}) | {:.3} | {:.2e} |",
                     st.forward.nfe,
-                    st.backward_vjp,
+                    vjps(&st),
                     st.backward_accepted,
                     st.backward_rejected,
                     cpu * 1e3,

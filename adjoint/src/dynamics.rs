@@ -51,6 +51,47 @@ pub trait Vjp<T: Real>: Dynamics<T> {
         self.vjp_theta(t, z, theta, a, out_theta)?;
         self.vjp_t(t, z, theta, a)
     }
+    /// Length of the residuals [`Vjp::eval_saving`] keeps of one evaluation: what a VJP at
+    /// the same point needs from the forward pass (for an MLP its hidden activations).
+    /// `0` (the default): the dynamics keep nothing, and [`crate::GradientMode::Direct`]
+    /// runs every VJP through [`Vjp::vjp`].
+    ///
+    /// Contract: [`Vjp::vjp_saved`]`(t, z, θ, res, a, ·, ·)` after
+    /// [`Vjp::eval_saving`]`(t, z, θ, ·, res)` equals [`Vjp::vjp`]`(t, z, θ, a, ·, ·)` bit for
+    /// bit (the residuals are a function of `(t, z, θ)` alone; the direct mode hands them
+    /// back only for the same point, compared bit for bit, and the same dynamics).
+    fn residual_len(&self) -> usize {
+        0
+    }
+    /// [`Dynamics::eval`] that also writes the residuals of the point into `res`
+    /// ([`Vjp::residual_len`] entries; see there for the contract). Default: `eval`.
+    fn eval_saving(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        out: &mut [T],
+        res: &mut [T],
+    ) -> Result<()> {
+        let _ = res;
+        self.eval(t, z, theta, out)
+    }
+    /// [`Vjp::vjp`] at a point whose residuals `res` [`Vjp::eval_saving`] wrote: only the
+    /// reverse pass (see [`Vjp::residual_len`] for the contract). Default: `vjp`.
+    #[allow(clippy::too_many_arguments)]
+    fn vjp_saved(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        res: &[T],
+        a: &[T],
+        out_z: &mut [T],
+        out_theta: &mut [T],
+    ) -> Result<T> {
+        let _ = res;
+        self.vjp(t, z, theta, a, out_z, out_theta)
+    }
     /// Whether [`Vjp::jvp`] is implemented.
     fn has_jvp(&self) -> bool {
         false
@@ -160,6 +201,31 @@ impl<T: Real, D: Vjp<T> + ?Sized> Vjp<T> for &mut D {
         out_theta: &mut [T],
     ) -> Result<T> {
         (**self).vjp(t, z, theta, a, out_z, out_theta)
+    }
+    fn residual_len(&self) -> usize {
+        (**self).residual_len()
+    }
+    fn eval_saving(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        out: &mut [T],
+        res: &mut [T],
+    ) -> Result<()> {
+        (**self).eval_saving(t, z, theta, out, res)
+    }
+    fn vjp_saved(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        res: &[T],
+        a: &[T],
+        out_z: &mut [T],
+        out_theta: &mut [T],
+    ) -> Result<T> {
+        (**self).vjp_saved(t, z, theta, res, a, out_z, out_theta)
     }
     fn has_jvp(&self) -> bool {
         (**self).has_jvp()

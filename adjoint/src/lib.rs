@@ -79,7 +79,7 @@
 //! |---|---|---|---|
 //! | [`GradientMode::Checkpointed`] (default) | continuous adjoint at the tolerances | ∝ steps (or checkpoints + steps/checkpoints) | ≈ one VJP per forward evaluation |
 //! | [`GradientMode::Backsolve`] | approximate: `z` re-integrated backwards | independent of steps | `f` + VJP per evaluation |
-//! | [`GradientMode::Direct`] | exact gradient of the computed solution | ∝ steps | recomputed stages + one VJP each |
+//! | [`GradientMode::Direct`] | exact gradient of the computed solution | ∝ steps (+ the field's residuals, capped) | one VJP per stage (only its reverse pass where residuals were kept) |
 //! | [`GradientMode::Forward`] | continuous sensitivities at the tolerances | `n (P + n)` per output | `P + n` JVPs, `n` VJPs or one block right-hand side per evaluation |
 //!
 //! * **Checkpointed**: the forward pass keeps every accepted step's dense output
@@ -98,8 +98,11 @@
 //!   fewer depends on the problem and can be few on short solves (`tests/mlp_modes.rs`
 //!   checks that the median saving over random MLPs is positive; measured savings are in
 //!   `benches/README.md`).
-//! * **Direct**: see above. Needs the step sizes, the state at the start of each step and
-//!   recomputes the stages in the backward pass.
+//! * **Direct**: see above. Keeps the step sizes, the state at the start of each step and
+//!   the stages as the forward solve computed them; with dynamics that keep residuals
+//!   ([`Vjp::residual_len`], e.g. [`TanhMlp`]'s hidden activations) also each stage's
+//!   residuals, up to [`AdjointSolver::set_residual_bytes`], so that its VJP runs only the
+//!   reverse pass ([`Vjp::vjp_saved`]), with the same bits.
 //! * **Forward**: the dynamics' block right-hand side [`Vjp::sensitivity_rhs`] when they
 //!   have one ([`TanhMlp`]: per-row `d × d` Jacobian blocks and per-row parameter
 //!   gradients, `O(n (P + n) d)` per evaluation), else their JVP, else explicit Jacobians

@@ -135,6 +135,64 @@ impl<T: Real> TanhMlp<T> {
             }
         }
     }
+
+    /// The reverse pass of [`Vjp::vjp`] from the activations in `self.acts` (the input
+    /// `z` and the hidden layers; the output layer's is not read).
+    fn reverse(
+        &mut self,
+        t: T,
+        theta: &[T],
+        a: &[T],
+        out_z: &mut [T],
+        out_theta: &mut [T],
+    ) -> Result<T> {
+        let nb = self.batch;
+        let nl = self.widths.len() - 1;
+        // tans[l + 1] holds the cotangent of layer l's pre-activation.
+        self.tans[nl].copy_from_slice(a);
+        let mut dt = T::zero();
+        for l in (0..nl).rev() {
+            let (din, dout) = (self.widths[l], self.widths[l + 1]);
+            let (w, b) = self.offsets[l];
+            let (lo, hi) = self.tans.split_at_mut(l + 1);
+            let delta = &hi[0];
+            let x = &self.acts[l];
+            // Parameter gradients.
+            let (gw, rest) = out_theta[w..].split_at_mut(b - w);
+            let gb = &mut rest[..dout];
+            gb.fill(T::zero());
+            for r in 0..nb {
+                let dr = &delta[r * dout..(r + 1) * dout];
+                for (g, d) in gb.iter_mut().zip(dr) {
+                    *g += *d;
+                }
+            }
+            // gW = xᵀ δ.
+            gemm(gw, din, dout, nb, x, true, delta, false, false);
+            if l == 0 && self.time_input {
+                // ∂u₀/∂w_t = t, ∂u₀/∂t = w_t: the bias gradient times t, and its dot with w_t.
+                let start = self.n_params - dout;
+                out_theta.copy_within(b..b + dout, start);
+                for g in &mut out_theta[start..] {
+                    *g *= t;
+                }
+                let gbias = &out_theta[b..b + dout];
+                let wt = &theta[start..];
+                dt = gbias.iter().zip(wt).map(|(g, c)| *g * *c).sum();
+            }
+            // Input cotangent.
+            // gx = δ Wᵀ, times tanh' = 1 − x² below hidden layers.
+            let gx = &mut lo[l];
+            gemm(gx, nb, din, dout, delta, false, &theta[w..b], true, false);
+            if l > 0 {
+                for (g, a) in gx.iter_mut().zip(x) {
+                    *g *= T::one() - *a * *a;
+                }
+            }
+        }
+        out_z.copy_from_slice(&self.tans[0]);
+        Ok(dt)
+    }
 }
 
 /// `v = tanh(v)` elementwise: for `f64` (with the `tape` feature) the branch-free kernel
@@ -322,52 +380,49 @@ impl<T: Real> Vjp<T> for TanhMlp<T> {
         out_theta: &mut [T],
     ) -> Result<T> {
         self.forward(t, z, theta);
-        let nb = self.batch;
+        self.reverse(t, theta, a, out_z, out_theta)
+    }
+    fn residual_len(&self) -> usize {
         let nl = self.widths.len() - 1;
-        // tans[l + 1] holds the cotangent of layer l's pre-activation.
-        self.tans[nl].copy_from_slice(a);
-        let mut dt = T::zero();
-        for l in (0..nl).rev() {
-            let (din, dout) = (self.widths[l], self.widths[l + 1]);
-            let (w, b) = self.offsets[l];
-            let (lo, hi) = self.tans.split_at_mut(l + 1);
-            let delta = &hi[0];
-            let x = &self.acts[l];
-            // Parameter gradients.
-            let (gw, rest) = out_theta[w..].split_at_mut(b - w);
-            let gb = &mut rest[..dout];
-            gb.fill(T::zero());
-            for r in 0..nb {
-                let dr = &delta[r * dout..(r + 1) * dout];
-                for (g, d) in gb.iter_mut().zip(dr) {
-                    *g += *d;
-                }
-            }
-            // gW = xᵀ δ.
-            gemm(gw, din, dout, nb, x, true, delta, false, false);
-            if l == 0 && self.time_input {
-                // ∂u₀/∂w_t = t, ∂u₀/∂t = w_t: the bias gradient times t, and its dot with w_t.
-                let start = self.n_params - dout;
-                out_theta.copy_within(b..b + dout, start);
-                for g in &mut out_theta[start..] {
-                    *g *= t;
-                }
-                let gbias = &out_theta[b..b + dout];
-                let wt = &theta[start..];
-                dt = gbias.iter().zip(wt).map(|(g, c)| *g * *c).sum();
-            }
-            // Input cotangent.
-            // gx = δ Wᵀ, times tanh' = 1 − x² below hidden layers.
-            let gx = &mut lo[l];
-            gemm(gx, nb, din, dout, delta, false, &theta[w..b], true, false);
-            if l > 0 {
-                for (g, a) in gx.iter_mut().zip(x) {
-                    *g *= T::one() - *a * *a;
-                }
-            }
+        self.batch * self.widths[1..nl].iter().sum::<usize>()
+    }
+    fn eval_saving(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        out: &mut [T],
+        res: &mut [T],
+    ) -> Result<()> {
+        self.eval(t, z, theta, out)?;
+        // The residuals: the hidden activations `acts[1..nl]`, back to back.
+        let nl = self.widths.len() - 1;
+        let mut off = 0;
+        for x in &self.acts[1..nl] {
+            res[off..off + x.len()].copy_from_slice(x);
+            off += x.len();
         }
-        out_z.copy_from_slice(&self.tans[0]);
-        Ok(dt)
+        Ok(())
+    }
+    fn vjp_saved(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        res: &[T],
+        a: &[T],
+        out_z: &mut [T],
+        out_theta: &mut [T],
+    ) -> Result<T> {
+        let nl = self.widths.len() - 1;
+        self.acts[0].copy_from_slice(z);
+        let mut off = 0;
+        for x in &mut self.acts[1..nl] {
+            let len = x.len();
+            x.copy_from_slice(&res[off..off + len]);
+            off += len;
+        }
+        self.reverse(t, theta, a, out_z, out_theta)
     }
     fn has_jvp(&self) -> bool {
         true

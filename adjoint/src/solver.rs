@@ -179,6 +179,9 @@ pub struct GradStats {
     pub backward_nfe: usize,
     /// Backward pass: vector–Jacobian products.
     pub backward_vjp: usize,
+    /// Of `backward_vjp`, those that ran only the reverse pass from residuals the forward
+    /// solve kept ([`GradientMode::Direct`]; see [`AdjointSolver::set_residual_bytes`]).
+    pub backward_vjp_saved: usize,
     /// Jacobian–vector products (forward sensitivities).
     pub jvp: usize,
     /// Backward pass: accepted steps.
@@ -307,6 +310,24 @@ impl<T: Real> AdjointSolver<T> {
         self.ctx.time_grads
     }
 
+    /// The most bytes [`GradientMode::Direct`] keeps of the field's residuals (default
+    /// 64 MiB; `0` keeps none). With dynamics that keep residuals ([`Vjp::residual_len`]
+    /// `> 0`, e.g. [`crate::TanhMlp`]'s hidden activations), the forward solve keeps them
+    /// for every stage of every accepted step, with the stage's input and time, and the
+    /// backward pass runs only the reverse pass there ([`Vjp::vjp_saved`]) instead of a
+    /// VJP that evaluates the field again; the stages beyond the cap (and any whose
+    /// evaluation was not found) fall back to [`Vjp::vjp`]. The gradients are the same bit
+    /// for bit either way. Memory: `(n + residual_len + 1)` values per kept evaluation,
+    /// reported in [`GradStats::peak_bytes`]. Takes effect at the next forward solve.
+    pub fn set_residual_bytes(&mut self, bytes: usize) {
+        self.ctx.residual_bytes = bytes;
+    }
+
+    /// See [`AdjointSolver::set_residual_bytes`].
+    pub fn residual_bytes(&self) -> usize {
+        self.ctx.residual_bytes
+    }
+
     /// The gradient mode.
     pub fn mode(&self) -> &GradientMode<T> {
         &self.mode
@@ -429,6 +450,7 @@ impl<T: Real> AdjointSolver<T> {
         let fwd_peak = ctx.stats.peak_bytes;
         ctx.stats.backward_nfe = 0;
         ctx.stats.backward_vjp = 0;
+        ctx.stats.backward_vjp_saved = 0;
         ctx.stats.backward_accepted = 0;
         ctx.stats.backward_rejected = 0;
         let mut dynamics = dynamics;

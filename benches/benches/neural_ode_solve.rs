@@ -28,7 +28,11 @@
 //!   (`direct_hairer`) and with the peers' steps (`direct_peers`: `Options::neural_ode`,
 //!   `Method::Rk(&DOPRI5_SHAMPINE)`, as diffrax's `RecursiveCheckpointAdjoint` on
 //!   torchdiffeq's steps). `cargo run --release -p adjoint --example gradient_modes_w2`
-//!   gives every mode's counts and gradient error.
+//!   gives every mode's counts and gradient error. The direct mode keeps `TanhMlp`'s
+//!   residuals (hidden activations) up to the default 64 MiB
+//!   (`AdjointSolver::set_residual_bytes`); `direct_peers_recompute` keeps none (every VJP
+//!   evaluates the field again) and `direct_peers_keep_all` has no cap (`TanhMlp` only: the
+//!   tape keeps no residuals).
 //!
 //! `cargo bench -p benches --bench neural_ode_solve`
 #![allow(missing_docs)]
@@ -177,6 +181,18 @@ fn hand_written(c: &mut Criterion) {
                 Options::neural_ode(1e-6, 1e-6),
                 GradientMode::Direct,
             ),
+            (
+                "direct_peers_recompute",
+                Method::Rk(&DOPRI5_SHAMPINE),
+                Options::neural_ode(1e-6, 1e-6),
+                GradientMode::Direct,
+            ),
+            (
+                "direct_peers_keep_all",
+                Method::Rk(&DOPRI5_SHAMPINE),
+                Options::neural_ode(1e-6, 1e-6),
+                GradientMode::Direct,
+            ),
         ] {
             let mut fields: [(&str, Box<dyn Vjp<f64>>); 2] = [
                 (
@@ -190,6 +206,17 @@ fn hand_written(c: &mut Criterion) {
             ];
             for (field, f) in &mut fields {
                 let mut s = AdjointSolver::new(method, opts.clone()).with_mode(mode.clone());
+                let residual_bytes = match label {
+                    "direct_peers_recompute" => Some(0),
+                    "direct_peers_keep_all" => Some(usize::MAX),
+                    _ => None,
+                };
+                if let Some(bytes) = residual_bytes {
+                    if *field == "tape" {
+                        continue;
+                    }
+                    s.set_residual_bytes(bytes);
+                }
                 let (l, _) = s
                     .value_and_grad(f.as_mut(), &z0, &theta, &ts, w2_loss(batch * D))
                     .expect("gradient");

@@ -175,6 +175,44 @@ fn combine_any<T: Real>(out: &mut [T], base: &[T], h: T, row: &[(usize, T)], k: 
     }
 }
 
+/// Most non-zeros of a tableau row [`stage_input`] builds on the stack (longer rows, which
+/// no built-in tableau has, go through one allocation).
+const STAGE_ROW_MAX: usize = 32;
+
+/// The input `Y_j = y0 + h Σ_l a_jl k_l` of stage `j` of a step of size `h` from `y0`,
+/// into `out`, from the step's stages `k` (stage `l` at `k[l n..(l + 1) n]`, `n =
+/// y0.len()`; only stages `l < j` are read).
+///
+/// Computed as [`RkStepper`] computed the argument of that stage's evaluation: the same
+/// operations in the same order (both of its stage loops give these bits), so a discrete
+/// adjoint can identify a recorded evaluation by its input. Stage 0's input is `y0`; an
+/// FSAL tableau's last stage's is the step's `y_1`.
+///
+/// # Panics
+/// If `j ≥ tab.stages`, or `k` or `out` are shorter than the stages / state need.
+pub fn stage_input<T: Real>(tab: &Tableau, j: usize, y0: &[T], h: T, k: &[T], out: &mut [T]) {
+    let n = y0.len();
+    let a = tab.a[j];
+    let nnz = a.iter().filter(|&&x| x != 0.0).count();
+    let fill = |row: &mut [(usize, T)]| {
+        for (r, (l, &x)) in row
+            .iter_mut()
+            .zip(a.iter().enumerate().filter(|(_, x)| **x != 0.0))
+        {
+            *r = (l * n, c::<T>(x));
+        }
+    };
+    if nnz <= STAGE_ROW_MAX {
+        let mut row = [(0usize, T::zero()); STAGE_ROW_MAX];
+        fill(&mut row[..nnz]);
+        combine(&mut out[..n], y0, h, &row[..nnz], k);
+    } else {
+        let mut row = vec![(0usize, T::zero()); nnz];
+        fill(&mut row);
+        combine(&mut out[..n], y0, h, &row, k);
+    }
+}
+
 /// The state-length vectors of a step in one allocation (a solve's set-up allocates once for
 /// all eight): `y`, `y_prev`, `y_new` (rotated on acceptance, not copied), `ytmp` (stage
 /// arguments), `f_prev` (the last step's first stage), `fnew` (scratch), `rtol`, `atol`.

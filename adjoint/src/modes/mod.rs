@@ -77,6 +77,9 @@ pub(crate) fn build<T: Real>(mode: &GradientMode<T>) -> Box<dyn ModeImpl<T>> {
     }
 }
 
+/// The default of [`Context::residual_bytes`] (64 MiB).
+pub(crate) const DEFAULT_RESIDUAL_BYTES: usize = 64 << 20;
+
 /// What every mode shares: the forward solver, the recorded outputs and the statistics.
 #[derive(Debug, Clone)]
 pub(crate) struct Context<T> {
@@ -102,6 +105,9 @@ pub(crate) struct Context<T> {
     /// Whether the backward pass computes `dL/dtᵢ` (see
     /// [`crate::AdjointSolver::set_time_gradients`]).
     pub(crate) time_grads: bool,
+    /// Most bytes [`crate::GradientMode::Direct`] keeps of the field's residuals (see
+    /// [`crate::AdjointSolver::set_residual_bytes`]).
+    pub(crate) residual_bytes: usize,
     /// Scratch of length `n`.
     work: Vec<T>,
 }
@@ -120,6 +126,7 @@ impl<T: Real> Context<T> {
             dense_outputs: false,
             out_step: Vec::new(),
             time_grads: true,
+            residual_bytes: DEFAULT_RESIDUAL_BYTES,
             work: Vec::new(),
         }
     }
