@@ -691,6 +691,43 @@ where
     ) -> Result<T> {
         self.vjp_chunks(t, z, theta, a, Some(out_z), Some(out_theta))
     }
+    /// The unchunked dynamics' residuals when the batch is one chunk (then every call
+    /// goes to it); none otherwise (the direct mode then recomputes each VJP's forward).
+    fn residual_len(&self) -> usize {
+        if self.n_chunks() == 1 {
+            self.whole.residual_len()
+        } else {
+            0
+        }
+    }
+    fn eval_saving(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        out: &mut [T],
+        res: &mut [T],
+    ) -> Result<()> {
+        if self.n_chunks() == 1 {
+            return self.whole.eval_saving(t, z, theta, out, res);
+        }
+        self.eval(t, z, theta, out)
+    }
+    fn vjp_saved(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        res: &[T],
+        a: &[T],
+        out_z: &mut [T],
+        out_theta: &mut [T],
+    ) -> Result<T> {
+        if self.n_chunks() == 1 {
+            return self.whole.vjp_saved(t, z, theta, res, a, out_z, out_theta);
+        }
+        self.vjp(t, z, theta, a, out_z, out_theta)
+    }
     fn has_jvp(&self) -> bool {
         self.whole.has_jvp()
     }

@@ -316,6 +316,34 @@ fn row_parallel_tanh_mlp_matches_the_unchunked_field() {
     }
 }
 
+/// One chunk passes the field's residuals through, so the direct mode keeps them (no
+/// forward pass in its VJPs) and gives the unchunked field's gradient bit for bit.
+#[test]
+fn row_parallel_one_chunk_keeps_the_residuals() {
+    let widths = [2, 16, 16, 2];
+    let mut par =
+        RowParallel::from_rows(16, move |rows| TanhMlp::<f64>::new(&widths, rows, true)).unwrap();
+    assert_eq!(par.n_chunks(), 1);
+    let mut serial = TanhMlp::<f64>::new(&widths, 16, true).unwrap();
+    let mut rng = SplitMix64::new(3);
+    let (z0, theta) = (draw(&mut rng, 32, 1.0), serial.init_params(2, 1.0));
+    let mut grads = Vec::new();
+    for dy in [&mut par as &mut dyn Vjp<f64>, &mut serial] {
+        let mut s = AdjointSolver::new(Method::Dopri5, Options::with_tol(1e-7, 1e-7))
+            .with_mode(adjoint::GradientMode::Direct);
+        s.forward(dy, &z0, &theta, &[0.0, 1.0]).unwrap();
+        let dl: Vec<f64> = s.states().iter().map(|z| 2.0 * z).collect();
+        grads.push(s.backward(dy, &dl).unwrap());
+        let st = s.stats();
+        assert!(
+            st.backward_vjp_saved > 0 && st.backward_vjp_saved == st.backward_vjp,
+            "{st:?}"
+        );
+    }
+    assert_eq!(bits(&grads[0].theta), bits(&grads[1].theta));
+    assert_eq!(bits(&grads[0].z0), bits(&grads[1].z0));
+}
+
 /// A factory whose state is not a whole number of rows is refused.
 #[test]
 fn row_parallel_refuses_a_state_that_is_not_whole_rows() {
