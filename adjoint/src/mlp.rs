@@ -1,10 +1,25 @@
 //! A batched tanh multilayer perceptron as dynamics, with hand-written VJP and JVP.
+//!
+//! For `f64` on a CPU with AVX-512, `eval` and the VJP run the fused row-chunk kernels of
+//! the `fast` submodule (the whole network `chunk` rows at a time, bias and `tanh` or
+//! `tanh'` applied in the product's registers); elsewhere (other float types, other
+//! CPUs, [`TanhMlp::with_reference_kernels`]) a layer at a time over the whole batch
+//! through faer's products (the reference path). The two agree to round-off.
 
 use ode_solvers::Real;
 
 use crate::dynamics::{Dynamics, Vjp};
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
+
+#[cfg(all(feature = "tape", target_arch = "x86_64"))]
+mod fast;
+#[cfg(all(feature = "tape", target_arch = "x86_64"))]
+use fast::{Net, Scratch};
+
+/// Rows per chunk of the fused path by default: the chunk's activations
+/// (`chunk · Σ h` values) and cotangents stay in L1/L2 between the layers.
+const DEFAULT_CHUNK: usize = 64;
 
 /// A batched tanh MLP `ż = f(t, z, θ)` with hand-written derivatives.
 ///
@@ -17,6 +32,11 @@ use crate::rng::SplitMix64;
 /// the first pre-activation gets `t · w_t` (`w_t` a learned vector of length `h₁`), so the
 /// dynamics are non-autonomous. Parameter layout: for each layer `W` (`in × out`,
 /// row-major) then `b` (`out`), then `w_t`.
+///
+/// For `f64` on CPUs with AVX-512 the evaluation and the VJP process the batch in chunks
+/// of rows through all layers with fused register-blocked kernels (see the module docs);
+/// results do not depend on the chunk size, bit for bit, and agree with the reference
+/// path to round-off.
 #[derive(Debug, Clone)]
 pub struct TanhMlp<T> {
     widths: Vec<usize>,
@@ -36,6 +56,9 @@ pub struct TanhMlp<T> {
     jz: Vec<T>,
     scratch_z: Vec<T>,
     scratch_theta: Vec<T>,
+    /// Buffers of the fused path, `None` where it does not apply.
+    #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+    fast: Option<Scratch>,
 }
 
 impl<T: Real> TanhMlp<T> {
@@ -77,7 +100,170 @@ impl<T: Real> TanhMlp<T> {
             jz: vec![T::zero(); n * widths[0]],
             scratch_z: vec![T::zero(); batch * widths[0]],
             scratch_theta: vec![T::zero(); n_params],
+            #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+            fast: (core::any::TypeId::of::<T>() == core::any::TypeId::of::<f64>()
+                && fast::available())
+            .then(|| Scratch::new(widths, batch, DEFAULT_CHUNK)),
         })
+    }
+
+    /// This MLP with the fused path processing `rows` rows at a time (clamped to the
+    /// batch); an error for `rows = 0`. No effect where the fused path does not apply.
+    pub fn with_chunk_rows(mut self, rows: usize) -> Result<Self> {
+        if rows == 0 {
+            return Err(Error::InvalidOption {
+                name: "TanhMlp chunk rows",
+                value: 0.0,
+                reason: "need at least one row per chunk",
+            });
+        }
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if self.fast.is_some() {
+            self.fast = Some(Scratch::new(&self.widths, self.batch, rows));
+        }
+        Ok(self)
+    }
+
+    /// This MLP on the reference path (a layer at a time, faer's products), for checking
+    /// the fused kernels against.
+    pub fn with_reference_kernels(mut self) -> Self {
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        {
+            self.fast = None;
+        }
+        self
+    }
+
+    /// Rows per chunk of the fused path, or `None` where the reference path runs (not
+    /// `f64`, no AVX-512, or [`TanhMlp::with_reference_kernels`]).
+    pub fn chunk_rows(&self) -> Option<usize> {
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if let Some(f) = &self.fast {
+            return Some(f.chunk());
+        }
+        None
+    }
+
+    /// Values of the residual buffer of [`TanhMlp::forward_into`]: `batch · (d + Σ h_l)`.
+    #[allow(dead_code)] // For the direct mode's stage residuals.
+    pub(crate) fn residual_len(&self) -> usize {
+        self.batch * self.widths[..self.widths.len() - 1].iter().sum::<usize>()
+    }
+
+    /// The layer structure for the fused kernels.
+    #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+    fn net(&self) -> Net<'_> {
+        Net {
+            widths: &self.widths,
+            offsets: &self.offsets,
+            time_input: self.time_input,
+        }
+    }
+
+    /// Checks the lengths of a call's slices (name, expected, found).
+    fn check(&self, what: &[(&'static str, usize, usize)]) -> Result<()> {
+        for &(what, expected, found) in what {
+            if expected != found {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected,
+                    found,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Dynamics::eval`] that also keeps `z` and the hidden activations of every row in
+    /// `res` ([`TanhMlp::residual_len`] values), for [`TanhMlp::backward_from`]. Layout:
+    /// layer `l = 0, …, k` (`h₀ = d` is `z`, `h_l` the `l`-th hidden layer's tanh output)
+    /// as a row-major `batch × h_l` block, the blocks in order. `out` is bit for bit what
+    /// `eval` gives.
+    #[allow(dead_code)] // For the direct mode's stage residuals.
+    pub(crate) fn forward_into(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        out: &mut [T],
+        res: &mut [T],
+    ) -> Result<()> {
+        let (n, p, r) = (self.n_states(), self.n_params, self.residual_len());
+        self.check(&[
+            ("z of TanhMlp::forward_into", n, z.len()),
+            ("theta of TanhMlp::forward_into", p, theta.len()),
+            ("out of TanhMlp::forward_into", n, out.len()),
+            ("residual of TanhMlp::forward_into", r, res.len()),
+        ])?;
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if let Some(mut f) = self.fast.take() {
+            // SAFETY: the fused path exists only for `T = f64`.
+            unsafe {
+                let net = self.net();
+                let t: f64 = t.to_f64_lossy();
+                let (z, th) = (cast::<T, f64>(z), cast::<T, f64>(theta));
+                let (out, res) = (cast_mut::<T, f64>(out), cast_mut::<T, f64>(res));
+                f.forward_into(&net, t, z, th, out, res);
+            }
+            self.fast = Some(f);
+            return Ok(());
+        }
+        self.forward(t, z, theta);
+        let nl = self.widths.len() - 1;
+        let mut at = 0;
+        for a in &self.acts[..nl] {
+            res[at..at + a.len()].copy_from_slice(a);
+            at += a.len();
+        }
+        out.copy_from_slice(&self.acts[nl]);
+        Ok(())
+    }
+
+    /// [`Vjp::vjp`] from the residual `res` that [`TanhMlp::forward_into`] left at this
+    /// `(t, z, θ)`: only the reverse pass; bit for bit what `vjp` gives.
+    #[allow(dead_code)] // For the direct mode's stage residuals.
+    pub(crate) fn backward_from(
+        &mut self,
+        t: T,
+        theta: &[T],
+        res: &[T],
+        a: &[T],
+        out_z: &mut [T],
+        out_theta: &mut [T],
+    ) -> Result<T> {
+        let (n, p, r) = (self.n_states(), self.n_params, self.residual_len());
+        self.check(&[
+            ("theta of TanhMlp::backward_from", p, theta.len()),
+            ("residual of TanhMlp::backward_from", r, res.len()),
+            ("a of TanhMlp::backward_from", n, a.len()),
+            ("out_z of TanhMlp::backward_from", n, out_z.len()),
+            ("out_theta of TanhMlp::backward_from", p, out_theta.len()),
+        ])?;
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if let Some(mut f) = self.fast.take() {
+            // SAFETY: the fused path exists only for `T = f64`.
+            let dt = unsafe {
+                let net = self.net();
+                let t: f64 = t.to_f64_lossy();
+                let (th, res, a) = (
+                    cast::<T, f64>(theta),
+                    cast::<T, f64>(res),
+                    cast::<T, f64>(a),
+                );
+                let (oz, ot) = (cast_mut::<T, f64>(out_z), cast_mut::<T, f64>(out_theta));
+                f.backward_from(&net, t, th, res, a, oz, ot)
+            };
+            self.fast = Some(f);
+            return Ok(T::from_f64_const(dt));
+        }
+        let nl = self.widths.len() - 1;
+        let mut at = 0;
+        for l in 0..nl {
+            let len = self.acts[l].len();
+            self.acts[l].copy_from_slice(&res[at..at + len]);
+            at += len;
+        }
+        Ok(self.backward(t, theta, a, out_z, out_theta))
     }
 
     /// Layer widths.
@@ -134,6 +320,56 @@ impl<T: Real> TanhMlp<T> {
                 tanh_in_place(y);
             }
         }
+    }
+
+    /// The reference reverse pass from the activations in `self.acts` (see [`Vjp::vjp`]).
+    fn backward(&mut self, t: T, theta: &[T], a: &[T], out_z: &mut [T], out_theta: &mut [T]) -> T {
+        let nb = self.batch;
+        let nl = self.widths.len() - 1;
+        // tans[l + 1] holds the cotangent of layer l's pre-activation.
+        self.tans[nl].copy_from_slice(a);
+        let mut dt = T::zero();
+        for l in (0..nl).rev() {
+            let (din, dout) = (self.widths[l], self.widths[l + 1]);
+            let (w, b) = self.offsets[l];
+            let (lo, hi) = self.tans.split_at_mut(l + 1);
+            let delta = &hi[0];
+            let x = &self.acts[l];
+            // Parameter gradients.
+            let (gw, rest) = out_theta[w..].split_at_mut(b - w);
+            let gb = &mut rest[..dout];
+            gb.fill(T::zero());
+            for r in 0..nb {
+                let dr = &delta[r * dout..(r + 1) * dout];
+                for (g, d) in gb.iter_mut().zip(dr) {
+                    *g += *d;
+                }
+            }
+            // gW = xᵀ δ.
+            gemm(gw, din, dout, nb, x, true, delta, false, false);
+            if l == 0 && self.time_input {
+                // ∂u₀/∂w_t = t, ∂u₀/∂t = w_t: the bias gradient times t, and its dot with w_t.
+                let start = self.n_params - dout;
+                out_theta.copy_within(b..b + dout, start);
+                for g in &mut out_theta[start..] {
+                    *g *= t;
+                }
+                let gbias = &out_theta[b..b + dout];
+                let wt = &theta[start..];
+                dt = gbias.iter().zip(wt).map(|(g, c)| *g * *c).sum();
+            }
+            // Input cotangent.
+            // gx = δ Wᵀ, times tanh' = 1 − x² below hidden layers.
+            let gx = &mut lo[l];
+            gemm(gx, nb, din, dout, delta, false, &theta[w..b], true, false);
+            if l > 0 {
+                for (g, a) in gx.iter_mut().zip(x) {
+                    *g *= T::one() - *a * *a;
+                }
+            }
+        }
+        out_z.copy_from_slice(&self.tans[0]);
+        dt
     }
 }
 
@@ -283,6 +519,24 @@ impl<T: Real> Dynamics<T> for TanhMlp<T> {
         self.n_params
     }
     fn eval(&mut self, t: T, z: &[T], theta: &[T], out: &mut [T]) -> Result<()> {
+        let (n, p) = (self.n_states(), self.n_params);
+        self.check(&[
+            ("z of TanhMlp::eval", n, z.len()),
+            ("theta of TanhMlp::eval", p, theta.len()),
+            ("out of TanhMlp::eval", n, out.len()),
+        ])?;
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if let Some(mut f) = self.fast.take() {
+            // SAFETY: the fused path exists only for `T = f64`.
+            unsafe {
+                let net = self.net();
+                let t: f64 = t.to_f64_lossy();
+                let (z, th) = (cast::<T, f64>(z), cast::<T, f64>(theta));
+                f.eval(&net, t, z, th, cast_mut::<T, f64>(out));
+            }
+            self.fast = Some(f);
+            return Ok(());
+        }
         self.forward(t, z, theta);
         if let Some(last) = self.acts.last() {
             out.copy_from_slice(last);
@@ -321,53 +575,29 @@ impl<T: Real> Vjp<T> for TanhMlp<T> {
         out_z: &mut [T],
         out_theta: &mut [T],
     ) -> Result<T> {
-        self.forward(t, z, theta);
-        let nb = self.batch;
-        let nl = self.widths.len() - 1;
-        // tans[l + 1] holds the cotangent of layer l's pre-activation.
-        self.tans[nl].copy_from_slice(a);
-        let mut dt = T::zero();
-        for l in (0..nl).rev() {
-            let (din, dout) = (self.widths[l], self.widths[l + 1]);
-            let (w, b) = self.offsets[l];
-            let (lo, hi) = self.tans.split_at_mut(l + 1);
-            let delta = &hi[0];
-            let x = &self.acts[l];
-            // Parameter gradients.
-            let (gw, rest) = out_theta[w..].split_at_mut(b - w);
-            let gb = &mut rest[..dout];
-            gb.fill(T::zero());
-            for r in 0..nb {
-                let dr = &delta[r * dout..(r + 1) * dout];
-                for (g, d) in gb.iter_mut().zip(dr) {
-                    *g += *d;
-                }
-            }
-            // gW = xᵀ δ.
-            gemm(gw, din, dout, nb, x, true, delta, false, false);
-            if l == 0 && self.time_input {
-                // ∂u₀/∂w_t = t, ∂u₀/∂t = w_t: the bias gradient times t, and its dot with w_t.
-                let start = self.n_params - dout;
-                out_theta.copy_within(b..b + dout, start);
-                for g in &mut out_theta[start..] {
-                    *g *= t;
-                }
-                let gbias = &out_theta[b..b + dout];
-                let wt = &theta[start..];
-                dt = gbias.iter().zip(wt).map(|(g, c)| *g * *c).sum();
-            }
-            // Input cotangent.
-            // gx = δ Wᵀ, times tanh' = 1 − x² below hidden layers.
-            let gx = &mut lo[l];
-            gemm(gx, nb, din, dout, delta, false, &theta[w..b], true, false);
-            if l > 0 {
-                for (g, a) in gx.iter_mut().zip(x) {
-                    *g *= T::one() - *a * *a;
-                }
-            }
+        let (n, p) = (self.n_states(), self.n_params);
+        self.check(&[
+            ("z of TanhMlp::vjp", n, z.len()),
+            ("theta of TanhMlp::vjp", p, theta.len()),
+            ("a of TanhMlp::vjp", n, a.len()),
+            ("out_z of TanhMlp::vjp", n, out_z.len()),
+            ("out_theta of TanhMlp::vjp", p, out_theta.len()),
+        ])?;
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if let Some(mut f) = self.fast.take() {
+            // SAFETY: the fused path exists only for `T = f64`.
+            let dt = unsafe {
+                let net = self.net();
+                let t: f64 = t.to_f64_lossy();
+                let (z, th, a) = (cast::<T, f64>(z), cast::<T, f64>(theta), cast::<T, f64>(a));
+                let (oz, ot) = (cast_mut::<T, f64>(out_z), cast_mut::<T, f64>(out_theta));
+                f.vjp(&net, t, z, th, a, oz, ot)
+            };
+            self.fast = Some(f);
+            return Ok(T::from_f64_const(dt));
         }
-        out_z.copy_from_slice(&self.tans[0]);
-        Ok(dt)
+        self.forward(t, z, theta);
+        Ok(self.backward(t, theta, a, out_z, out_theta))
     }
     fn has_jvp(&self) -> bool {
         true
