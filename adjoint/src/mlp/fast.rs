@@ -25,9 +25,12 @@ use std::arch::x86_64::*;
 use autodiff::vmath::tanh8_f64;
 
 /// Rows per register block.
-const MR: usize = 4;
+const MR: usize = 6;
 /// 8-wide vectors per register block (`8 · NV` columns).
 const NV: usize = 4;
+/// Rows per register block when the output is one vector wide (`n ≤ 8`): more
+/// independent accumulator chains, else the multiply–adds wait on each other's latency.
+const MR1: usize = 8;
 
 /// True if the CPU has the features the kernels are compiled for.
 pub(super) fn available() -> bool {
@@ -197,7 +200,7 @@ unsafe fn gemm(
             };
             let mut i0 = 0;
             while i0 < m {
-                let mr = (m - i0).min(MR);
+                let mr = (m - i0).min(if nv == 1 { MR1 } else { MR });
                 let (ai, bj, cij) = (a.add(i0 * ars), b.add(j0), c.add(i0 * ldc + j0));
                 let epi_ij = match epi {
                     Epi::Deriv(p, ld) => Epi::Deriv(p.add(i0 * ld + j0), ld),
@@ -213,8 +216,7 @@ unsafe fn gemm(
                         }
                     };
                 }
-                go!(4, 4; 4, 3; 4, 2; 4, 1; 3, 4; 3, 3; 3, 2; 3, 1;
-                    2, 4; 2, 3; 2, 2; 2, 1; 1, 4; 1, 3; 1, 2; 1, 1);
+                go!(8, 1; 7, 1; 6, 4; 6, 3; 6, 2; 6, 1; 5, 4; 5, 3; 5, 2; 5, 1; 4, 4; 4, 3; 4, 2; 4, 1; 3, 4; 3, 3; 3, 2; 3, 1; 2, 4; 2, 3; 2, 2; 2, 1; 1, 4; 1, 3; 1, 2; 1, 1);
                 i0 += mr;
             }
             j0 += w;
@@ -506,13 +508,8 @@ impl Scratch {
 
     /// `W_lᵀ` for every layer, unless already made from this `θ` (compared bit for bit).
     fn prepare_transposes(&mut self, net: &Net, theta: &[f64]) {
-        let same = self.wt_src.len() == theta.len()
-            && theta
-                .iter()
-                .zip(&self.wt_src)
-                .fold(0u64, |acc, (x, y)| acc | (x.to_bits() ^ y.to_bits()))
-                == 0;
-        if same {
+        // SAFETY: `Scratch` exists only where `available()`.
+        if self.wt_src.len() == theta.len() && unsafe { same_bits(theta, &self.wt_src) } {
             return;
         }
         for (l, &(w, _)) in net.offsets.iter().enumerate() {
@@ -677,6 +674,34 @@ impl Scratch {
         }
         finish_time(net, t, theta, out_theta)
     }
+}
+
+/// True if `x` and `y` (of equal lengths) hold the same bit patterns.
+///
+/// # Safety
+/// [`available`].
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+unsafe fn same_bits(x: &[f64], y: &[f64]) -> bool {
+    let n = x.len().min(y.len());
+    let (xp, yp) = (x.as_ptr().cast::<i64>(), y.as_ptr().cast::<i64>());
+    let mut diff = _mm512_setzero_si512();
+    let mut i = 0;
+    // SAFETY: lanes below `n` only (the tail through a mask).
+    unsafe {
+        while i + 8 <= n {
+            let a = _mm512_loadu_epi64(xp.add(i));
+            let b = _mm512_loadu_epi64(yp.add(i));
+            diff = _mm512_or_si512(diff, _mm512_xor_si512(a, b));
+            i += 8;
+        }
+        if i < n {
+            let m = (1u8 << (n - i)) - 1;
+            let a = _mm512_maskz_loadu_epi64(m, xp.add(i));
+            let b = _mm512_maskz_loadu_epi64(m, yp.add(i));
+            diff = _mm512_or_si512(diff, _mm512_xor_si512(a, b));
+        }
+    }
+    _mm512_test_epi64_mask(diff, diff) == 0
 }
 
 /// With `time_input`: `∂/∂w_t = t · ∂/∂b₀` into `out_θ`, and `aᵀ∂f/∂t = ∂b₀ · w_t`
