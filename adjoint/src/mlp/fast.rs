@@ -278,6 +278,106 @@ impl Acts<'_> {
     }
 }
 
+/// Products with at most this many output columns and at least [`DOT_K`] terms run as
+/// dot products ([`gemm_dot`]) rather than one masked vector per row.
+const DOT_N: usize = 4;
+/// See [`DOT_N`].
+const DOT_K: usize = 16;
+
+/// Whether a product with `n` output columns and `k` terms runs as dot products.
+fn dot_ok(n: usize, k: usize) -> bool {
+    n <= DOT_N && k >= DOT_K
+}
+
+/// Whether `∂W` of a `din → dout` layer is accumulated transposed (`dout` rows of `din`:
+/// full vectors along `din`) instead of `din` rows of a narrow `dout`.
+fn gwt_ok(din: usize, dout: usize) -> bool {
+    dout <= 8 && din >= 16
+}
+
+/// `C[r, j] = bias_j + Σ_p A[r, p] Bt[j, p]` (`r < m`, `j < n ≤ DOT_N`, `p < k`; `A` and
+/// `Bt` row-major with strides `lda`, `ldbt`; `bias` null for zero): each entry a dot
+/// product of two contiguous rows, 8 lanes at a time, then a horizontal sum.
+///
+/// # Safety
+/// As [`gemm`].
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_dot(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f64,
+    lda: usize,
+    bt: *const f64,
+    ldbt: usize,
+    c: *mut f64,
+    ldc: usize,
+    bias: *const f64,
+) {
+    // SAFETY: rows below `m`, columns below `n`, terms below `k` (caller).
+    unsafe {
+        let mut r = 0;
+        while r < m {
+            let rows = (m - r).min(4);
+            let (ar, cr) = (a.add(r * lda), c.add(r * ldc));
+            macro_rules! go {
+                ($($r:literal, $n:literal);*) => {
+                    match (rows, n) {
+                        $(($r, $n) => dot_block::<$r, $n>(k, ar, lda, bt, ldbt, cr, ldc, bias),)*
+                        _ => unreachable!("dot shape"),
+                    }
+                };
+            }
+            go!(4, 4; 4, 3; 4, 2; 4, 1; 3, 4; 3, 3; 3, 2; 3, 1;
+                2, 4; 2, 3; 2, 2; 2, 1; 1, 4; 1, 3; 1, 2; 1, 1);
+            r += rows;
+        }
+    }
+}
+
+/// `R` rows of [`gemm_dot`] with `N` outputs each.
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot_block<const R: usize, const N: usize>(
+    k: usize,
+    a: *const f64,
+    lda: usize,
+    bt: *const f64,
+    ldbt: usize,
+    c: *mut f64,
+    ldc: usize,
+    bias: *const f64,
+) {
+    // SAFETY: as in `gemm_dot`.
+    unsafe {
+        let mut acc = [[_mm512_setzero_pd(); N]; R];
+        let mut p = 0;
+        while p < k {
+            let rem = (k - p).min(8);
+            let mask = if rem == 8 { 0xff } else { (1u8 << rem) - 1 };
+            let mut bv = [_mm512_setzero_pd(); N];
+            for (j, v) in bv.iter_mut().enumerate() {
+                *v = _mm512_maskz_loadu_pd(mask, bt.add(j * ldbt + p));
+            }
+            for (i, row) in acc.iter_mut().enumerate() {
+                let x = _mm512_maskz_loadu_pd(mask, a.add(i * lda + p));
+                for (s, y) in row.iter_mut().zip(&bv) {
+                    *s = _mm512_fmadd_pd(x, *y, *s);
+                }
+            }
+            p += 8;
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (j, s) in row.iter().enumerate() {
+                let b = if bias.is_null() { 0.0 } else { *bias.add(j) };
+                *c.add(i * ldc + j) = b + _mm512_reduce_add_pd(*s);
+            }
+        }
+    }
+}
+
 /// Forward of batch rows `r0..r0 + rows`: the input rows at `x0`, hidden activations into
 /// `acts`, the output layer into `out` (batch rows of `d`) unless null.
 ///
@@ -292,6 +392,7 @@ unsafe fn forward_rows(
     x0: *const f64,
     theta: &[f64],
     bias0: &[f64],
+    wlast_t: &[f64],
     r0: usize,
     rows: usize,
     acts: &Acts,
@@ -322,21 +423,12 @@ unsafe fn forward_rows(
             } else {
                 (acts.at(l + 1, r0, dout), Epi::Tanh)
             };
+            if l + 1 == nl && dot_ok(dout, din) {
+                gemm_dot(rows, dout, din, x, din, wlast_t.as_ptr(), din, c, dout, bias);
+                return;
+            }
             let init = Init::Bias(bias);
-            gemm(
-                rows,
-                dout,
-                din,
-                x,
-                din,
-                1,
-                th.add(w),
-                dout,
-                c,
-                dout,
-                init,
-                epi,
-            );
+            gemm(rows, dout, din, x, din, 1, th.add(w), dout, c, dout, init, epi);
         }
     }
 }
@@ -354,8 +446,10 @@ unsafe fn forward_rows(
 unsafe fn backward_rows(
     net: &Net,
     x0: *const f64,
+    theta: &[f64],
     wt: &[f64],
     wt_off: &[usize],
+    gwt: *mut f64,
     a: &[f64],
     r0: usize,
     rows: usize,
@@ -380,21 +474,14 @@ unsafe fn backward_rows(
             };
             // ∂W_l (+)= x_lᵀ δ_l, in the order of the rows.
             let init = if first { Init::Zero } else { Init::Load };
-            let gw = out_theta.add(w);
-            gemm(
-                din,
-                dout,
-                rows,
-                x,
-                1,
-                din,
-                dcur,
-                dout,
-                gw,
-                dout,
-                init,
-                Epi::Store,
-            );
+            if gwt_ok(din, dout) {
+                // As `∂W_lᵀ (+)= δ_lᵀ x_l` (`dout` rows of `din`), transposed at the end.
+                let g = gwt.add(wt_off[l]);
+                gemm(dout, din, rows, dcur, 1, dout, x, din, g, din, init, Epi::Store);
+            } else {
+                let gw = out_theta.add(w);
+                gemm(din, dout, rows, x, 1, din, dcur, dout, gw, dout, init, Epi::Store);
+            }
             sum_rows(out_theta.add(b), dcur, rows, dout, first);
             // δ_{l−1} = δ_l W_lᵀ ⊙ (1 − x_l²), or the input's cotangent.
             let wtl = wt.as_ptr().add(wt_off[l]);
@@ -418,20 +505,14 @@ unsafe fn backward_rows(
                 dcur = next;
             } else {
                 let c = out_z.add(r0 * din);
-                gemm(
-                    rows,
-                    din,
-                    dout,
-                    dcur,
-                    dout,
-                    1,
-                    wtl,
-                    din,
-                    c,
-                    din,
-                    Init::Zero,
-                    Epi::Store,
-                );
+                if dot_ok(din, dout) {
+                    // Rows of `W₀` are the columns of `W₀ᵀ`: dot products, no transpose.
+                    let w0 = theta.as_ptr().add(w);
+                    gemm_dot(rows, din, dout, dcur, dout, w0, dout, c, din, core::ptr::null());
+                } else {
+                    let (z, st) = (Init::Zero, Epi::Store);
+                    gemm(rows, din, dout, dcur, dout, 1, wtl, din, c, din, z, st);
+                }
             }
         }
     }
@@ -454,6 +535,10 @@ pub(super) struct Scratch {
     wt_off: Vec<usize>,
     /// The `θ` the transposes were made from (empty: none yet).
     wt_src: Vec<f64>,
+    /// The output layer's `Wᵀ` for its dot products (see [`dot_ok`]), made per call.
+    wlast_t: Vec<f64>,
+    /// `∂W_lᵀ` accumulators of the layers with [`gwt_ok`], at `wt_off[l]`.
+    gwt: Vec<f64>,
     #[allow(dead_code)] // For the direct mode's stage residuals.
     /// Per-layer block offsets of the caller's residual buffer (`batch × h_l`, `h₀ = d`).
     res_off: Vec<usize>,
@@ -485,6 +570,8 @@ impl Scratch {
             wt: vec![0.0; n_w],
             wt_off,
             wt_src: Vec::new(),
+            wlast_t: vec![0.0; widths[nl - 1] * widths[nl]],
+            gwt: vec![0.0; n_w],
             res_off,
         }
     }
@@ -525,6 +612,35 @@ impl Scratch {
         self.wt_src.extend_from_slice(theta);
     }
 
+    /// The output layer's `Wᵀ` into `wlast_t` when it runs as dot products.
+    fn prepare_last(&mut self, net: &Net, theta: &[f64]) {
+        let nl = net.widths.len() - 1;
+        let (din, dout) = (net.widths[nl - 1], net.widths[nl]);
+        if dot_ok(dout, din) {
+            let w = net.offsets[nl - 1].0;
+            for i in 0..din {
+                for o in 0..dout {
+                    self.wlast_t[o * din + i] = theta[w + i * dout + o];
+                }
+            }
+        }
+    }
+
+    /// `∂W_l` from the transposed accumulators of the layers with [`gwt_ok`].
+    fn finish_gwt(&self, net: &Net, out_theta: &mut [f64]) {
+        for (l, &(w, _)) in net.offsets.iter().enumerate() {
+            let (din, dout) = (net.widths[l], net.widths[l + 1]);
+            if gwt_ok(din, dout) {
+                let g = &self.gwt[self.wt_off[l]..self.wt_off[l] + din * dout];
+                for i in 0..din {
+                    for o in 0..dout {
+                        out_theta[w + i * dout + o] = g[o * din + i];
+                    }
+                }
+            }
+        }
+    }
+
     /// The chunks `(r0, rows)` of `batch` rows.
     fn chunks(&self, batch: usize) -> impl Iterator<Item = (usize, usize)> + use<> {
         let c = self.chunk;
@@ -534,6 +650,7 @@ impl Scratch {
     /// `out = f(t, z, θ)`. Lengths are the caller's to check.
     pub(super) fn eval(&mut self, net: &Net, t: f64, z: &[f64], theta: &[f64], out: &mut [f64]) {
         self.prepare_bias(net, t, theta);
+        self.prepare_last(net, theta);
         let d = net.widths[0];
         let batch = z.len() / d;
         for (r0, rows) in self.chunks(batch) {
@@ -546,16 +663,9 @@ impl Scratch {
             // for `chunk` rows and the caller checked `z`, `θ` and `out`.
             unsafe {
                 let x0 = z.as_ptr().add(r0 * d);
-                forward_rows(
-                    net,
-                    x0,
-                    theta,
-                    &self.bias0,
-                    r0,
-                    rows,
-                    &acts,
-                    out.as_mut_ptr(),
-                );
+                let (b0, wl) = (&self.bias0, &self.wlast_t);
+                let o = out.as_mut_ptr();
+                forward_rows(net, x0, theta, b0, wl, r0, rows, &acts, o);
             }
         }
     }
@@ -574,6 +684,7 @@ impl Scratch {
         res: &mut [f64],
     ) {
         self.prepare_bias(net, t, theta);
+        self.prepare_last(net, theta);
         let batch = z.len() / net.widths[0];
         let d = net.widths[0];
         res[..z.len()].copy_from_slice(z);
@@ -586,16 +697,9 @@ impl Scratch {
         unsafe {
             for (r0, rows) in self.chunks(batch) {
                 let x0 = res.as_ptr().add(r0 * d);
-                forward_rows(
-                    net,
-                    x0,
-                    theta,
-                    &self.bias0,
-                    r0,
-                    rows,
-                    &acts,
-                    out.as_mut_ptr(),
-                );
+                let (b0, wl) = (&self.bias0, &self.wlast_t);
+                let o = out.as_mut_ptr();
+                forward_rows(net, x0, theta, b0, wl, r0, rows, &acts, o);
             }
         }
     }
@@ -629,12 +733,16 @@ impl Scratch {
             unsafe {
                 let x0 = z.as_ptr().add(r0 * d);
                 let null = core::ptr::null_mut();
-                forward_rows(net, x0, theta, &self.bias0, r0, rows, &acts, null);
-                let (wt, wo) = (&self.wt, &self.wt_off);
+                let (b0, wl) = (&self.bias0, &self.wlast_t);
+                forward_rows(net, x0, theta, b0, wl, r0, rows, &acts, null);
+                let (wt, wo, g) = (&self.wt, &self.wt_off, self.gwt.as_mut_ptr());
                 let (oz, ot) = (out_z.as_mut_ptr(), out_theta.as_mut_ptr());
-                backward_rows(net, x0, wt, wo, a, r0, rows, &acts, delta, oz, ot, i == 0);
+                let first = i == 0;
+                let (x, th) = (x0, theta);
+                backward_rows(net, x, th, wt, wo, g, a, r0, rows, &acts, delta, oz, ot, first);
             }
         }
+        self.finish_gwt(net, out_theta);
         finish_time(net, t, theta, out_theta)
     }
 
@@ -666,12 +774,14 @@ impl Scratch {
             let delta = [dp, dp.wrapping_add(hmax)];
             // SAFETY: as in `vjp`, with the activations read from `res`.
             unsafe {
-                let x0 = res.as_ptr().add(r0 * d);
-                let (wt, wo) = (&self.wt, &self.wt_off);
+                let x = res.as_ptr().add(r0 * d);
+                let (wt, wo, g) = (&self.wt, &self.wt_off, self.gwt.as_mut_ptr());
                 let (oz, ot) = (out_z.as_mut_ptr(), out_theta.as_mut_ptr());
-                backward_rows(net, x0, wt, wo, a, r0, rows, &acts, delta, oz, ot, i == 0);
+                let (first, th) = (i == 0, theta);
+                backward_rows(net, x, th, wt, wo, g, a, r0, rows, &acts, delta, oz, ot, first);
             }
         }
+        self.finish_gwt(net, out_theta);
         finish_time(net, t, theta, out_theta)
     }
 }
