@@ -112,25 +112,15 @@ unsafe fn micro<const R: usize, const V: usize>(
     // SAFETY: the caller (`gemm`) guarantees every row and masked column touched lies
     // in the slices behind the pointers.
     unsafe {
-        let mut acc = [[_mm512_setzero_pd(); V]; R];
-        match init {
-            Init::Zero => {}
-            Init::Bias(p) => {
-                for v in 0..V {
-                    let x = load::<V>(p, v, mask);
-                    for row in acc.iter_mut() {
-                        row[v] = x;
-                    }
-                }
-            }
-            Init::Load => {
-                for (r, row) in acc.iter_mut().enumerate() {
-                    for (v, x) in row.iter_mut().enumerate() {
-                        *x = load::<V>(c.add(r * ldc), v, mask);
-                    }
-                }
-            }
-        }
+        // Each accumulator set once (a zeroed array first would become a `memset` of
+        // the spilled block).
+        let mut acc: [[__m512d; V]; R] = core::array::from_fn(|r| {
+            core::array::from_fn(|v| match init {
+                Init::Zero => _mm512_setzero_pd(),
+                Init::Bias(p) => load::<V>(p, v, mask),
+                Init::Load => load::<V>(c.add(r * ldc), v, mask),
+            })
+        });
         for p in 0..k {
             let bp = b.add(p * ldb);
             let mut bv = [_mm512_setzero_pd(); V];
