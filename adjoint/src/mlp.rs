@@ -854,4 +854,63 @@ mod tests {
             }
         }
     }
+
+    /// `forward_into` then `backward_from` against `eval` and `vjp`: bit for bit, on the
+    /// fused path (several chunk sizes, ragged tails) and on the reference path, with
+    /// and without `time_input`, at several depths and batch sizes.
+    #[test]
+    fn split_vjp_is_bit_identical() {
+        let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+        for (widths, batch) in [
+            (&[2, 64, 64, 2][..], 16),
+            (&[2, 64, 64, 2][..], 4096),
+            (&[2, 64, 64, 2][..], 1),
+            (&[3, 9, 17, 5, 3][..], 37),
+            (&[2, 13, 2][..], 5),
+            (&[2, 2][..], 3),
+        ] {
+            for time_input in [false, true] {
+                let base = TanhMlp::<f64>::new(widths, batch, time_input).unwrap();
+                let th = base.init_params(3, 1.2);
+                let mut rng = SplitMix64::new(4);
+                let n = base.n_states();
+                let z: Vec<f64> = (0..n).map(|_| rng.uniform_pm1()).collect();
+                let a: Vec<f64> = (0..n).map(|_| rng.uniform_pm1()).collect();
+                let t = 0.6;
+                let variants = [
+                    base.clone(),
+                    base.clone().with_chunk_rows(7).unwrap(),
+                    base.clone().with_chunk_rows(1).unwrap(),
+                    base.clone().with_reference_kernels(),
+                ];
+                for mut m in variants {
+                    let what = format!("{widths:?} B = {batch} {time_input} {:?}", m.chunk_rows());
+                    let mut f = vec![0.0; n];
+                    m.eval(t, &z, &th, &mut f).unwrap();
+                    let (mut gz, mut gth) = (vec![0.0; n], vec![0.0; th.len()]);
+                    let gt = m.vjp(t, &z, &th, &a, &mut gz, &mut gth).unwrap();
+                    let mut res = vec![f64::NAN; m.residual_len()];
+                    let mut f2 = vec![0.0; n];
+                    m.forward_into(t, &z, &th, &mut f2, &mut res).unwrap();
+                    assert_eq!(bits(&f), bits(&f2), "forward_into {what}");
+                    assert!(res.iter().all(|v| v.is_finite()), "residual filled {what}");
+                    assert_eq!(bits(&res[..n]), bits(&z), "residual starts with z {what}");
+                    // Another evaluation in between must not matter.
+                    let z2: Vec<f64> = z.iter().map(|v| 0.5 * v).collect();
+                    m.eval(t, &z2, &th, &mut f2).unwrap();
+                    let (mut gz2, mut gth2) = (vec![0.0; n], vec![0.0; th.len()]);
+                    let gt2 = m
+                        .backward_from(t, &th, &res, &a, &mut gz2, &mut gth2)
+                        .unwrap();
+                    assert_eq!(bits(&gz), bits(&gz2), "backward_from z {what}");
+                    assert_eq!(bits(&gth), bits(&gth2), "backward_from θ {what}");
+                    assert_eq!(gt.to_bits(), gt2.to_bits(), "backward_from t {what}");
+                    // Wrong lengths are errors.
+                    assert!(m.forward_into(t, &z, &th, &mut f2, &mut res[1..]).is_err());
+                    let r = &res[..res.len() - 1];
+                    assert!(m.backward_from(t, &th, r, &a, &mut gz2, &mut gth2).is_err());
+                }
+            }
+        }
+    }
 }
