@@ -602,8 +602,11 @@ pub(crate) fn bias_tanh_f64(a: &[f64], b: &[f64], y: &mut [f64]) -> bool {
 /// (`avx512::tanh8`, ≤ 2 ulp), for fused kernels in other crates that apply `tanh` to
 /// values still in registers (`adjoint::TanhMlp`'s products).
 ///
-/// Callers must run on a CPU with AVX-512 F, DQ, VL, AVX2 and FMA (check with
-/// `is_x86_feature_detected!`); from code compiled for those features it inlines.
+/// From code compiled for those features it inlines.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, DQ, VL, AVX2 and FMA (check with
+/// `is_x86_feature_detected!`).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]

@@ -417,11 +417,25 @@ unsafe fn forward_rows(
                 (acts.at(l + 1, r0, dout), Epi::Tanh)
             };
             if l + 1 == nl && dot_ok(dout, din) {
-                gemm_dot(rows, dout, din, x, din, wlast_t.as_ptr(), din, c, dout, bias);
+                let wl = wlast_t.as_ptr();
+                gemm_dot(rows, dout, din, x, din, wl, din, c, dout, bias);
                 return;
             }
             let init = Init::Bias(bias);
-            gemm(rows, dout, din, x, din, 1, th.add(w), dout, c, dout, init, epi);
+            gemm(
+                rows,
+                dout,
+                din,
+                x,
+                din,
+                1,
+                th.add(w),
+                dout,
+                c,
+                dout,
+                init,
+                epi,
+            );
         }
     }
 }
@@ -470,10 +484,36 @@ unsafe fn backward_rows(
             if gwt_ok(din, dout) {
                 // As `∂W_lᵀ (+)= δ_lᵀ x_l` (`dout` rows of `din`), transposed at the end.
                 let g = gwt.add(wt_off[l]);
-                gemm(dout, din, rows, dcur, 1, dout, x, din, g, din, init, Epi::Store);
+                gemm(
+                    dout,
+                    din,
+                    rows,
+                    dcur,
+                    1,
+                    dout,
+                    x,
+                    din,
+                    g,
+                    din,
+                    init,
+                    Epi::Store,
+                );
             } else {
                 let gw = out_theta.add(w);
-                gemm(din, dout, rows, x, 1, din, dcur, dout, gw, dout, init, Epi::Store);
+                gemm(
+                    din,
+                    dout,
+                    rows,
+                    x,
+                    1,
+                    din,
+                    dcur,
+                    dout,
+                    gw,
+                    dout,
+                    init,
+                    Epi::Store,
+                );
             }
             sum_rows(out_theta.add(b), dcur, rows, dout, first);
             // δ_{l−1} = δ_l W_lᵀ ⊙ (1 − x_l²), or the input's cotangent.
@@ -501,7 +541,18 @@ unsafe fn backward_rows(
                 if dot_ok(din, dout) {
                     // Rows of `W₀` are the columns of `W₀ᵀ`: dot products, no transpose.
                     let w0 = theta.as_ptr().add(w);
-                    gemm_dot(rows, din, dout, dcur, dout, w0, dout, c, din, core::ptr::null());
+                    gemm_dot(
+                        rows,
+                        din,
+                        dout,
+                        dcur,
+                        dout,
+                        w0,
+                        dout,
+                        c,
+                        din,
+                        core::ptr::null(),
+                    );
                 } else {
                     let (z, st) = (Init::Zero, Epi::Store);
                     gemm(rows, din, dout, dcur, dout, 1, wtl, din, c, din, z, st);
@@ -732,7 +783,9 @@ impl Scratch {
                 let (oz, ot) = (out_z.as_mut_ptr(), out_theta.as_mut_ptr());
                 let first = i == 0;
                 let (x, th) = (x0, theta);
-                backward_rows(net, x, th, wt, wo, g, a, r0, rows, &acts, delta, oz, ot, first);
+                backward_rows(
+                    net, x, th, wt, wo, g, a, r0, rows, &acts, delta, oz, ot, first,
+                );
             }
         }
         self.finish_gwt(net, out_theta);
@@ -771,7 +824,9 @@ impl Scratch {
                 let (wt, wo, g) = (&self.wt, &self.wt_off, self.gwt.as_mut_ptr());
                 let (oz, ot) = (out_z.as_mut_ptr(), out_theta.as_mut_ptr());
                 let (first, th) = (i == 0, theta);
-                backward_rows(net, x, th, wt, wo, g, a, r0, rows, &acts, delta, oz, ot, first);
+                backward_rows(
+                    net, x, th, wt, wo, g, a, r0, rows, &acts, delta, oz, ot, first,
+                );
             }
         }
         self.finish_gwt(net, out_theta);
