@@ -108,6 +108,11 @@ fn odd_widths_and_depths() {
         (&[4, 4][..], 9),
         (&[5, 40, 33, 5][..], 70),
         (&[2, 70, 2][..], 3),
+        // A narrow first layer (its ∂W accumulated transposed) and 3- / 4-wide dot
+        // products at the ends.
+        (&[20, 4, 20][..], 9),
+        (&[3, 40, 3][..], 11),
+        (&[4, 24, 17, 4][..], 6),
     ] {
         check(widths, batch, false, 7);
         check(widths, batch, true, 8);
