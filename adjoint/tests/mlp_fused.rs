@@ -6,6 +6,9 @@
 use adjoint::test_problems::SplitMix64;
 use adjoint::{Dynamics, Error, TanhMlp, Vjp};
 
+#[global_allocator]
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
+
 /// Fused against reference, relative to the largest reference magnitude (and 1); the
 /// largest seen is 3.4e-15 (the θ-gradient at B = 4096, a sum over the rows).
 const AGREE: f64 = 1e-13;
@@ -253,4 +256,35 @@ fn f32_agrees_with_f64() {
     assert!(rel(&up(&f), &c.f) < 1e-5);
     assert!(rel(&up(&gz), &c.gz) < 1e-5);
     assert!(rel(&up(&gth), &c.gth) < 1e-5);
+}
+
+/// No allocation in `eval` or `vjp`, from the first call on (buffers sized in `new`),
+/// also when θ changes (the cached transposes are redone in place).
+#[test]
+fn calls_do_not_allocate() {
+    for (batch, chunk) in [(16, 64), (300, 64), (5, 2)] {
+        let mut m = TanhMlp::<f64>::new(&[2, 64, 64, 2], batch, true)
+            .and_then(|m| m.with_chunk_rows(chunk))
+            .expect("mlp");
+        let th = m.init_params(1, 1.0);
+        let th2 = m.init_params(2, 1.0);
+        let mut rng = SplitMix64::new(3);
+        let (z, a) = (
+            draw(&mut rng, 2 * batch, 1.0),
+            draw(&mut rng, 2 * batch, 1.0),
+        );
+        let (mut f, mut gz, mut gth) = (
+            vec![0.0; 2 * batch],
+            vec![0.0; 2 * batch],
+            vec![0.0; th.len()],
+        );
+        let ((), n) = alloc_count::allocations_in(|| {
+            for theta in [&th, &th, &th2] {
+                m.eval(0.1, &z, theta, &mut f).expect("eval");
+                m.vjp(0.1, &z, theta, &a, &mut gz, &mut gth).expect("vjp");
+                m.vjp_z(0.1, &z, theta, &a, &mut gz).expect("vjp_z");
+            }
+        });
+        assert_eq!(n, 0, "B = {batch}, chunk {chunk}");
+    }
 }

@@ -613,7 +613,8 @@ impl Scratch {
             bias0: vec![0.0; widths[1]],
             wt: vec![0.0; n_w],
             wt_off,
-            wt_src: Vec::new(),
+            // Room for every parameter (weights, biases, `w_t`): no allocation per call.
+            wt_src: Vec::with_capacity(n_w + widths[1..].iter().sum::<usize>() + widths[1]),
             wlast_t: vec![0.0; widths[nl - 1] * widths[nl]],
             gwt: vec![0.0; n_w],
             res_off,
