@@ -199,6 +199,20 @@ fn new_theta_is_used() {
             "seed {seed}"
         );
     }
+    // One value changed at a time, in place: in `W₀` (first, last), `W₁`, `b₁`, the
+    // output layer's `W₂` (not read by the VJP's forward) and `b₂`. Layout for
+    // [2, 16, 16, 2]: W₀ 0..32, b₀ 32..48, W₁ 48..304, b₁ 304..320, W₂ 320..352, b₂ ..354.
+    let mut th = m.init_params(4, 1.0);
+    calls(&mut m, 0.0, &z, &th, &a);
+    for i in [0, 31, 48, 200, 303, 310, 320, 351, 353] {
+        th[i] += 0.25;
+        let c = calls(&mut m, 0.0, &z, &th, &a);
+        let e = calls(&mut r, 0.0, &z, &th, &a);
+        assert!(
+            rel(&c.gz, &e.gz) < AGREE && rel(&c.gth, &e.gth) < AGREE,
+            "θ[{i}] changed"
+        );
+    }
 }
 
 #[test]

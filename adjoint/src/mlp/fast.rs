@@ -63,6 +63,24 @@ enum Epi {
     Deriv(*const f64, usize),
 }
 
+/// A bit comparison of a product's `B` with a copy, made while `B` is loaded anyway
+/// (the cached `W_lᵀ` stay valid while `θ`'s weights equal the copy they came from).
+#[derive(Clone, Copy)]
+struct Cmp {
+    /// The copy, aligned with `B` (null: no comparison).
+    src: *const f64,
+    /// Set to nonzero where a bit differs.
+    diff: *mut u64,
+}
+
+impl Cmp {
+    /// No comparison.
+    const NONE: Cmp = Cmp {
+        src: core::ptr::null(),
+        diff: core::ptr::null_mut(),
+    };
+}
+
 /// Masked or full load of vector `v` of a block of `V` vectors at `p`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
@@ -99,7 +117,7 @@ unsafe fn store<const V: usize>(p: *mut f64, v: usize, mask: u8, x: __m512d) {
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro<const R: usize, const V: usize>(
+unsafe fn micro<const R: usize, const V: usize, const CMP: bool>(
     k: usize,
     a: *const f64,
     ars: usize,
@@ -111,6 +129,7 @@ unsafe fn micro<const R: usize, const V: usize>(
     mask: u8,
     init: Init,
     epi: Epi,
+    cmp: Cmp,
 ) {
     // SAFETY: the caller (`gemm`) guarantees every row and masked column touched lies
     // in the slices behind the pointers.
@@ -124,11 +143,21 @@ unsafe fn micro<const R: usize, const V: usize>(
                 Init::Load => load::<V>(c.add(r * ldc), v, mask),
             })
         });
+        let mut diff = _mm512_setzero_si512();
         for p in 0..k {
             let bp = b.add(p * ldb);
             let mut bv = [_mm512_setzero_pd(); V];
             for (v, x) in bv.iter_mut().enumerate() {
                 *x = load::<V>(bp, v, mask);
+            }
+            if CMP {
+                // The bits of `B` against the copy at `cmp.src` (same layout).
+                let sp = cmp.src.add(p * ldb);
+                for (v, x) in bv.iter().enumerate() {
+                    let y = load::<V>(sp, v, mask);
+                    let d = _mm512_xor_si512(_mm512_castpd_si512(*x), _mm512_castpd_si512(y));
+                    diff = _mm512_or_si512(diff, d);
+                }
             }
             let ap = a.add(p * aks);
             for (r, row) in acc.iter_mut().enumerate() {
@@ -137,6 +166,9 @@ unsafe fn micro<const R: usize, const V: usize>(
                     *s = _mm512_fmadd_pd(x, *y, *s);
                 }
             }
+        }
+        if CMP {
+            *cmp.diff |= _mm512_test_epi64_mask(diff, diff) as u64;
         }
         for (r, row) in acc.iter().enumerate() {
             let cr = c.add(r * ldc);
@@ -177,6 +209,7 @@ unsafe fn gemm(
     ldc: usize,
     init: Init,
     epi: Epi,
+    cmp: Cmp,
 ) {
     // SAFETY: the offsets below stay inside the `m × n` output and its inputs, as the
     // caller guarantees for the whole product.
@@ -199,11 +232,25 @@ unsafe fn gemm(
                     Epi::Deriv(p, ld) => Epi::Deriv(p.add(i0 * ld + j0), ld),
                     x => x,
                 };
+                // The comparison on the first row block only: it loads all of `B`.
+                let cmp_ij = Cmp {
+                    src: if i0 == 0 && !cmp.src.is_null() {
+                        cmp.src.add(j0)
+                    } else {
+                        core::ptr::null()
+                    },
+                    diff: cmp.diff,
+                };
                 macro_rules! go {
                     ($($r:literal, $v:literal);*) => {
-                        match (mr, nv) {
-                            $(($r, $v) => micro::<$r, $v>(
+                        match (mr, nv, !cmp_ij.src.is_null()) {
+                            $(($r, $v, false) => micro::<$r, $v, false>(
                                 k, ai, ars, aks, bj, ldb, cij, ldc, mask, init_j, epi_ij,
+                                cmp_ij,
+                            ),
+                            ($r, $v, true) => micro::<$r, $v, true>(
+                                k, ai, ars, aks, bj, ldb, cij, ldc, mask, init_j, epi_ij,
+                                cmp_ij,
                             ),)*
                             _ => unreachable!("block shape"),
                         }
@@ -390,6 +437,7 @@ unsafe fn forward_rows(
     rows: usize,
     acts: &Acts,
     out: *mut f64,
+    cmp: Cmp,
 ) {
     let nl = net.widths.len() - 1;
     let th = theta.as_ptr();
@@ -422,6 +470,15 @@ unsafe fn forward_rows(
                 return;
             }
             let init = Init::Bias(bias);
+            // `W_l` against the copy of `θ` (aligned with it) when asked.
+            let cmp_l = Cmp {
+                src: if cmp.src.is_null() {
+                    cmp.src
+                } else {
+                    cmp.src.add(w)
+                },
+                diff: cmp.diff,
+            };
             gemm(
                 rows,
                 dout,
@@ -435,6 +492,7 @@ unsafe fn forward_rows(
                 dout,
                 init,
                 epi,
+                cmp_l,
             );
         }
     }
@@ -497,6 +555,7 @@ unsafe fn backward_rows(
                     din,
                     init,
                     Epi::Store,
+                    Cmp::NONE,
                 );
             } else {
                 let gw = out_theta.add(w);
@@ -513,6 +572,7 @@ unsafe fn backward_rows(
                     dout,
                     init,
                     Epi::Store,
+                    Cmp::NONE,
                 );
             }
             sum_rows(out_theta.add(b), dcur, rows, dout, first);
@@ -534,6 +594,7 @@ unsafe fn backward_rows(
                     din,
                     Init::Zero,
                     epi,
+                    Cmp::NONE,
                 );
                 dcur = next;
             } else {
@@ -555,7 +616,21 @@ unsafe fn backward_rows(
                     );
                 } else {
                     let (z, st) = (Init::Zero, Epi::Store);
-                    gemm(rows, din, dout, dcur, dout, 1, wtl, din, c, din, z, st);
+                    gemm(
+                        rows,
+                        din,
+                        dout,
+                        dcur,
+                        dout,
+                        1,
+                        wtl,
+                        din,
+                        c,
+                        din,
+                        z,
+                        st,
+                        Cmp::NONE,
+                    );
                 }
             }
         }
@@ -644,6 +719,11 @@ impl Scratch {
         if self.wt_src.len() == theta.len() && unsafe { same_bits(theta, &self.wt_src) } {
             return;
         }
+        self.make_transposes(net, theta);
+    }
+
+    /// `W_lᵀ` for every layer, and the copy of `θ` they come from.
+    fn make_transposes(&mut self, net: &Net, theta: &[f64]) {
         for (l, &(w, _)) in net.offsets.iter().enumerate() {
             let (din, dout) = (net.widths[l], net.widths[l + 1]);
             let dst = &mut self.wt[self.wt_off[l]..self.wt_off[l] + din * dout];
@@ -710,7 +790,7 @@ impl Scratch {
                 let x0 = z.as_ptr().add(r0 * d);
                 let (b0, wl) = (&self.bias0, &self.wlast_t);
                 let o = out.as_mut_ptr();
-                forward_rows(net, x0, theta, b0, wl, r0, rows, &acts, o);
+                forward_rows(net, x0, theta, b0, wl, r0, rows, &acts, o, Cmp::NONE);
             }
         }
     }
@@ -744,7 +824,7 @@ impl Scratch {
                 let x0 = res.as_ptr().add(r0 * d);
                 let (b0, wl) = (&self.bias0, &self.wlast_t);
                 let o = out.as_mut_ptr();
-                forward_rows(net, x0, theta, b0, wl, r0, rows, &acts, o);
+                forward_rows(net, x0, theta, b0, wl, r0, rows, &acts, o, Cmp::NONE);
             }
         }
     }
@@ -762,24 +842,56 @@ impl Scratch {
         out_theta: &mut [f64],
     ) -> f64 {
         self.prepare_bias(net, t, theta);
-        self.prepare_transposes(net, theta);
         let d = net.widths[0];
         let batch = z.len() / d;
         let hmax = self.delta.len() / 2;
+        let nl = net.widths.len() - 1;
+        // The cached `W_lᵀ` are checked during the first chunk's forward, which loads
+        // every hidden layer's `W_l` anyway (the output layer's weights, not used by
+        // that forward, on their own): a separate pass over `θ` and its copy would come
+        // from L2 at small batches.
+        let verify = self.wt_src.len() == theta.len();
+        let mut diff = 0u64;
         for (i, (r0, rows)) in self.chunks(batch).enumerate() {
+            let x0 = z.as_ptr().wrapping_add(r0 * d);
+            let base = self.acts.as_mut_ptr();
+            {
+                let acts = Acts {
+                    base,
+                    off: &self.act_off,
+                    row0: r0,
+                };
+                let cmp = if i == 0 && verify {
+                    Cmp {
+                        src: self.wt_src.as_ptr(),
+                        diff: &raw mut diff,
+                    }
+                } else {
+                    Cmp::NONE
+                };
+                let (b0, wl) = (&self.bias0, &self.wlast_t);
+                let null = core::ptr::null_mut();
+                // SAFETY: as in `eval`; `cmp.src` is a copy of `θ`'s length.
+                unsafe { forward_rows(net, x0, theta, b0, wl, r0, rows, &acts, null, cmp) };
+            }
+            if i == 0 {
+                let (w, b) = net.offsets[nl - 1];
+                // SAFETY: `Scratch` exists only where `available()`.
+                let same =
+                    verify && diff == 0 && unsafe { same_bits(&theta[w..b], &self.wt_src[w..b]) };
+                if !same {
+                    self.make_transposes(net, theta);
+                }
+            }
             let dp = self.delta.as_mut_ptr();
             let delta = [dp, dp.wrapping_add(hmax)];
             let acts = Acts {
-                base: self.acts.as_mut_ptr(),
+                base,
                 off: &self.act_off,
                 row0: r0,
             };
             // SAFETY: as in `eval`; `delta` is two halves of `2 · chunk · max h` values.
             unsafe {
-                let x0 = z.as_ptr().add(r0 * d);
-                let null = core::ptr::null_mut();
-                let (b0, wl) = (&self.bias0, &self.wlast_t);
-                forward_rows(net, x0, theta, b0, wl, r0, rows, &acts, null);
                 let (wt, wo, g) = (&self.wt, &self.wt_off, self.gwt.as_mut_ptr());
                 let (oz, ot) = (out_z.as_mut_ptr(), out_theta.as_mut_ptr());
                 let first = i == 0;
