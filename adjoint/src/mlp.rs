@@ -1,10 +1,25 @@
 //! A batched tanh multilayer perceptron as dynamics, with hand-written VJP and JVP.
+//!
+//! For `f64` on a CPU with AVX-512, `eval` and the VJP run the fused row-chunk kernels of
+//! the `fast` submodule (the whole network `chunk` rows at a time, bias and `tanh` or
+//! `tanh'` applied in the product's registers); elsewhere (other float types, other
+//! CPUs, [`TanhMlp::with_reference_kernels`]) a layer at a time over the whole batch
+//! through faer's products (the reference path). The two agree to round-off.
 
 use ode_solvers::Real;
 
 use crate::dynamics::{Dynamics, Vjp};
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
+
+#[cfg(all(feature = "tape", target_arch = "x86_64"))]
+mod fast;
+#[cfg(all(feature = "tape", target_arch = "x86_64"))]
+use fast::{Net, Scratch};
+
+/// Rows per chunk of the fused path by default: the chunk's activations
+/// (`chunk · Σ h` values) and cotangents stay in L1/L2 between the layers.
+const DEFAULT_CHUNK: usize = 64;
 
 /// A batched tanh MLP `ż = f(t, z, θ)` with hand-written derivatives.
 ///
@@ -17,6 +32,11 @@ use crate::rng::SplitMix64;
 /// the first pre-activation gets `t · w_t` (`w_t` a learned vector of length `h₁`), so the
 /// dynamics are non-autonomous. Parameter layout: for each layer `W` (`in × out`,
 /// row-major) then `b` (`out`), then `w_t`.
+///
+/// For `f64` on CPUs with AVX-512 the evaluation and the VJP process the batch in chunks
+/// of rows through all layers with fused register-blocked kernels (see the module docs);
+/// results do not depend on the chunk size, bit for bit, and agree with the reference
+/// path to round-off.
 #[derive(Debug, Clone)]
 pub struct TanhMlp<T> {
     widths: Vec<usize>,
@@ -36,6 +56,9 @@ pub struct TanhMlp<T> {
     jz: Vec<T>,
     scratch_z: Vec<T>,
     scratch_theta: Vec<T>,
+    /// Buffers of the fused path, `None` where it does not apply.
+    #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+    fast: Option<Scratch>,
 }
 
 impl<T: Real> TanhMlp<T> {
@@ -77,7 +100,162 @@ impl<T: Real> TanhMlp<T> {
             jz: vec![T::zero(); n * widths[0]],
             scratch_z: vec![T::zero(); batch * widths[0]],
             scratch_theta: vec![T::zero(); n_params],
+            #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+            fast: (core::any::TypeId::of::<T>() == core::any::TypeId::of::<f64>()
+                && fast::available())
+            .then(|| Scratch::new(widths, batch, DEFAULT_CHUNK)),
         })
+    }
+
+    /// This MLP with the fused path processing `rows` rows at a time (clamped to the
+    /// batch); an error for `rows = 0`. No effect where the fused path does not apply.
+    pub fn with_chunk_rows(mut self, rows: usize) -> Result<Self> {
+        if rows == 0 {
+            return Err(Error::InvalidOption {
+                name: "TanhMlp chunk rows",
+                value: 0.0,
+                reason: "need at least one row per chunk",
+            });
+        }
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if self.fast.is_some() {
+            self.fast = Some(Scratch::new(&self.widths, self.batch, rows));
+        }
+        Ok(self)
+    }
+
+    /// This MLP on the reference path (a layer at a time, faer's products), for checking
+    /// the fused kernels against.
+    pub fn with_reference_kernels(mut self) -> Self {
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        {
+            self.fast = None;
+        }
+        self
+    }
+
+    /// Rows per chunk of the fused path, or `None` where the reference path runs (not
+    /// `f64`, no AVX-512, or [`TanhMlp::with_reference_kernels`]).
+    pub fn chunk_rows(&self) -> Option<usize> {
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if let Some(f) = &self.fast {
+            return Some(f.chunk());
+        }
+        None
+    }
+
+    /// The layer structure for the fused kernels.
+    #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+    fn net(&self) -> Net<'_> {
+        Net {
+            widths: &self.widths,
+            offsets: &self.offsets,
+            time_input: self.time_input,
+        }
+    }
+
+    /// Checks the lengths of a call's slices (name, expected, found).
+    fn check(&self, what: &[(&'static str, usize, usize)]) -> Result<()> {
+        for &(what, expected, found) in what {
+            if expected != found {
+                return Err(Error::LengthMismatch {
+                    what,
+                    expected,
+                    found,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Dynamics::eval`] that also keeps `z` and the hidden activations of every row in
+    /// `res` ([`Vjp::residual_len`] values: `batch · (d + Σ h_l)`), for [`TanhMlp::backward_from`]. Layout:
+    /// layer `l = 0, …, k` (`h₀ = d` is `z`, `h_l` the `l`-th hidden layer's tanh output)
+    /// as a row-major `batch × h_l` block, the blocks in order. `out` is bit for bit what
+    /// `eval` gives.
+    pub(crate) fn forward_into(
+        &mut self,
+        t: T,
+        z: &[T],
+        theta: &[T],
+        out: &mut [T],
+        res: &mut [T],
+    ) -> Result<()> {
+        let (n, p, r) = (self.n_states(), self.n_params, self.residual_len());
+        self.check(&[
+            ("z of TanhMlp::forward_into", n, z.len()),
+            ("theta of TanhMlp::forward_into", p, theta.len()),
+            ("out of TanhMlp::forward_into", n, out.len()),
+            ("residual of TanhMlp::forward_into", r, res.len()),
+        ])?;
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if let Some(mut f) = self.fast.take() {
+            // SAFETY: the fused path exists only for `T = f64`.
+            unsafe {
+                let net = self.net();
+                let t: f64 = t.to_f64_lossy();
+                let (z, th) = (cast::<T, f64>(z), cast::<T, f64>(theta));
+                let (out, res) = (cast_mut::<T, f64>(out), cast_mut::<T, f64>(res));
+                f.forward_into(&net, t, z, th, out, res);
+            }
+            self.fast = Some(f);
+            return Ok(());
+        }
+        self.forward(t, z, theta);
+        let nl = self.widths.len() - 1;
+        let mut at = 0;
+        for a in &self.acts[..nl] {
+            res[at..at + a.len()].copy_from_slice(a);
+            at += a.len();
+        }
+        out.copy_from_slice(&self.acts[nl]);
+        Ok(())
+    }
+
+    /// [`Vjp::vjp`] from the residual `res` that [`TanhMlp::forward_into`] left at this
+    /// `(t, z, θ)`: only the reverse pass; bit for bit what `vjp` gives.
+    pub(crate) fn backward_from(
+        &mut self,
+        t: T,
+        theta: &[T],
+        res: &[T],
+        a: &[T],
+        out_z: &mut [T],
+        out_theta: &mut [T],
+    ) -> Result<T> {
+        let (n, p, r) = (self.n_states(), self.n_params, self.residual_len());
+        self.check(&[
+            ("theta of TanhMlp::backward_from", p, theta.len()),
+            ("residual of TanhMlp::backward_from", r, res.len()),
+            ("a of TanhMlp::backward_from", n, a.len()),
+            ("out_z of TanhMlp::backward_from", n, out_z.len()),
+            ("out_theta of TanhMlp::backward_from", p, out_theta.len()),
+        ])?;
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if let Some(mut f) = self.fast.take() {
+            // SAFETY: the fused path exists only for `T = f64`.
+            let dt = unsafe {
+                let net = self.net();
+                let t: f64 = t.to_f64_lossy();
+                let (th, res, a) = (
+                    cast::<T, f64>(theta),
+                    cast::<T, f64>(res),
+                    cast::<T, f64>(a),
+                );
+                let (oz, ot) = (cast_mut::<T, f64>(out_z), cast_mut::<T, f64>(out_theta));
+                f.backward_from(&net, t, th, res, a, oz, ot)
+            };
+            self.fast = Some(f);
+            return Ok(T::from_f64_const(dt));
+        }
+        let nl = self.widths.len() - 1;
+        let mut at = 0;
+        for l in 0..nl {
+            let len = self.acts[l].len();
+            self.acts[l].copy_from_slice(&res[at..at + len]);
+            at += len;
+        }
+        Ok(self.backward(t, theta, a, out_z, out_theta))
     }
 
     /// Layer widths.
@@ -136,16 +314,8 @@ impl<T: Real> TanhMlp<T> {
         }
     }
 
-    /// The reverse pass of [`Vjp::vjp`] from the activations in `self.acts` (the input
-    /// `z` and the hidden layers; the output layer's is not read).
-    fn reverse(
-        &mut self,
-        t: T,
-        theta: &[T],
-        a: &[T],
-        out_z: &mut [T],
-        out_theta: &mut [T],
-    ) -> Result<T> {
+    /// The reference reverse pass from the activations in `self.acts` (see [`Vjp::vjp`]).
+    fn backward(&mut self, t: T, theta: &[T], a: &[T], out_z: &mut [T], out_theta: &mut [T]) -> T {
         let nb = self.batch;
         let nl = self.widths.len() - 1;
         // tans[l + 1] holds the cotangent of layer l's pre-activation.
@@ -191,7 +361,7 @@ impl<T: Real> TanhMlp<T> {
             }
         }
         out_z.copy_from_slice(&self.tans[0]);
-        Ok(dt)
+        dt
     }
 }
 
@@ -341,6 +511,24 @@ impl<T: Real> Dynamics<T> for TanhMlp<T> {
         self.n_params
     }
     fn eval(&mut self, t: T, z: &[T], theta: &[T], out: &mut [T]) -> Result<()> {
+        let (n, p) = (self.n_states(), self.n_params);
+        self.check(&[
+            ("z of TanhMlp::eval", n, z.len()),
+            ("theta of TanhMlp::eval", p, theta.len()),
+            ("out of TanhMlp::eval", n, out.len()),
+        ])?;
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if let Some(mut f) = self.fast.take() {
+            // SAFETY: the fused path exists only for `T = f64`.
+            unsafe {
+                let net = self.net();
+                let t: f64 = t.to_f64_lossy();
+                let (z, th) = (cast::<T, f64>(z), cast::<T, f64>(theta));
+                f.eval(&net, t, z, th, cast_mut::<T, f64>(out));
+            }
+            self.fast = Some(f);
+            return Ok(());
+        }
         self.forward(t, z, theta);
         if let Some(last) = self.acts.last() {
             out.copy_from_slice(last);
@@ -379,12 +567,33 @@ impl<T: Real> Vjp<T> for TanhMlp<T> {
         out_z: &mut [T],
         out_theta: &mut [T],
     ) -> Result<T> {
+        let (n, p) = (self.n_states(), self.n_params);
+        self.check(&[
+            ("z of TanhMlp::vjp", n, z.len()),
+            ("theta of TanhMlp::vjp", p, theta.len()),
+            ("a of TanhMlp::vjp", n, a.len()),
+            ("out_z of TanhMlp::vjp", n, out_z.len()),
+            ("out_theta of TanhMlp::vjp", p, out_theta.len()),
+        ])?;
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if let Some(mut f) = self.fast.take() {
+            // SAFETY: the fused path exists only for `T = f64`.
+            let dt = unsafe {
+                let net = self.net();
+                let t: f64 = t.to_f64_lossy();
+                let (z, th, a) = (cast::<T, f64>(z), cast::<T, f64>(theta), cast::<T, f64>(a));
+                let (oz, ot) = (cast_mut::<T, f64>(out_z), cast_mut::<T, f64>(out_theta));
+                f.vjp(&net, t, z, th, a, oz, ot)
+            };
+            self.fast = Some(f);
+            return Ok(T::from_f64_const(dt));
+        }
         self.forward(t, z, theta);
-        self.reverse(t, theta, a, out_z, out_theta)
+        Ok(self.backward(t, theta, a, out_z, out_theta))
     }
+    /// `z` and the hidden activations of every row (see [`TanhMlp::forward_into`]).
     fn residual_len(&self) -> usize {
-        let nl = self.widths.len() - 1;
-        self.batch * self.widths[1..nl].iter().sum::<usize>()
+        self.batch * self.widths[..self.widths.len() - 1].iter().sum::<usize>()
     }
     fn eval_saving(
         &mut self,
@@ -394,35 +603,20 @@ impl<T: Real> Vjp<T> for TanhMlp<T> {
         out: &mut [T],
         res: &mut [T],
     ) -> Result<()> {
-        self.eval(t, z, theta, out)?;
-        // The residuals: the hidden activations `acts[1..nl]`, back to back.
-        let nl = self.widths.len() - 1;
-        let mut off = 0;
-        for x in &self.acts[1..nl] {
-            res[off..off + x.len()].copy_from_slice(x);
-            off += x.len();
-        }
-        Ok(())
+        self.forward_into(t, z, theta, out, res)
     }
     fn vjp_saved(
         &mut self,
         t: T,
-        z: &[T],
+        _z: &[T],
         theta: &[T],
         res: &[T],
         a: &[T],
         out_z: &mut [T],
         out_theta: &mut [T],
     ) -> Result<T> {
-        let nl = self.widths.len() - 1;
-        self.acts[0].copy_from_slice(z);
-        let mut off = 0;
-        for x in &mut self.acts[1..nl] {
-            let len = x.len();
-            x.copy_from_slice(&res[off..off + len]);
-            off += len;
-        }
-        self.reverse(t, theta, a, out_z, out_theta)
+        // `res` holds `z` itself (its first block).
+        self.backward_from(t, theta, res, a, out_z, out_theta)
     }
     fn has_jvp(&self) -> bool {
         true
@@ -675,6 +869,65 @@ mod tests {
                     }
                     assert!((c1[i * n + j] - r).abs() < 1e-14, "{ta} {tb} {acc}");
                     assert!((c2[i * n + j] - r).abs() < 1e-14, "{ta} {tb} {acc}");
+                }
+            }
+        }
+    }
+
+    /// `forward_into` then `backward_from` against `eval` and `vjp`: bit for bit, on the
+    /// fused path (several chunk sizes, ragged tails) and on the reference path, with
+    /// and without `time_input`, at several depths and batch sizes.
+    #[test]
+    fn split_vjp_is_bit_identical() {
+        let bits = |x: &[f64]| x.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+        for (widths, batch) in [
+            (&[2, 64, 64, 2][..], 16),
+            (&[2, 64, 64, 2][..], 4096),
+            (&[2, 64, 64, 2][..], 1),
+            (&[3, 9, 17, 5, 3][..], 37),
+            (&[2, 13, 2][..], 5),
+            (&[2, 2][..], 3),
+        ] {
+            for time_input in [false, true] {
+                let base = TanhMlp::<f64>::new(widths, batch, time_input).unwrap();
+                let th = base.init_params(3, 1.2);
+                let mut rng = SplitMix64::new(4);
+                let n = base.n_states();
+                let z: Vec<f64> = (0..n).map(|_| rng.uniform_pm1()).collect();
+                let a: Vec<f64> = (0..n).map(|_| rng.uniform_pm1()).collect();
+                let t = 0.6;
+                let variants = [
+                    base.clone(),
+                    base.clone().with_chunk_rows(7).unwrap(),
+                    base.clone().with_chunk_rows(1).unwrap(),
+                    base.clone().with_reference_kernels(),
+                ];
+                for mut m in variants {
+                    let what = format!("{widths:?} B = {batch} {time_input} {:?}", m.chunk_rows());
+                    let mut f = vec![0.0; n];
+                    m.eval(t, &z, &th, &mut f).unwrap();
+                    let (mut gz, mut gth) = (vec![0.0; n], vec![0.0; th.len()]);
+                    let gt = m.vjp(t, &z, &th, &a, &mut gz, &mut gth).unwrap();
+                    let mut res = vec![f64::NAN; m.residual_len()];
+                    let mut f2 = vec![0.0; n];
+                    m.forward_into(t, &z, &th, &mut f2, &mut res).unwrap();
+                    assert_eq!(bits(&f), bits(&f2), "forward_into {what}");
+                    assert!(res.iter().all(|v| v.is_finite()), "residual filled {what}");
+                    assert_eq!(bits(&res[..n]), bits(&z), "residual starts with z {what}");
+                    // Another evaluation in between must not matter.
+                    let z2: Vec<f64> = z.iter().map(|v| 0.5 * v).collect();
+                    m.eval(t, &z2, &th, &mut f2).unwrap();
+                    let (mut gz2, mut gth2) = (vec![0.0; n], vec![0.0; th.len()]);
+                    let gt2 = m
+                        .backward_from(t, &th, &res, &a, &mut gz2, &mut gth2)
+                        .unwrap();
+                    assert_eq!(bits(&gz), bits(&gz2), "backward_from z {what}");
+                    assert_eq!(bits(&gth), bits(&gth2), "backward_from θ {what}");
+                    assert_eq!(gt.to_bits(), gt2.to_bits(), "backward_from t {what}");
+                    // Wrong lengths are errors.
+                    assert!(m.forward_into(t, &z, &th, &mut f2, &mut res[1..]).is_err());
+                    let r = &res[..res.len() - 1];
+                    assert!(m.backward_from(t, &th, r, &a, &mut gz2, &mut gth2).is_err());
                 }
             }
         }

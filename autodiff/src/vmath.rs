@@ -598,6 +598,22 @@ pub(crate) fn bias_tanh_f64(a: &[f64], b: &[f64], y: &mut [f64]) -> bool {
     false
 }
 
+/// `tanh` of 8 f64 lanes: the AVX-512 kernel behind the crate's `tanh` slices
+/// (`avx512::tanh8`, ≤ 2 ulp), for fused kernels in other crates that apply `tanh` to
+/// values still in registers (`adjoint::TanhMlp`'s products).
+///
+/// From code compiled for those features it inlines.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, DQ, VL, AVX2 and FMA (check with
+/// `is_x86_feature_detected!`).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+pub fn tanh8_f64(x: std::arch::x86_64::__m512d) -> std::arch::x86_64::__m512d {
+    avx512::tanh8(x)
+}
+
 /// AVX-512 intrinsic kernels.
 ///
 /// On this CPU the 512-bit multiply/FMA operations issue on one port, so the cost of a
