@@ -30,7 +30,7 @@
 //! --b4096 | --batch B] [--reps N] [--tol TOL] [--direct] [--residual-bytes BYTES]`
 //! (`--tol`: rtol = atol of the solves, default 1e-6; `--direct`: the direct rows only;
 //! `--residual-bytes`: [`AdjointSolver::set_residual_bytes`] of the `direct` rows, default
-//! 64 MiB).
+//! 32 MiB).
 //!
 //! `--atol-sweep` (with `--b16` / `--b4096` / `--reps`): work–precision instead, the
 //! hand-written field with the default step control at rtol = atol = 1e-4 … 1e-8, the

@@ -29,7 +29,7 @@
 //!   `Method::Rk(&DOPRI5_SHAMPINE)`, as diffrax's `RecursiveCheckpointAdjoint` on
 //!   torchdiffeq's steps). `cargo run --release -p adjoint --example gradient_modes_w2`
 //!   gives every mode's counts and gradient error. The direct mode keeps `TanhMlp`'s
-//!   residuals (hidden activations) up to the default 64 MiB
+//!   residuals (hidden activations) up to the default 32 MiB
 //!   (`AdjointSolver::set_residual_bytes`); `direct_peers_recompute` keeps none (every VJP
 //!   evaluates the field again) and `direct_peers_keep_all` has no cap (`TanhMlp` only: the
 //!   tape keeps no residuals).

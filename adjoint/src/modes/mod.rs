@@ -77,8 +77,9 @@ pub(crate) fn build<T: Real>(mode: &GradientMode<T>) -> Box<dyn ModeImpl<T>> {
     }
 }
 
-/// The default of [`Context::residual_bytes`] (64 MiB).
-pub(crate) const DEFAULT_RESIDUAL_BYTES: usize = 64 << 20;
+/// The default of [`Context::residual_bytes`] (32 MiB: see
+/// [`crate::AdjointSolver::set_residual_bytes`]).
+pub(crate) const DEFAULT_RESIDUAL_BYTES: usize = 32 << 20;
 
 /// What every mode shares: the forward solver, the recorded outputs and the statistics.
 #[derive(Debug, Clone)]
