@@ -19,6 +19,7 @@ use fast::{Net, Scratch};
 
 /// Rows per chunk of the fused path by default: the chunk's activations
 /// (`chunk · Σ h` values) and cotangents stay in L1/L2 between the layers.
+#[cfg(all(feature = "tape", target_arch = "x86_64"))]
 const DEFAULT_CHUNK: usize = 64;
 
 /// A batched tanh MLP `ż = f(t, z, θ)` with hand-written derivatives.
@@ -109,6 +110,7 @@ impl<T: Real> TanhMlp<T> {
 
     /// This MLP with the fused path processing `rows` rows at a time (clamped to the
     /// batch); an error for `rows = 0`. No effect where the fused path does not apply.
+    #[cfg_attr(not(all(feature = "tape", target_arch = "x86_64")), allow(unused_mut))]
     pub fn with_chunk_rows(mut self, rows: usize) -> Result<Self> {
         if rows == 0 {
             return Err(Error::InvalidOption {
@@ -126,6 +128,7 @@ impl<T: Real> TanhMlp<T> {
 
     /// This MLP on the reference path (a layer at a time, faer's products), for checking
     /// the fused kernels against.
+    #[cfg_attr(not(all(feature = "tape", target_arch = "x86_64")), allow(unused_mut))]
     pub fn with_reference_kernels(mut self) -> Self {
         #[cfg(all(feature = "tape", target_arch = "x86_64"))]
         {
@@ -152,6 +155,16 @@ impl<T: Real> TanhMlp<T> {
             offsets: &self.offsets,
             time_input: self.time_input,
         }
+    }
+
+    /// Runs `op` on the fused path's scratch and layer structure; `None` where the
+    /// reference path runs (see [`TanhMlp::chunk_rows`]).
+    #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+    fn fused<R>(&mut self, op: impl FnOnce(&mut Scratch, &Net<'_>) -> R) -> Option<R> {
+        let mut f = self.fast.take()?;
+        let r = op(&mut f, &self.net());
+        self.fast = Some(f);
+        Some(r)
     }
 
     /// Checks the lengths of a call's slices (name, expected, found).
@@ -189,16 +202,14 @@ impl<T: Real> TanhMlp<T> {
             ("residual of TanhMlp::forward_into", r, res.len()),
         ])?;
         #[cfg(all(feature = "tape", target_arch = "x86_64"))]
-        if let Some(mut f) = self.fast.take() {
+        if let Some(()) = self.fused(|f, net| {
             // SAFETY: the fused path exists only for `T = f64`.
             unsafe {
-                let net = self.net();
-                let t: f64 = t.to_f64_lossy();
                 let (z, th) = (cast::<T, f64>(z), cast::<T, f64>(theta));
                 let (out, res) = (cast_mut::<T, f64>(out), cast_mut::<T, f64>(res));
-                f.forward_into(&net, t, z, th, out, res);
+                f.forward_into(net, t.to_f64_lossy(), z, th, out, res);
             }
-            self.fast = Some(f);
+        }) {
             return Ok(());
         }
         self.forward(t, z, theta);
@@ -232,20 +243,18 @@ impl<T: Real> TanhMlp<T> {
             ("out_theta of TanhMlp::backward_from", p, out_theta.len()),
         ])?;
         #[cfg(all(feature = "tape", target_arch = "x86_64"))]
-        if let Some(mut f) = self.fast.take() {
+        if let Some(dt) = self.fused(|f, net| {
             // SAFETY: the fused path exists only for `T = f64`.
-            let dt = unsafe {
-                let net = self.net();
-                let t: f64 = t.to_f64_lossy();
+            unsafe {
                 let (th, res, a) = (
                     cast::<T, f64>(theta),
                     cast::<T, f64>(res),
                     cast::<T, f64>(a),
                 );
                 let (oz, ot) = (cast_mut::<T, f64>(out_z), cast_mut::<T, f64>(out_theta));
-                f.backward_from(&net, t, th, res, a, oz, ot)
-            };
-            self.fast = Some(f);
+                f.backward_from(net, t.to_f64_lossy(), th, res, a, oz, ot)
+            }
+        }) {
             return Ok(T::from_f64_const(dt));
         }
         let nl = self.widths.len() - 1;
@@ -518,15 +527,13 @@ impl<T: Real> Dynamics<T> for TanhMlp<T> {
             ("out of TanhMlp::eval", n, out.len()),
         ])?;
         #[cfg(all(feature = "tape", target_arch = "x86_64"))]
-        if let Some(mut f) = self.fast.take() {
+        if let Some(()) = self.fused(|f, net| {
             // SAFETY: the fused path exists only for `T = f64`.
             unsafe {
-                let net = self.net();
-                let t: f64 = t.to_f64_lossy();
                 let (z, th) = (cast::<T, f64>(z), cast::<T, f64>(theta));
-                f.eval(&net, t, z, th, cast_mut::<T, f64>(out));
+                f.eval(net, t.to_f64_lossy(), z, th, cast_mut::<T, f64>(out));
             }
-            self.fast = Some(f);
+        }) {
             return Ok(());
         }
         self.forward(t, z, theta);
@@ -576,16 +583,14 @@ impl<T: Real> Vjp<T> for TanhMlp<T> {
             ("out_theta of TanhMlp::vjp", p, out_theta.len()),
         ])?;
         #[cfg(all(feature = "tape", target_arch = "x86_64"))]
-        if let Some(mut f) = self.fast.take() {
+        if let Some(dt) = self.fused(|f, net| {
             // SAFETY: the fused path exists only for `T = f64`.
-            let dt = unsafe {
-                let net = self.net();
-                let t: f64 = t.to_f64_lossy();
+            unsafe {
                 let (z, th, a) = (cast::<T, f64>(z), cast::<T, f64>(theta), cast::<T, f64>(a));
                 let (oz, ot) = (cast_mut::<T, f64>(out_z), cast_mut::<T, f64>(out_theta));
-                f.vjp(&net, t, z, th, a, oz, ot)
-            };
-            self.fast = Some(f);
+                f.vjp(net, t.to_f64_lossy(), z, th, a, oz, ot)
+            }
+        }) {
             return Ok(T::from_f64_const(dt));
         }
         self.forward(t, z, theta);
