@@ -8,10 +8,13 @@
 
 use core::cell::Cell;
 
+mod common;
+
 use adjoint::test_problems::SplitMix64;
 use adjoint::{
     AdjointSolver, Dynamics, GradientMode, Gradients, Method, Options, Result, TanhMlp, Vjp,
 };
+use common::{loss, weights};
 use ode_solvers::tableau::{DOPRI5_SHAMPINE, HEUN};
 
 #[global_allocator]
@@ -35,19 +38,6 @@ fn field_of(batch: usize, scale: f64) -> (TanhMlp<f64>, Vec<f64>, Vec<f64>) {
     let mut rng = SplitMix64::new(11);
     let z0: Vec<f64> = (0..2 * batch).map(|_| rng.uniform_pm1()).collect();
     (mlp, theta, z0)
-}
-
-/// `L = Σ_i w_i · z(t_i)` with fixed random weights `w`.
-fn weights(len: usize) -> Vec<f64> {
-    let mut rng = SplitMix64::new(5);
-    (0..len).map(|_| rng.uniform_pm1()).collect()
-}
-
-fn loss(w: &[f64]) -> impl FnMut(&[f64], &mut [f64]) -> f64 + '_ {
-    move |zs, dl| {
-        dl.copy_from_slice(w);
-        zs.iter().zip(w).map(|(z, w)| z * w).sum()
-    }
 }
 
 /// Counts of what the dynamics were asked.

@@ -4,8 +4,11 @@
 //! fixed-step solves, where the steps do not move with the parameters) and agrees with the
 //! checkpointed adjoint at tight tolerances.
 
+mod common;
+
 use adjoint::test_problems::SplitMix64;
 use adjoint::{AdjointSolver, GradientMode, Method, Options, TanhMlp};
+use common::{loss, weights};
 use ode_solvers::tableau::DOPRI5_SHAMPINE;
 
 const BATCH: usize = 3;
@@ -16,19 +19,6 @@ fn field() -> (TanhMlp<f64>, Vec<f64>, Vec<f64>) {
     let mut rng = SplitMix64::new(11);
     let z0: Vec<f64> = (0..2 * BATCH).map(|_| rng.uniform_pm1()).collect();
     (mlp, theta, z0)
-}
-
-/// `L = Σ_i w_i · z(t_i)` with fixed random weights `w`.
-fn weights(len: usize) -> Vec<f64> {
-    let mut rng = SplitMix64::new(5);
-    (0..len).map(|_| rng.uniform_pm1()).collect()
-}
-
-fn loss(w: &[f64]) -> impl FnMut(&[f64], &mut [f64]) -> f64 + '_ {
-    move |zs, dl| {
-        dl.copy_from_slice(w);
-        zs.iter().zip(w).map(|(z, w)| z * w).sum()
-    }
 }
 
 fn value(

@@ -23,7 +23,7 @@ struct SparseRows<T> {
 
 /// Keeps the reserved capacity, so that a clone pushes the dense-output rows without
 /// allocating either.
-impl<T: Copy> Clone for SparseRows<T> {
+impl<T: Clone> Clone for SparseRows<T> {
     fn clone(&self) -> Self {
         let mut coef = Vec::with_capacity(self.coef.capacity());
         coef.extend_from_slice(&self.coef);
@@ -33,7 +33,24 @@ impl<T: Copy> Clone for SparseRows<T> {
     }
 }
 
+/// No rows.
+impl<T> Default for SparseRows<T> {
+    fn default() -> Self {
+        SparseRows {
+            coef: Vec::new(),
+            start: vec![0],
+        }
+    }
+}
+
 impl<T: Real> SparseRows<T> {
+    /// Drops every row (keeps the memory).
+    fn clear(&mut self) {
+        self.coef.clear();
+        self.start.clear();
+        self.start.push(0);
+    }
+
     fn with_capacity(rows: usize, entries: usize) -> Self {
         let mut start = Vec::with_capacity(rows + 1);
         start.push(0);
@@ -175,41 +192,41 @@ fn combine_any<T: Real>(out: &mut [T], base: &[T], h: T, row: &[(usize, T)], k: 
     }
 }
 
-/// Most non-zeros of a tableau row [`stage_input`] builds on the stack (longer rows, which
-/// no built-in tableau has, go through one allocation).
-const STAGE_ROW_MAX: usize = 32;
+/// The stage inputs `Y_j = y0 + h Σ_l a_jl k_l` of one tableau's steps on states of `n`
+/// components, computed as [`RkStepper`] computes the arguments of its stage evaluations:
+/// the same weight rows, operations and order (both of its stage loops give these bits), so
+/// a discrete adjoint can identify a recorded evaluation by its input. Stage 0's input is
+/// `y0`; an FSAL tableau's last stage's is the step's `y_1`.
+#[derive(Debug, Clone, Default)]
+pub struct StageInputs<T> {
+    /// The rows of the tableau's `a`, offsets scaled by `n`.
+    rows: SparseRows<T>,
+}
 
-/// The input `Y_j = y0 + h Σ_l a_jl k_l` of stage `j` of a step of size `h` from `y0`,
-/// into `out`, from the step's stages `k` (stage `l` at `k[l n..(l + 1) n]`, `n =
-/// y0.len()`; only stages `l < j` are read).
-///
-/// Computed as [`RkStepper`] computed the argument of that stage's evaluation: the same
-/// operations in the same order (both of its stage loops give these bits), so a discrete
-/// adjoint can identify a recorded evaluation by its input. Stage 0's input is `y0`; an
-/// FSAL tableau's last stage's is the step's `y_1`.
-///
-/// # Panics
-/// If `j ≥ tab.stages`, or `k` or `out` are shorter than the stages / state need.
-pub fn stage_input<T: Real>(tab: &Tableau, j: usize, y0: &[T], h: T, k: &[T], out: &mut [T]) {
-    let n = y0.len();
-    let a = tab.a[j];
-    let nnz = a.iter().filter(|&&x| x != 0.0).count();
-    let fill = |row: &mut [(usize, T)]| {
-        for (r, (l, &x)) in row
-            .iter_mut()
-            .zip(a.iter().enumerate().filter(|(_, x)| **x != 0.0))
-        {
-            *r = (l * n, c::<T>(x));
+impl<T: Real> StageInputs<T> {
+    /// The stage inputs of `tab` on states of `n` components.
+    pub fn new(tab: &Tableau, n: usize) -> Self {
+        let mut me = Self::default();
+        me.reset(tab, n);
+        me
+    }
+
+    /// Now for `tab` on states of `n` components (reusing the rows' memory).
+    pub fn reset(&mut self, tab: &Tableau, n: usize) {
+        self.rows.clear();
+        for r in tab.a {
+            self.rows.push(r, n);
         }
-    };
-    if nnz <= STAGE_ROW_MAX {
-        let mut row = [(0usize, T::zero()); STAGE_ROW_MAX];
-        fill(&mut row[..nnz]);
-        combine(&mut out[..n], y0, h, &row[..nnz], k);
-    } else {
-        let mut row = vec![(0usize, T::zero()); nnz];
-        fill(&mut row);
-        combine(&mut out[..n], y0, h, &row, k);
+    }
+
+    /// Writes stage `j`'s input for a step of size `h` from `y0` into `out`, from the step's
+    /// stages `k` (stage `l` at `k[l n..(l + 1) n]`; only stages `l < j` are read).
+    ///
+    /// # Panics
+    /// If `j` is not a stage of the tableau, or `k` or `out` are shorter than the stages /
+    /// state need.
+    pub fn input(&self, j: usize, y0: &[T], h: T, k: &[T], out: &mut [T]) {
+        combine(&mut out[..y0.len()], y0, h, self.rows.row(j), k);
     }
 }
 

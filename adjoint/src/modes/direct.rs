@@ -19,7 +19,7 @@
 //! Residuals ([`Vjp::residual_len`] `> 0`): every evaluation of the forward solve goes
 //! through [`Vjp::eval_saving`] into a slot of a pool that also keeps its `t` and input `z`.
 //! After each accepted step the recorder rebuilds every stage input `Yⱼ` exactly as the
-//! stepper computed it ([`ode_solvers::rk::stage_input`]) and claims the slot whose `t` and
+//! stepper computed it ([`ode_solvers::rk::StageInputs`]) and claims the slot whose `t` and
 //! `z` equal `(t + cⱼ h, Yⱼ)` bit for bit; unclaimed slots (rejected attempts, the
 //! initial-step probe) are recycled, except the one at the new state (the next step's
 //! first stage). The backward pass then runs [`Vjp::vjp_saved`] (the reverse pass alone) at
@@ -31,7 +31,7 @@
 
 use core::cell::RefCell;
 
-use ode_solvers::rk::stage_input;
+use ode_solvers::rk::StageInputs;
 use ode_solvers::tableau::DenseKind;
 use ode_solvers::{Integrator, Method, OdeSystem, Options, Tableau};
 
@@ -62,6 +62,8 @@ pub(crate) struct Direct<T> {
     pool: Pool<T>,
     /// For every stage of every accepted step, its slot in `pool` ([`NONE`]: not kept).
     stage_slot: Vec<u32>,
+    /// The stage inputs as the stepper builds them (set by each forward solve).
+    stage_inputs: StageInputs<T>,
     /// Whether `stage_slot` covers every step (residuals kept in the last forward solve).
     saved: bool,
     /// One stage input (forward recording).
@@ -304,7 +306,7 @@ impl<T: Real> Recorder<T> for Rec<'_, T> {
         let k = &d.steps_k[st_i * s * n..(st_i + 1) * s * n];
         let (t, h) = (info.t_prev, info.h);
         for j in 0..s {
-            stage_input(tab, j, y0, h, k, &mut d.ystage);
+            d.stage_inputs.input(j, y0, h, k, &mut d.ystage);
             let tj = t + T::from_f64_const(tab.c[j]) * h;
             d.stage_slot.push(p.claim(tj, &d.ystage));
         }
@@ -460,6 +462,7 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
         self.steps_start.clear();
         self.stage_slot.clear();
         let tab = tableau_of(ctx.method, WHAT)?;
+        self.stage_inputs.reset(tab, ctx.n);
         let dense = ctx.dense_path(interpolant(tab).is_some());
         let (n, r) = (ctx.n, dynamics.residual_len());
         self.saved = r > 0 && ctx.residual_bytes >= Pool::<T>::slot_bytes(n, r);
@@ -503,6 +506,7 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
             steps_start,
             pool,
             stage_slot,
+            stage_inputs,
             saved,
             ystage: _,
             a,
@@ -575,7 +579,7 @@ impl<T: Real> ModeImpl<T> for Direct<T> {
                 for j in 0..s_need {
                     // As the stepper computed it: the point the forward solve evaluated.
                     let yj = &mut yst[j * n..(j + 1) * n];
-                    stage_input(tab, j, y0, h, k, yj);
+                    stage_inputs.input(j, y0, h, k, yj);
                     if !*kept {
                         dynamics.eval(t + c[j] * h, yj, &ctx.theta, &mut k[j * n..(j + 1) * n])?;
                     }

@@ -3,6 +3,7 @@
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+use adjoint::test_problems::SplitMix64;
 use adjoint::{BackwardSolver, Checkpoints, GradientMode};
 use ode_solvers::problems::expm;
 
@@ -93,4 +94,18 @@ pub fn rel(a: &[f64], b: &[f64]) -> f64 {
         .sum::<f64>()
         .sqrt();
     num / b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300)
+}
+
+/// Fixed random weights `w` (SplitMix64 seed 5) for the loss [`loss`].
+pub fn weights(len: usize) -> Vec<f64> {
+    let mut rng = SplitMix64::new(5);
+    (0..len).map(|_| rng.uniform_pm1()).collect()
+}
+
+/// `L = Σ_i w_i · z(t_i)` over every output state, with `∂L/∂z = w`.
+pub fn loss(w: &[f64]) -> impl FnMut(&[f64], &mut [f64]) -> f64 + '_ {
+    move |zs, dl| {
+        dl.copy_from_slice(w);
+        zs.iter().zip(w).map(|(z, w)| z * w).sum()
+    }
 }
