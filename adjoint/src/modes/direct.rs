@@ -89,12 +89,14 @@ pub(crate) struct Direct<T> {
 /// No slot.
 const NONE: u32 = u32::MAX;
 
-/// `x` and `y` equal bit for bit (as floats: `==` and the same sign; NaN never matches).
+/// `a` and `b` equal bit for bit (as floats: `==` and the same sign; NaN never matches).
+fn bit_eq<T: Real>(a: T, b: T) -> bool {
+    a == b && a.is_sign_negative() == b.is_sign_negative()
+}
+
+/// [`bit_eq`] for every entry.
 fn same<T: Real>(x: &[T], y: &[T]) -> bool {
-    x.len() == y.len()
-        && x.iter()
-            .zip(y)
-            .all(|(a, b)| a == b && a.is_sign_negative() == b.is_sign_negative())
+    x.len() == y.len() && x.iter().zip(y).all(|(a, b)| bit_eq(*a, *b))
 }
 
 /// The evaluations of a forward solve with their residuals: slot `i` holds the input
@@ -194,8 +196,7 @@ impl<T: Real> Pool<T> {
     fn claim(&mut self, t: T, z: &[T]) -> u32 {
         for &i in &self.pending {
             let iu = i as usize;
-            let ti = self.ts[iu];
-            if ti == t && ti.is_sign_negative() == t.is_sign_negative() && same(self.z(iu), z) {
+            if bit_eq(self.ts[iu], t) && same(self.z(iu), z) {
                 self.claimed[iu] = true;
                 return i;
             }
