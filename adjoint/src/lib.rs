@@ -167,6 +167,8 @@
 //! Hairer, Nørsett & Wanner, Solving ODEs I (dense output, step control).
 
 pub mod audit;
+#[cfg(any(feature = "tape", target_arch = "x86_64"))]
+mod cast;
 mod dense_store;
 pub mod dynamics;
 pub mod error;

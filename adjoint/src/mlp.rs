@@ -8,6 +8,8 @@
 
 use ode_solvers::Real;
 
+#[cfg(feature = "tape")]
+use crate::cast::{cast, cast_mut};
 use crate::dynamics::{Dynamics, Vjp};
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
@@ -490,26 +492,6 @@ fn gemm_loops<T: Real>(
             }
         }
     }
-}
-
-/// `x` as a slice of `U`.
-///
-/// # Safety
-/// `T` and `U` must be the same type.
-#[cfg(feature = "tape")]
-unsafe fn cast<T, U>(x: &[T]) -> &[U] {
-    // SAFETY: the caller guarantees `T == U`.
-    unsafe { core::slice::from_raw_parts(x.as_ptr().cast::<U>(), x.len()) }
-}
-
-/// `x` as a mutable slice of `U`.
-///
-/// # Safety
-/// `T` and `U` must be the same type.
-#[cfg(feature = "tape")]
-unsafe fn cast_mut<T, U>(x: &mut [T]) -> &mut [U] {
-    // SAFETY: the caller guarantees `T == U`.
-    unsafe { core::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<U>(), x.len()) }
 }
 
 impl<T: Real> Dynamics<T> for TanhMlp<T> {

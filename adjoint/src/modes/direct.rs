@@ -383,8 +383,8 @@ fn add_into<T: Real>(acc: &mut [T], v: &[T]) {
         // SAFETY: `T` is `f64` (same type id), so the slices reinterpret to themselves.
         let (acc, v) = unsafe {
             (
-                core::slice::from_raw_parts_mut(acc.as_mut_ptr().cast::<f64>(), acc.len()),
-                core::slice::from_raw_parts(v.as_ptr().cast::<f64>(), v.len()),
+                crate::cast::cast_mut::<T, f64>(acc),
+                crate::cast::cast::<T, f64>(v),
             )
         };
         if std::arch::is_x86_feature_detected!("avx512f") {
