@@ -1,6 +1,6 @@
 //! A batched tanh multilayer perceptron as dynamics, with hand-written VJP and JVP.
 //!
-//! For `f64` on a CPU with AVX-512, `eval` and the VJP run the fused row-chunk kernels of
+//! For `f64` on a CPU with AVX-512 or AVX2 + FMA, `eval` and the VJP run the fused row-chunk kernels of
 //! the `fast` submodule (the whole network `chunk` rows at a time, bias and `tanh` or
 //! `tanh'` applied in the product's registers); elsewhere (other float types, other
 //! CPUs, [`TanhMlp::with_reference_kernels`]) a layer at a time over the whole batch
@@ -36,7 +36,7 @@ const DEFAULT_CHUNK: usize = 64;
 /// dynamics are non-autonomous. Parameter layout: for each layer `W` (`in × out`,
 /// row-major) then `b` (`out`), then `w_t`.
 ///
-/// For `f64` on CPUs with AVX-512 the evaluation and the VJP process the batch in chunks
+/// For `f64` on CPUs with AVX-512 or AVX2 + FMA the evaluation and the VJP process the batch in chunks
 /// of rows through all layers with fused register-blocked kernels (see the module docs);
 /// results do not depend on the chunk size, bit for bit, and agree with the reference
 /// path to round-off.
@@ -104,9 +104,11 @@ impl<T: Real> TanhMlp<T> {
             scratch_z: vec![T::zero(); batch * widths[0]],
             scratch_theta: vec![T::zero(); n_params],
             #[cfg(all(feature = "tape", target_arch = "x86_64"))]
-            fast: (core::any::TypeId::of::<T>() == core::any::TypeId::of::<f64>()
-                && fast::available())
-            .then(|| Scratch::new(widths, batch, DEFAULT_CHUNK)),
+            fast: if core::any::TypeId::of::<T>() == core::any::TypeId::of::<f64>() {
+                Scratch::new(widths, batch, DEFAULT_CHUNK)
+            } else {
+                None
+            },
         })
     }
 
@@ -123,7 +125,7 @@ impl<T: Real> TanhMlp<T> {
         }
         #[cfg(all(feature = "tape", target_arch = "x86_64"))]
         if self.fast.is_some() {
-            self.fast = Some(Scratch::new(&self.widths, self.batch, rows));
+            self.fast = Scratch::new(&self.widths, self.batch, rows);
         }
         Ok(self)
     }
@@ -140,13 +142,23 @@ impl<T: Real> TanhMlp<T> {
     }
 
     /// Rows per chunk of the fused path, or `None` where the reference path runs (not
-    /// `f64`, no AVX-512, or [`TanhMlp::with_reference_kernels`]).
+    /// `f64`, neither AVX-512 nor AVX2 + FMA, or [`TanhMlp::with_reference_kernels`]).
     pub fn chunk_rows(&self) -> Option<usize> {
         #[cfg(all(feature = "tape", target_arch = "x86_64"))]
         if let Some(f) = &self.fast {
             return Some(f.chunk());
         }
         None
+    }
+
+    /// The kernels `eval` and the VJP run on: `"avx512"` or `"avx2"` (the fused path's
+    /// instruction set), or `"reference"` (a layer at a time through faer's products).
+    pub fn kernels(&self) -> &'static str {
+        #[cfg(all(feature = "tape", target_arch = "x86_64"))]
+        if let Some(f) = &self.fast {
+            return f.isa();
+        }
+        "reference"
     }
 
     /// The layer structure for the fused kernels.

@@ -1,7 +1,8 @@
-//! `TanhMlp`'s fused row-chunk path (f64, AVX-512) against its reference path (a layer at
-//! a time through faer): agreement to round-off, independence of the chunk size bit for
-//! bit, central differences of the VJP, and length errors. Where the CPU has no AVX-512
-//! both sides run the reference path and the comparisons hold trivially.
+//! `TanhMlp`'s fused row-chunk path (f64, AVX-512 or AVX2 + FMA) against its reference
+//! path (a layer at a time through faer): agreement to round-off, independence of the
+//! chunk size bit for bit, central differences of the VJP, and length errors. Where the
+//! CPU has neither instruction set both sides run the reference path and the comparisons
+//! hold trivially (`fused_path_where_the_cpu_has_it` says which ran).
 
 use adjoint::test_problems::SplitMix64;
 use adjoint::{Dynamics, Error, TanhMlp, Vjp};
@@ -92,6 +93,39 @@ fn check(widths: &[usize], batch: usize, time_input: bool, seed: u64) {
             }
         }
     }
+}
+
+/// The fused path runs on every x86-64 CPU with AVX2 + FMA (AVX-512 where present), so
+/// the comparisons above are not between two copies of the reference path.
+#[test]
+fn fused_path_where_the_cpu_has_it() {
+    let m = TanhMlp::<f64>::new(&[2, 64, 64, 2], 16, false).expect("mlp");
+    #[cfg(target_arch = "x86_64")]
+    {
+        let has = |f: &str| match f {
+            "avx512" => {
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+            }
+            _ => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+        };
+        let want = if has("avx512") && has("avx2") {
+            "avx512"
+        } else if has("avx2") {
+            "avx2"
+        } else {
+            "reference"
+        };
+        assert_eq!(m.kernels(), want);
+        eprintln!("TanhMlp<f64> kernels: {}", m.kernels());
+    }
+    assert_eq!(m.clone().with_reference_kernels().kernels(), "reference");
+    let m32 = TanhMlp::<f32>::new(&[2, 64, 64, 2], 16, false).expect("mlp");
+    assert_eq!(m32.kernels(), "reference");
 }
 
 #[test]
