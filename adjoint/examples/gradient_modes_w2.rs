@@ -123,6 +123,8 @@ fn grad_of(g: &adjoint::Gradients<f64>) -> Vec<f64> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
+    let probe = TanhMlp::<f64>::new(&[2, 64, 64, 2], 1, false)?;
+    println!("TanhMlp<f64> kernels on this CPU: {}", probe.kernels());
     let b16_only = args.iter().any(|a| a == "--b16");
     let b4096_only = args.iter().any(|a| a == "--b4096");
     let tol: f64 = args

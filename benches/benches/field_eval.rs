@@ -21,11 +21,12 @@
 //!
 //! * `field_eval/mlp_b{16,4096}/*` (items 2 and 4 through the hand-written field
 //!   `adjoint::TanhMlp`, same layout and values as the tape field): `eval` and `vjp` on
-//!   its fused AVX-512 row-chunk path (the default for f64), the same on the reference
-//!   path (`eval_reference`, `vjp_reference`: a layer at a time through faer, the code
-//!   before the fused path), and value + gradient in the default checkpointed mode.
-//!   Goals (one core): `B = 4096` **eval ≤ 0.75 ms, vjp ≤ 1.7 ms**, value + gradient
-//!   ≤ 120 ms; `B = 16` **eval ≤ 3.0 µs, vjp ≤ 7.0 µs**.
+//!   its fused row-chunk path (the default for f64 on CPUs with AVX-512 or AVX2 + FMA),
+//!   the same on the reference path (`eval_reference`, `vjp_reference`: a layer at a time
+//!   through faer, the code before the fused path), and value + gradient in the default
+//!   checkpointed mode. Goals (one core of the AVX-512 machine the issue was measured
+//!   on): `B = 4096` **eval ≤ 0.75 ms, vjp ≤ 1.7 ms**, value + gradient ≤ 120 ms;
+//!   `B = 16` **eval ≤ 3.0 µs, vjp ≤ 7.0 µs**.
 //! * `field_eval/kernels/*`: the activation kernels on their own (`tanh` per 1,024
 //!   values, f64 and f32; the tape's ELU over 65,536 values).
 //!
