@@ -974,6 +974,58 @@ mod tests {
         }
     }
 
+    /// The interleaved AVX2 `tanh` of `N` vectors (`tanh4n_f64`, the fused kernels'
+    /// epilogue) is bit for bit `tanh4_f64` of each, for `N` = 1 … 4, on the accuracy
+    /// grid and the special values.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn tanh4n_is_tanh4_bit_for_bit() {
+        use std::arch::x86_64::{__m256d, _mm256_loadu_pd, _mm256_storeu_pd};
+        if !has_avx2_fma() {
+            return;
+        }
+        let mut x = points(30.0);
+        x.extend([
+            0.0,
+            -0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            5e-324,
+            0.3465,
+        ]);
+        while !x.len().is_multiple_of(16) {
+            x.push(0.5);
+        }
+        /// `tanh4n` on `N` vectors from `x`, and `tanh4` on each, as bits.
+        #[target_feature(enable = "avx2,fma")]
+        fn both<const N: usize>(x: &[f64]) -> (Vec<u64>, Vec<u64>) {
+            let (mut a, mut b) = (vec![0.0; 4 * N], vec![0.0; 4 * N]);
+            // SAFETY: `x`, `a` and `b` hold `4 N` values.
+            unsafe {
+                let v: [__m256d; N] =
+                    core::array::from_fn(|i| _mm256_loadu_pd(x[4 * i..].as_ptr()));
+                for (i, y) in tanh4n_f64(v).into_iter().enumerate() {
+                    _mm256_storeu_pd(a[4 * i..].as_mut_ptr(), y);
+                    _mm256_storeu_pd(b[4 * i..].as_mut_ptr(), tanh4_f64(v[i]));
+                }
+            }
+            let bits = |v: Vec<f64>| v.into_iter().map(f64::to_bits).collect();
+            (bits(a), bits(b))
+        }
+        for c in x.chunks(16) {
+            // SAFETY: AVX2 and FMA were detected above.
+            unsafe {
+                for (n, (a, b)) in [both::<1>(c), both::<2>(c), both::<3>(c), both::<4>(c)]
+                    .into_iter()
+                    .enumerate()
+                {
+                    assert_eq!(a, b, "N = {}, x = {:?}", n + 1, &c[..4 * (n + 1)]);
+                }
+            }
+        }
+    }
+
     /// The AVX-512 f32 `tanh` (when the CPU has it) against libm on the grid, every tail
     /// length, the branch point `|x| = ln2/2` and the special values.
     #[test]
