@@ -419,18 +419,12 @@ fn tanh_f64_slice(x: &mut [f64]) {
                 *v = autodiff::vmath::tanh_f64(*v);
             }
         }
-        if std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-        {
+        if autodiff::vmath::has_avx512() {
             // SAFETY: every feature `wide512` is compiled for was detected just above.
             unsafe { wide512(x) };
             return;
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if autodiff::vmath::has_avx2_fma() {
             // SAFETY: AVX2 and FMA were detected just above.
             unsafe { wide(x) };
             return;

@@ -102,20 +102,10 @@ fn fused_path_where_the_cpu_has_it() {
     let m = TanhMlp::<f64>::new(&[2, 64, 64, 2], 16, false).expect("mlp");
     #[cfg(target_arch = "x86_64")]
     {
-        let has = |f: &str| match f {
-            "avx512" => {
-                std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512dq")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-            }
-            _ => {
-                std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-            }
-        };
-        let want = if has("avx512") && has("avx2") {
+        use autodiff::vmath::{has_avx2_fma, has_avx512};
+        let want = if has_avx512() {
             "avx512"
-        } else if has("avx2") {
+        } else if has_avx2_fma() {
             "avx2"
         } else {
             "reference"

@@ -47,10 +47,11 @@ unsafe fn zero_upper_avx() {
 }
 
 /// True if the CPU has AVX2 and FMA (checked once, cached by std): the slice kernels
-/// then run a copy of the same branch-free code compiled for 256-bit vectors.
+/// then run a copy of the same branch-free code compiled for 256-bit vectors, and
+/// [`tanh4_f64`] may be called.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-pub(crate) fn has_avx2_fma() -> bool {
+pub fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
@@ -120,10 +121,11 @@ pub(crate) fn as_f64_mut<T: Float>(x: &mut [T]) -> Option<&mut [f64]> {
         .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast(), x.len()) })
 }
 
-/// True if the CPU has AVX-512 F, DQ and VL (and AVX2, FMA).
+/// True if the CPU has AVX-512 F, DQ and VL (and AVX2, FMA): the features of this
+/// crate's AVX-512 kernels, [`tanh8_f64`] among them.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-pub(crate) fn has_avx512() -> bool {
+pub fn has_avx512() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
         && std::arch::is_x86_feature_detected!("avx512dq")
         && std::arch::is_x86_feature_detected!("avx512vl")
@@ -614,8 +616,7 @@ pub(crate) fn bias_tanh_f64(a: &[f64], b: &[f64], y: &mut [f64]) -> bool {
 /// From code compiled for those features it inlines.
 ///
 /// # Safety
-/// The CPU must have AVX-512 F, DQ, VL, AVX2 and FMA (check with
-/// `is_x86_feature_detected!`).
+/// The CPU must have AVX-512 F, DQ, VL, AVX2 and FMA ([`has_avx512`]).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
@@ -628,7 +629,7 @@ pub fn tanh8_f64(x: std::arch::x86_64::__m512d) -> std::arch::x86_64::__m512d {
 /// [`tanh8_f64`]).
 ///
 /// # Safety
-/// The CPU must have AVX2 and FMA (check with `is_x86_feature_detected!`).
+/// The CPU must have AVX2 and FMA ([`has_avx2_fma`]).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma")]

@@ -204,20 +204,19 @@ pub(super) unsafe fn micro<
             }
             while i < R * V {
                 let (r, v) = at(i);
-                store::<S, V, P>(c.add(r * ldc), v, mask, S::tanh(done[r][v]));
+                store::<S, V, P>(c.add(r * ldc), v, mask, S::tanh_n([done[r][v]])[0]);
                 i += 1;
             }
             return;
         }
+        // `Store` or `Deriv`.
         for (r, row) in done.iter().enumerate() {
             let cr = c.add(r * ldc);
             for (v, x) in row.iter().enumerate() {
-                let y = match blk.epi {
-                    Epi::Store => *x,
-                    Epi::Tanh => S::tanh(*x),
-                    Epi::Deriv(yp, ld) => {
-                        S::times_dtanh(*x, load::<S, V, P>(yp.add(r * ld), v, mask))
-                    }
+                let y = if let Epi::Deriv(yp, ld) = blk.epi {
+                    S::times_dtanh(*x, load::<S, V, P>(yp.add(r * ld), v, mask))
+                } else {
+                    *x
                 };
                 store::<S, V, P>(cr, v, mask, y);
             }

@@ -8,7 +8,7 @@
 //! features of their own) inline into code that has them.
 use std::arch::x86_64::*;
 
-use autodiff::vmath::{tanh4_f64, tanh4n_f64, tanh8_f64};
+use autodiff::vmath::{has_avx2_fma, has_avx512, tanh4n_f64, tanh8_f64};
 
 use super::kernels::{self, Block, Dot};
 
@@ -55,9 +55,8 @@ pub(super) trait Lanes: Copy + 'static {
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// `x · (1 − y²)` (the `tanh` derivative applied to a cotangent).
     unsafe fn times_dtanh(x: Self::V, y: Self::V) -> Self::V;
-    /// `tanh` of every lane (`autodiff::vmath`'s kernel of the set, ≤ 2 ulp).
-    unsafe fn tanh(x: Self::V) -> Self::V;
-    /// [`Lanes::tanh`] of `N` vectors (bit for bit), interleaved where that helps.
+    /// `tanh` of every lane of `N` vectors (`autodiff::vmath`'s kernel of the set,
+    /// ≤ 2 ulp; the same bits for any `N`), their chains interleaved where that helps.
     unsafe fn tanh_n<const N: usize>(x: [Self::V; N]) -> [Self::V; N];
     /// The sum of the lanes.
     unsafe fn reduce_add(x: Self::V) -> f64;
@@ -78,7 +77,7 @@ pub(super) trait Lanes: Copy + 'static {
 }
 
 /// Each set's copies of the leaf kernels: functions compiled for `$features` that
-/// instantiate the generic kernels for `$isa`, one per block shape, and the [`Lanes`]
+/// instantiate the generic kernels for the module's `This`, one per block shape, and the [`Lanes`]
 /// methods that choose among them.
 ///
 /// `split_partial`: whether full rows get a copy without masks. AVX-512 masks every
@@ -252,10 +251,6 @@ mod avx512 {
             unsafe { _mm512_mul_pd(x, _mm512_fnmadd_pd(y, y, _mm512_set1_pd(1.0))) }
         }
         #[inline(always)]
-        unsafe fn tanh(x: __m512d) -> __m512d {
-            unsafe { tanh8_f64(x) }
-        }
-        #[inline(always)]
         unsafe fn tanh_n<const N: usize>(mut x: [__m512d; N]) -> [__m512d; N] {
             for v in x.iter_mut() {
                 *v = unsafe { tanh8_f64(*v) };
@@ -368,10 +363,6 @@ mod avx2 {
             unsafe { _mm256_mul_pd(x, _mm256_fnmadd_pd(y, y, _mm256_set1_pd(1.0))) }
         }
         #[inline(always)]
-        unsafe fn tanh(x: __m256d) -> __m256d {
-            unsafe { tanh4_f64(x) }
-        }
-        #[inline(always)]
         unsafe fn tanh_n<const N: usize>(x: [__m256d; N]) -> [__m256d; N] {
             unsafe { tanh4n_f64(x) }
         }
@@ -401,16 +392,9 @@ mod avx2 {
 
 /// The instruction set the CPU has, AVX-512 first; `None` without AVX2 + FMA.
 pub(super) fn detect() -> Option<Isa> {
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512dq")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if has_avx512() {
         Some(Isa::Avx512)
-    } else if std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    } else if has_avx2_fma() {
         Some(Isa::Avx2)
     } else {
         None
